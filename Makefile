@@ -1,0 +1,28 @@
+# Tessera: `make run` serves on 127.0.0.1:8080 with a private PostgreSQL; `make test` runs the suite.
+SWIFT ?= swift
+BIN := $(CURDIR)/.build/debug/tessera
+
+.PHONY: run test build postgres format clean-data
+
+postgres:
+	@scripts/ensure-postgres
+
+build:
+	$(SWIFT) build --product tessera
+
+# Private PostgreSQL under .tessera/ (kept between runs) unless DATABASE_URL is set,
+# migrations, a demo org bootstrapped once (its admin token printed that once), then the server.
+run: postgres build
+	$(BIN) dev --data $(CURDIR)/.tessera
+
+# One build (library, binary and tests), then the whole suite against its own PostgreSQL.
+test: postgres
+	$(SWIFT) build --build-tests
+	TESSERA_BIN=$(BIN) $(SWIFT) test --skip-build
+
+format:
+	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
+
+# Forget the local demo database (the next `make run` bootstraps again).
+clean-data:
+	rm -rf $(CURDIR)/.tessera

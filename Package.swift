@@ -1,0 +1,85 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "tessera",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tessera", targets: ["tessera"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    ],
+    targets: [
+        // Domain: tokens, scopes, organizations, authority rules. No HTTP, no SQL.
+        .target(
+            name: "TesseraCore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto")
+            ]
+        ),
+        // PostgresNIO repositories, migrations, the local PostgreSQL used by `make run` and tests.
+        .target(
+            name: "TesseraPostgres",
+            dependencies: [
+                "TesseraCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Hummingbird application, controllers, problem+json errors.
+        .target(
+            name: "TesseraHTTP",
+            dependencies: [
+                "TesseraCore",
+                "TesseraPostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "tessera",
+            dependencies: [
+                "TesseraCore",
+                "TesseraPostgres",
+                "TesseraHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Ephemeral PostgreSQL per test run, one database per test, fixtures.
+        .target(
+            name: "TesseraTestSupport",
+            dependencies: [
+                "TesseraCore",
+                "TesseraPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "TesseraCoreTests", dependencies: ["TesseraCore"]),
+        .testTarget(
+            name: "TesseraPostgresTests",
+            dependencies: ["TesseraPostgres", "TesseraTestSupport", "TesseraCore"]
+        ),
+        .testTarget(
+            name: "TesseraHTTPTests",
+            dependencies: [
+                "TesseraHTTP", "TesseraTestSupport", "TesseraCore", "TesseraPostgres",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        // Runs the built `tessera` binary as a user would.
+        .testTarget(name: "TesseraCLITests", dependencies: ["TesseraTestSupport", "TesseraCore", "TesseraPostgres"]),
+    ]
+)

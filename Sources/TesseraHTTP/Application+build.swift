@@ -1,0 +1,59 @@
+import Hummingbird
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import TesseraCore
+import TesseraPostgres
+
+/// Settings of `tessera serve`; see the README's configuration table.
+public struct ServerConfiguration: Sendable {
+    /// `TESSERA_HOST`, default 127.0.0.1.
+    public var host: String
+    /// `TESSERA_PORT`, default 8080.
+    public var port: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080) {
+        self.host = host
+        self.port = port
+    }
+}
+
+/// The request context of every route.
+public struct TesseraRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+    }
+
+    /// Bodies over 1 MiB get 413 (DESIGN §4.3).
+    public var maxUploadSize: Int { 1 << 20 }
+}
+
+/// The one seam that builds the application, used by `tessera serve` and by the tests.
+///
+/// The `PostgresClient` runs as a service of the application, so start-up and graceful shutdown
+/// (SIGTERM, SIGINT) are ordered for free.
+public func buildApplication(
+    configuration: ServerConfiguration,
+    client: PostgresClient,
+    migrator: Migrator,
+    logger: Logger,
+    clock: any WallClock = SystemWallClock()
+) -> some ApplicationProtocol {
+    let store = TesseraStore(client: client, logger: logger, clock: clock)
+    let router = buildRouter(store: store, migrator: migrator)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tessera"),
+        services: [client],
+        logger: logger
+    )
+}
+
+func buildRouter(store: TesseraStore, migrator: Migrator) -> Router<TesseraRequestContext> {
+    let router = Router(context: TesseraRequestContext.self)
+    router.middleware.add(ProblemMiddleware())
+    HealthController(store: store, migrator: migrator).addRoutes(to: router)
+    return router
+}

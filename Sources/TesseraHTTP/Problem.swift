@@ -1,0 +1,82 @@
+import Foundation
+import Hummingbird
+
+/// An RFC 9457 problem. Bodies carry `message` too (same text as `detail`) for LISA clients.
+/// Nothing internal (SQL, stack, token) ever goes into one.
+public struct Problem: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var detail: String
+    public var type: String
+    /// Per-field messages of a 422.
+    public var errors: [FieldError]
+    public var headers: HTTPFields
+
+    public struct FieldError: Codable, Sendable, Equatable {
+        public var field: String
+        public var message: String
+        public init(field: String, message: String) {
+            self.field = field
+            self.message = message
+        }
+    }
+
+    public init(
+        _ status: HTTPResponse.Status, _ detail: String, type: String? = nil, errors: [FieldError] = [],
+        headers: HTTPFields = [:]
+    ) {
+        self.status = status
+        self.detail = detail
+        self.type = type ?? "https://tessera.dev/problems/\(status.code)"
+        self.errors = errors
+        self.headers = headers
+    }
+
+    struct Body: Encodable {
+        let type: String
+        let title: String
+        let status: Int
+        let detail: String
+        let message: String
+        let errors: [FieldError]?
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = Body(
+            type: type, title: status.reasonPhrase, status: status.code, detail: detail, message: detail,
+            errors: errors.isEmpty ? nil : errors
+        )
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(
+            status: status, headers: headers,
+            body: .init(byteBuffer: ByteBuffer(bytes: (try? encoder.encode(body)) ?? Data()))
+        )
+    }
+}
+
+/// Turns every error into a problem+json response: ``Problem`` as is, Hummingbird's `HTTPError`
+/// with its status, anything else as a logged 500 whose body says nothing internal.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            return try problem.response(from: request, context: context)
+        } catch let error as HTTPError {
+            let detail: String =
+                switch error.status {
+                case .notFound: "No route for \(request.method) \(request.uri.path)"
+                case .contentTooLarge: "Request body is larger than 1 MiB"
+                default: error.body ?? error.status.reasonPhrase
+                }
+            return try Problem(error.status, detail, headers: error.headers).response(from: request, context: context)
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
+            return try Problem(.internalServerError, "Internal server error").response(from: request, context: context)
+        }
+    }
+}

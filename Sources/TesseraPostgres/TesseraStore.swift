@@ -1,0 +1,188 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import TesseraCore
+
+/// The PostgreSQL side of Tessera: every write goes through ``transaction(_:)``, one transaction
+/// per operation, so a failure part-way leaves nothing behind.
+public struct TesseraStore: Sendable {
+    public let client: PostgresClient
+    public let logger: Logger
+    public let clock: any WallClock
+
+    public init(client: PostgresClient, logger: Logger, clock: any WallClock = SystemWallClock()) {
+        self.client = client
+        self.logger = logger
+        self.clock = clock
+    }
+
+    public func transaction<Result: Sendable>(
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+    }
+}
+
+/// The columns of a new token row. The secret contributes only its hash and display prefix.
+public struct NewTokenRow: Sendable {
+    public var orgID: UUID
+    public var kind: TokenKind
+    public var ownerUserID: UUID?
+    public var username: String
+    public var name: String
+    public var description: String?
+    public var scopes: [String]
+    public var groups: [String]
+    public var secret: TokenSecret
+    public var expiresAt: Date?
+    public var createdAt: Date
+    public var createdBy: String
+    public var createdByUserID: UUID?
+
+    public init(
+        orgID: UUID, kind: TokenKind, ownerUserID: UUID?, username: String, name: String, description: String?,
+        scopes: [String], groups: [String], secret: TokenSecret, expiresAt: Date?, createdAt: Date,
+        createdBy: String, createdByUserID: UUID?
+    ) {
+        self.orgID = orgID
+        self.kind = kind
+        self.ownerUserID = ownerUserID
+        self.username = username
+        self.name = name
+        self.description = description
+        self.scopes = scopes
+        self.groups = groups
+        self.secret = secret
+        self.expiresAt = expiresAt
+        self.createdAt = createdAt
+        self.createdBy = createdBy
+        self.createdByUserID = createdByUserID
+    }
+}
+
+public enum AuditActorKind: String, Sendable {
+    case token, jwt, cli, system
+}
+
+/// One line of the audit trail. `details` must never hold a secret.
+public struct AuditEvent: Sendable {
+    public var orgID: UUID?
+    public var actorUsername: String?
+    public var actorKind: AuditActorKind
+    public var actorTokenID: UUID?
+    public var action: String
+    public var targetTokenID: UUID?
+    public var targetUsername: String?
+    public var sourceIP: String?
+    public var details: [String: String]
+
+    public init(
+        orgID: UUID?, actorUsername: String?, actorKind: AuditActorKind, actorTokenID: UUID? = nil, action: String,
+        targetTokenID: UUID? = nil, targetUsername: String? = nil, sourceIP: String? = nil,
+        details: [String: String] = [:]
+    ) {
+        self.orgID = orgID
+        self.actorUsername = actorUsername
+        self.actorKind = actorKind
+        self.actorTokenID = actorTokenID
+        self.action = action
+        self.targetTokenID = targetTokenID
+        self.targetUsername = targetUsername
+        self.sourceIP = sourceIP
+        self.details = details
+    }
+}
+
+extension PostgresConnection {
+    /// Inserts an organization and its built-in scope catalog; returns its id.
+    public func insertOrganization(slug: String, displayName: String, logger: Logger) async throws -> UUID {
+        let rows = try await query(
+            "INSERT INTO organizations (slug, display_name) VALUES (\(slug), \(displayName)) RETURNING id",
+            logger: logger
+        )
+        let orgID = try await rows.decode(UUID.self).firstValue()
+        for scope in BuiltInScope.all {
+            try await query(
+                """
+                INSERT INTO scopes (org_id, name, description, admin_only, implies, built_in)
+                VALUES (\(orgID), \(scope.name), \(scope.description), \(scope.adminOnly), \(scope.implies), true)
+                """,
+                logger: logger
+            )
+        }
+        return orgID
+    }
+
+    /// Creates the user, or returns the existing one (raising `platformAdmin` if asked).
+    public func upsertUser(username: String, platformAdmin: Bool, logger: Logger) async throws -> UUID {
+        let rows = try await query(
+            """
+            INSERT INTO users (username, platform_admin) VALUES (\(username), \(platformAdmin))
+            ON CONFLICT (username) DO UPDATE
+                SET platform_admin = users.platform_admin OR EXCLUDED.platform_admin, updated_at = now()
+            RETURNING id
+            """,
+            logger: logger
+        )
+        return try await rows.decode(UUID.self).firstValue()
+    }
+
+    public func putMembership(orgID: UUID, userID: UUID, role: MembershipRole, groups: [String], logger: Logger)
+        async throws
+    {
+        try await query(
+            """
+            INSERT INTO memberships (org_id, user_id, role, groups) VALUES (\(orgID), \(userID), \(role.rawValue), \(groups))
+            ON CONFLICT (org_id, user_id) DO UPDATE
+                SET role = EXCLUDED.role, groups = EXCLUDED.groups, updated_at = now()
+            """,
+            logger: logger
+        )
+    }
+
+    /// Inserts a token row (hash and display prefix only); returns its `tokenUUID`.
+    public func insertToken(_ row: NewTokenRow, logger: Logger) async throws -> UUID {
+        let hash = ByteBuffer(bytes: row.secret.hash.bytes)
+        let rows = try await query(
+            """
+            INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups,
+                                secret_hash, token_prefix, expires_at, created_at, updated_at,
+                                created_by, created_by_user_id)
+            VALUES (\(row.orgID), \(row.kind.rawValue), \(row.ownerUserID), \(row.username), \(row.name),
+                    \(row.description), \(row.scopes), \(row.groups), \(hash), \(row.secret.displayPrefix),
+                    \(row.expiresAt), \(row.createdAt), \(row.createdAt), \(row.createdBy), \(row.createdByUserID))
+            RETURNING id
+            """,
+            logger: logger
+        )
+        return try await rows.decode(UUID.self).firstValue()
+    }
+
+    public func recordAudit(_ event: AuditEvent, logger: Logger) async throws {
+        let details = try String(decoding: JSONEncoder().encode(event.details), as: UTF8.self)
+        try await query(
+            """
+            INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
+                                      target_token_id, target_username, source_ip, details)
+            VALUES (\(event.orgID), \(event.actorUsername), \(event.actorKind.rawValue), \(event.actorTokenID),
+                    \(event.action), \(event.targetTokenID), \(event.targetUsername), \(event.sourceIP)::inet,
+                    \(details)::jsonb)
+            """,
+            logger: logger
+        )
+    }
+}
+
+extension AsyncSequence where Self: Sendable {
+    /// The first element, or ``StoreError/noRows`` when there is none.
+    func firstValue() async throws -> Element {
+        for try await value in self { return value }
+        throw StoreError.noRows
+    }
+}
+
+public enum StoreError: Error, CustomStringConvertible {
+    case noRows
+    public var description: String { "the database returned no row where one was expected" }
+}

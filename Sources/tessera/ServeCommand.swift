@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+import TesseraHTTP
+import TesseraPostgres
+
+/// `--host`/`--port`, defaulting to `TESSERA_HOST` (127.0.0.1) and `TESSERA_PORT` (8080).
+struct ServerOptions: ParsableArguments {
+    @Option(help: "Address to listen on (default: $TESSERA_HOST or 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on (default: $TESSERA_PORT or 8080).")
+    var port: Int?
+
+    func configuration() throws -> ServerConfiguration {
+        let environment = ProcessInfo.processInfo.environment
+        let host = host ?? environment["TESSERA_HOST"] ?? "127.0.0.1"
+        let port: Int
+        if let explicit = self.port {
+            port = explicit
+        } else if let raw = environment["TESSERA_PORT"] {
+            guard let parsed = Int(raw) else { throw CLIError(message: "TESSERA_PORT=\(raw) is not a port number") }
+            port = parsed
+        } else {
+            port = 8080
+        }
+        guard (0...65535).contains(port) else { throw CLIError(message: "port \(port) is out of range 0-65535") }
+        return ServerConfiguration(host: host, port: port)
+    }
+}
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the HTTP API (refuses a database with pending migrations unless --migrate)."
+    )
+
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var server: ServerOptions
+
+    @Flag(help: "Apply pending migrations before serving.")
+    var migrate = false
+
+    @Option(help: "Folder of migrations (see `tessera migrate --help`).")
+    var migrations: String?
+
+    func run() async throws {
+        try await serve(
+            url: try database.resolvedURL(), server: try server.configuration(), migrate: migrate,
+            migrations: migrations)
+    }
+}
+
+/// Checks the schema, then serves until SIGINT or SIGTERM.
+func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrations: String?) async throws {
+    let logger = Logger(label: "tessera")
+    let migrator = try loadMigrator(migrations)
+    try await withDatabase(url, logger: logger) { client in
+        try await ensureMigrated(migrator, migrate: migrate, client: client, logger: logger)
+    }
+    let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
+    let app = buildApplication(configuration: server, client: client, migrator: migrator, logger: logger)
+    try await app.runService()
+}

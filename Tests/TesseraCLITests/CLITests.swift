@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraPostgres
+import TesseraTestSupport
+
+/// Runs the real `tessera` binary (`TESSERA_BIN`, default `.build/debug/tessera` of this checkout).
+struct CLI {
+    static let binary: String = {
+        if let path = ProcessInfo.processInfo.environment["TESSERA_BIN"], !path.isEmpty { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/tessera").path
+    }()
+
+    struct Outcome {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env.merge(environment) { _, new in new }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+@Suite struct CLITests {
+    @Test func migrateTwiceThenBootstrapPrintsOneValidToken() async throws {
+        let url = try await TestPostgres.shared.makeEmptyDatabase()
+        let env = ["DATABASE_URL": "\(url.description)?sslmode=disable"]
+        let first = try CLI.run(["migrate"], environment: env)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("applied 0001_init"))
+        let second = try CLI.run(["migrate"], environment: env)
+        #expect(second.status == 0)
+        #expect(second.stdout.contains("up to date"))
+
+        let bootstrap = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root", "--json"], environment: env)
+        #expect(bootstrap.status == 0, "\(bootstrap.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(bootstrap.stdout.utf8)) as? [String: String]
+        #expect(object?["organization"] == "acme")
+        #expect(object?["username"] == "root")
+        #expect(UUID(uuidString: object?["tokenUUID"] ?? "") != nil)
+        let token = try #require(object?["token"])
+        #expect(try TokenSecret(parsing: token).kind == .personal)
+        #expect(!bootstrap.stderr.contains(token))
+
+        let again = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root"], environment: env)
+        #expect(again.status == 1)
+        #expect(again.stderr == "tessera: error: organization \"acme\" already exists; bootstrap runs once per organization\n")
+        #expect(again.stdout.isEmpty)
+    }
+
+    @Test func serveRefusesPendingMigrations() async throws {
+        let url = try await TestPostgres.shared.makeEmptyDatabase()
+        let outcome = try CLI.run(["serve", "--port", "0"], environment: ["DATABASE_URL": "\(url.description)?sslmode=disable"])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.contains("pending migrations"))
+        #expect(outcome.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test func badSlugIsAUsageError() throws {
+        let outcome = try CLI.run(["bootstrap", "--org", "Bad Slug", "--admin", "root"], environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
+        #expect(outcome.status != 0)
+        #expect(outcome.stderr.contains("organization slug \"Bad Slug\" is invalid"))
+    }
+
+    @Test func missingDatabaseURL() throws {
+        let outcome = try CLI.run(["migrate"])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr == "tessera: error: DATABASE_URL is not set (or pass --database-url postgres://user@host:5432/db)\n")
+    }
+
+    @Test func malformedDatabaseURL() throws {
+        let outcome = try CLI.run(["migrate"], environment: ["DATABASE_URL": "mysql://nope"])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.hasPrefix("tessera: error: DATABASE_URL must look like"))
+    }
+
+    @Test func unreachableDatabaseFailsFastWithOneLine() throws {
+        let started = Date()
+        let outcome = try CLI.run(
+            ["bootstrap", "--org", "acme", "--admin", "root"],
+            environment: ["DATABASE_URL": "postgres://tessera:secret-pw@127.0.0.1:1/tessera?sslmode=disable"])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.hasPrefix("tessera: error: cannot reach the database at postgres://tessera@127.0.0.1:1/tessera"))
+        #expect(outcome.stderr.split(separator: "\n").count == 1)
+        #expect(!outcome.stderr.contains("secret-pw"))
+        #expect(Date().timeIntervalSince(started) < 30)
+    }
+}
