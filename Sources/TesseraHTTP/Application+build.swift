@@ -53,7 +53,7 @@ public func buildApplication(
 
 func buildRouter(store: TesseraStore, migrator: Migrator) -> Router<TesseraRequestContext> {
     let router = Router(context: TesseraRequestContext.self)
-    router.middleware.add(ProblemMiddleware())
+    router.add(middleware: ProblemMiddleware())
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
     return router
 }

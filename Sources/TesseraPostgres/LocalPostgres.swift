@@ -88,31 +88,18 @@ public struct LocalPostgres: Sendable {
 
     // MARK: - Processes
 
+    /// Runs one of the cluster's tools (as `postgres` when we are root); throws with its output on failure.
     @discardableResult
     public func run(_ tool: String, _ arguments: [String]) throws -> String {
         let executable = binDirectory + "/" + tool
-        let process = Process()
-        let output = Pipe()
-        if getuid() == 0 {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", "postgres", "--", executable] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+        let outcome =
+            getuid() == 0
+            ? try Subprocess.run("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments)
+            : try Subprocess.run(executable, arguments)
+        guard outcome.status == 0 else {
+            throw LocalPostgresError.commandFailed(command: tool, status: outcome.status, output: outcome.stderr + outcome.stdout)
         }
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        // pg_ctl's server inherits the descriptors it is given; keep our pipe out of it.
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw LocalPostgresError.commandFailed(command: tool, status: process.terminationStatus, output: text)
-        }
-        return text
+        return outcome.stdout
     }
 
     private func handOverToServerUser(_ path: String) throws {
@@ -169,12 +156,6 @@ extension LocalPostgres {
             \(pgCtl) -D '\(dataDirectory)' -m immediate -w stop >/dev/null 2>&1
             \(removeData ? "rm -rf '\(dataDirectory)'" : "")
             """
-        let watcher = Process()
-        watcher.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        watcher.arguments = ["/bin/sh", "-c", script]
-        watcher.standardInput = FileHandle.nullDevice
-        watcher.standardOutput = FileHandle.nullDevice
-        watcher.standardError = FileHandle.nullDevice
-        try watcher.run()
+        try Subprocess.detach("/bin/sh", ["-c", script])
     }
 }

@@ -155,8 +155,9 @@ public struct Migrator: Sendable {
         for migration in pending {
             logger.info("applying migration", metadata: ["migration": "\(migration.name)"])
             try await connection.withTransaction(logger: logger) { connection in
-                // A file holds many statements: the simple query protocol runs them all.
-                _ = try await connection.simpleQuery(migration.sql).get()
+                for statement in SQLScript.statements(migration.sql) {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
                 try await connection.query(
                     """
                     INSERT INTO tessera_migrations (version, name, checksum)

@@ -17,10 +17,16 @@ public struct TesseraStore: Sendable {
         self.clock = clock
     }
 
+    /// Runs `body` in one transaction; rolls back when it throws and rethrows the error `body`
+    /// threw (not PostgresNIO's wrapper), so callers can match domain and constraint errors.
     public func transaction<Result: Sendable>(
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        do {
+            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        } catch let error as PostgresTransactionError {
+            throw error.closureError ?? error.beginError ?? error.commitError ?? error
+        }
     }
 }
 

@@ -76,7 +76,9 @@ public func withRunningClient<Result: Sendable>(
     _ body: @escaping @Sendable (PostgresClient, Logger) async throws -> Result
 ) async throws -> Result {
     precondition(url.host == "127.0.0.1" || url.host == "localhost", "tests only ever talk to a local database")
-    let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
+    var backgroundLogger = logger
+    backgroundLogger.logLevel = .error
+    let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: backgroundLogger)
     return try await withThrowingTaskGroup(of: Result?.self) { group in
         group.addTask {
             await client.run()

@@ -37,7 +37,11 @@ func withDatabase<Result: Sendable>(
     } catch {
         throw CLIError(message: "cannot reach the database at \(url): \(describeDatabaseError(error) ?? "\(error)")")
     }
-    let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
+    // Quiet background logger: this short-lived client may be asked for a connection a moment
+    // before its run loop starts, which PostgresNIO reports as a (harmless) warning.
+    var backgroundLogger = logger
+    backgroundLogger.logLevel = .error
+    let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: backgroundLogger)
     return try await withThrowingTaskGroup(of: Result?.self) { group in
         group.addTask {
             await client.run()
@@ -50,6 +54,9 @@ func withDatabase<Result: Sendable>(
 
 /// A readable one-line reason for a PostgresNIO error, without query text or parameters.
 func describeDatabaseError(_ error: any Error) -> String? {
+    if let wrapped = error as? PostgresTransactionError {
+        return (wrapped.closureError ?? wrapped.beginError ?? wrapped.commitError).flatMap(describeDatabaseError)
+    }
     guard let error = error as? PSQLError else { return nil }
     if let message = error.serverInfo?[.message] {
         return message

@@ -62,7 +62,7 @@ struct DevCommand: AsyncParsableCommand {
               curl -H "Authorization: Bearer \(bootstrap?.token.plaintext ?? "$TOKEN")" \(base)/api-tokens
 
             """)
-        fflush(stdout)
+        fflush(nil)
         try await serve(url: url, server: serverConfiguration, migrate: false, migrations: nil)
     }
 

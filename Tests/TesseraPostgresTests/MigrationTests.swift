@@ -96,3 +96,24 @@ import TesseraTestSupport
         }
     }
 }
+
+@Suite struct SQLScriptTests {
+    @Test func splitsAtTopLevelSemicolonsOnly() {
+        let script = """
+            -- a comment; with a semicolon
+            CREATE TABLE a (x text DEFAULT ';');
+            /* block; comment */ CREATE TABLE "b;c" (y int);
+            CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'no; way'; RETURN NEW; END;
+            $$;
+            CREATE FUNCTION g() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$;
+            -- trailing comment
+            """
+        let statements = SQLScript.statements(script)
+        #expect(statements.count == 4)
+        #expect(statements[0].hasSuffix("CREATE TABLE a (x text DEFAULT ';')"))
+        #expect(statements[1].hasSuffix("CREATE TABLE \"b;c\" (y int)"))
+        #expect(statements[2].contains("RETURN NEW; END;\n$$"))
+        #expect(statements[3].hasSuffix("$body$ SELECT 1; $body$"))
+    }
+}
