@@ -24,14 +24,12 @@ struct BootstrapCommand: AsyncParsableCommand {
     @Flag(help: "Print {\"organization\", \"username\", \"token\", \"tokenUUID\"} as JSON.")
     var json = false
 
-    func validate() throws {
-        guard Validation.isValidSlug(org) else { throw ValidationError(BootstrapError.invalidSlug(org).description) }
-        guard Validation.isValidUsername(admin) else {
-            throw ValidationError(BootstrapError.invalidUsername(admin).description)
-        }
-    }
-
     func run() async throws {
+        // Checked before touching the database; a usage error (exit 2), one line.
+        guard Validation.isValidSlug(org) else { throw CLIError(message: BootstrapError.invalidSlug(org).description, exitCode: 2) }
+        guard Validation.isValidUsername(admin) else {
+            throw CLIError(message: BootstrapError.invalidUsername(admin).description, exitCode: 2)
+        }
         let logger = Logger(label: "tessera.bootstrap")
         let result = try await bootstrapOnce(url: try database.resolvedURL(), org: org, name: name, admin: admin, logger: logger)
         print(json ? result.json : result.text)

@@ -58,8 +58,15 @@ struct CLI {
 
     @Test func badSlugIsAUsageError() throws {
         let outcome = try CLI.run(["bootstrap", "--org", "Bad Slug", "--admin", "root"], environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
-        #expect(outcome.status != 0)
-        #expect(outcome.stderr.contains("organization slug \"Bad Slug\" is invalid"))
+        #expect(outcome.status == 2)
+        #expect(outcome.stderr.hasPrefix("tessera: error: organization slug \"Bad Slug\" is invalid"))
+        #expect(outcome.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test func badUsernameIsAUsageError() throws {
+        let outcome = try CLI.run(["bootstrap", "--org", "acme", "--admin", "../root"], environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
+        #expect(outcome.status == 2)
+        #expect(outcome.stderr.hasPrefix("tessera: error: username \"../root\" is invalid"))
     }
 
     @Test func missingDatabaseURL() throws {

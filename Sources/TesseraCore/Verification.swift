@@ -1,0 +1,88 @@
+import Foundation
+
+/// Who a verified token speaks for, and with which effective scopes (DESIGN §2, authority rule).
+public struct VerifiedToken: Sendable, Equatable {
+    public let tokenID: UUID
+    public let kind: TokenKind
+    public let orgID: UUID
+    public let orgSlug: String
+    /// Owner's username, or the service label of an organization token.
+    public let username: String
+    public let ownerUserID: UUID?
+    /// The owner's role *now* (nil for organization tokens).
+    public let role: MembershipRole?
+    public let groups: [String]
+    public let platformAdmin: Bool
+    /// Scopes as granted at creation.
+    public let scopes: [String]
+    public let expiresAt: Date?
+    public let createdAt: Date
+
+    public init(
+        tokenID: UUID, kind: TokenKind, orgID: UUID, orgSlug: String, username: String, ownerUserID: UUID?,
+        role: MembershipRole?, groups: [String], platformAdmin: Bool, scopes: [String], expiresAt: Date?,
+        createdAt: Date
+    ) {
+        self.tokenID = tokenID
+        self.kind = kind
+        self.orgID = orgID
+        self.orgSlug = orgSlug
+        self.username = username
+        self.ownerUserID = ownerUserID
+        self.role = role
+        self.groups = groups
+        self.platformAdmin = platformAdmin
+        self.scopes = scopes
+        self.expiresAt = expiresAt
+        self.createdAt = createdAt
+    }
+}
+
+/// Why a presented token does not authenticate. Each has its own description for
+/// `WWW-Authenticate: Bearer error="invalid_token", error_description="…"`.
+public enum VerificationFailure: String, Error, Sendable, Equatable, CaseIterable {
+    case malformed
+    case unknown
+    case expired
+    case inactive
+    case revoked
+    /// The owner left the org, was disabled or deleted (defense in depth behind the cascade).
+    case ownerInactive
+
+    public var description: String {
+        switch self {
+        case .malformed: "The token is malformed"
+        case .unknown: "The token is unknown"
+        case .expired: "The token has expired"
+        case .inactive: "The token is inactive"
+        case .revoked: "The token has been revoked"
+        case .ownerInactive: "The token's owner is no longer an active member of the organization"
+        }
+    }
+}
+
+/// The facts about a stored token that decide whether it verifies, as read in one query.
+public struct StoredTokenState: Sendable {
+    public var token: VerifiedToken
+    public var status: TokenStatus
+    /// Personal tokens only: the owner still has a membership and an active user record.
+    public var ownerIsActiveMember: Bool
+
+    public init(token: VerifiedToken, status: TokenStatus, ownerIsActiveMember: Bool) {
+        self.token = token
+        self.status = status
+        self.ownerIsActiveMember = ownerIsActiveMember
+    }
+
+    /// Applies the rules of DESIGN §5 at `now`: revoked, inactive, expired, owner gone.
+    public func verify(at now: Date) -> Result<VerifiedToken, VerificationFailure> {
+        switch status {
+        case .revoked: return .failure(.revoked)
+        case .inactive: return .failure(.inactive)
+        case .active: break
+        }
+        if let expiresAt = token.expiresAt, expiresAt <= now { return .failure(.expired) }
+        if token.kind == .personal && !ownerIsActiveMember { return .failure(.ownerInactive) }
+        return .success(token)
+    }
+}
