@@ -18,12 +18,23 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
+/// Who authenticated, before the organization is resolved.
+public enum Identity: Sendable {
+    case token(VerifiedToken)
+    case jwt(username: String)
+}
+
 /// The request context of every route.
 public struct TesseraRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// Set by the authentication middleware on API routes.
+    public var identity: Identity?
+    /// Peer address, for audit events.
+    public var remoteAddress: String?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// Bodies over 1 MiB get 413 (DESIGN §4.3).
@@ -39,10 +50,11 @@ public func buildApplication(
     client: PostgresClient,
     migrator: Migrator,
     logger: Logger,
+    jwt: JWTSettings = JWTSettings(),
     clock: any WallClock = SystemWallClock()
-) -> some ApplicationProtocol {
+) async throws -> some ApplicationProtocol {
     let store = TesseraStore(client: client, logger: logger, clock: clock)
-    let router = buildRouter(store: store, migrator: migrator)
+    let router = buildRouter(store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt))
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tessera"),
@@ -51,9 +63,15 @@ public func buildApplication(
     )
 }
 
-func buildRouter(store: TesseraStore, migrator: Migrator) -> Router<TesseraRequestContext> {
+func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?) -> Router<TesseraRequestContext> {
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: ProblemMiddleware())
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
+
+    let resolver = CallerResolver(store: store)
+    let authentication = AuthenticationMiddleware(store: store, jwt: jwt)
+    let tokens = TokenController(store: store, resolver: resolver)
+    tokens.addRoutes(to: router.group("api-tokens").add(middleware: authentication))
+    tokens.addRoutes(to: router.group("orgs/:org/api-tokens").add(middleware: authentication))
     return router
 }

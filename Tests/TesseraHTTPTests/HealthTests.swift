@@ -9,14 +9,14 @@ import TesseraPostgres
 import TesseraTestSupport
 
 @Suite struct HealthTests {
-    func makeApp(_ url: DatabaseURL) throws -> some ApplicationProtocol {
+    func makeApp(_ url: DatabaseURL) async throws -> some ApplicationProtocol {
         let logger = Logger(label: "tessera.test")
         let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
-        return buildApplication(configuration: .init(), client: client, migrator: try Migrator(), logger: logger)
+        return try await buildApplication(configuration: .init(), client: client, migrator: try Migrator(), logger: logger)
     }
 
     @Test func healthAndReadyOnAMigratedDatabase() async throws {
-        let app = try makeApp(try await TestPostgres.shared.makeDatabase())
+        let app = try await makeApp(try await TestPostgres.shared.makeDatabase())
         try await app.test(.router) { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .ok)
@@ -30,7 +30,7 @@ import TesseraTestSupport
     }
 
     @Test func notReadyWithPendingMigrations() async throws {
-        let app = try makeApp(try await TestPostgres.shared.makeEmptyDatabase())
+        let app = try await makeApp(try await TestPostgres.shared.makeEmptyDatabase())
         try await app.test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
@@ -41,7 +41,7 @@ import TesseraTestSupport
     }
 
     @Test func unknownRoutesAreProblems() async throws {
-        let app = try makeApp(try await TestPostgres.shared.makeDatabase())
+        let app = try await makeApp(try await TestPostgres.shared.makeDatabase())
         try await app.test(.router) { client in
             try await client.execute(uri: "/nope", method: .get) { response in
                 #expect(response.status == .notFound)

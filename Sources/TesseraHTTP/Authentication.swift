@@ -1,0 +1,78 @@
+import HTTPTypes
+import Hummingbird
+import TesseraCore
+import TesseraPostgres
+
+/// A credential as presented, before any lookup.
+enum PresentedCredential: Equatable {
+    case apiToken(String)
+    case bearer(String)
+
+    /// `Authorization: Bearer <t>` (any scheme case), a bare `Authorization: <t>` (LISA), or
+    /// `Api-Key: <t>` (LISA's serving API).
+    static func extract(from headers: HTTPFields) -> PresentedCredential? {
+        if let apiKey = headers[.apiKey]?.trimmingCharacters(in: .whitespaces), !apiKey.isEmpty {
+            return .apiToken(apiKey)
+        }
+        guard let authorization = headers[.authorization]?.trimmingCharacters(in: .whitespaces),
+            !authorization.isEmpty
+        else { return nil }
+        guard let space = authorization.firstIndex(of: " ") else { return .apiToken(authorization) }
+        guard authorization[..<space].lowercased() == "bearer" else { return nil }
+        let value = authorization[space...].trimmingCharacters(in: .whitespaces)
+        return value.isEmpty ? nil : .bearer(value)
+    }
+}
+
+extension HTTPField.Name {
+    static let apiKey = Self("Api-Key")!
+    static let tesseraOrg = Self("X-Tessera-Org")!
+}
+
+/// Authenticates every request of the API routes: an API token (offline format check, then
+/// lookup by SHA-256), else an OIDC JWT when configured. Sets ``TesseraRequestContext/identity``.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = TesseraRequestContext
+    let store: TesseraStore
+    let jwt: JWTAuthenticator?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        guard let credential = PresentedCredential.extract(from: request.headers) else {
+            throw Problem.unauthenticated("Missing credential: send Authorization: Bearer <token>")
+        }
+        var context = context
+        let value: String
+        switch credential {
+        case .apiToken(let token): value = token
+        case .bearer(let token): value = token
+        }
+        if value.hasPrefix("tsp_") || value.hasPrefix("tso_") || jwt == nil || credential == .apiToken(value) {
+            switch try await store.verify(value) {
+            case .success(let token): context.identity = .token(token)
+            case .failure(let failure): throw Problem.invalidToken(failure)
+            }
+        } else if let jwt {
+            context.identity = .jwt(username: try await jwt.authenticate(value))
+        }
+        return try await next(request, context)
+    }
+}
+
+extension Problem {
+    /// 401 with `WWW-Authenticate: Bearer` (RFC 6750), for a missing credential.
+    static func unauthenticated(_ detail: String) -> Problem {
+        Problem(.unauthorized, detail, headers: [.wwwAuthenticate: "Bearer realm=\"tessera\""])
+    }
+
+    /// 401 for a credential that does not authenticate, telling why without echoing it.
+    static func invalidToken(_ failure: VerificationFailure) -> Problem {
+        Problem(
+            .unauthorized, failure.description,
+            headers: [
+                .wwwAuthenticate:
+                    "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"\(failure.description)\""
+            ])
+    }
+}

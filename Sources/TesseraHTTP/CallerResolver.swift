@@ -1,0 +1,82 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import PostgresNIO
+import TesseraCore
+import TesseraPostgres
+
+/// Turns an identity plus the org named by the route (or `X-Tessera-Org`) into a ``Caller``,
+/// applying the tenancy rule: a token acts only in its own org, except a platform admin's token
+/// holding `platform:admin`; a JWT user acts in orgs they belong to (any org for platform admins).
+struct CallerResolver: Sendable {
+    let store: TesseraStore
+
+    static let notFound = Problem(.notFound, "Organization not found")
+
+    func resolve(_ request: Request, context: TesseraRequestContext, orgSlug pathSlug: String?) async throws
+        -> (Caller, OrganizationRecord)
+    {
+        guard let identity = context.identity else { throw Problem.unauthenticated("Missing credential") }
+        let logger = context.logger
+        return try await store.client.withConnection { connection in
+            switch identity {
+            case .token(let token):
+                if pathSlug == nil || pathSlug == token.orgSlug {
+                    guard let org = try await connection.organization(id: token.orgID, logger: logger) else {
+                        throw Self.notFound
+                    }
+                    return (Self.caller(token: token, org: org, role: token.role, groups: token.groups), org)
+                }
+                let platformScope = ScopeCatalog.builtIn.expand(token.scopes).contains("platform:admin")
+                guard token.kind == .personal, token.platformAdmin, platformScope, let pathSlug,
+                    let org = try await connection.organization(slug: pathSlug, logger: logger)
+                else { throw Self.notFound }
+                let membership = try await token.ownerUserID.asyncFlatMap {
+                    try await connection.membership(orgID: org.id, userID: $0, logger: logger)
+                }
+                return (Self.caller(token: token, org: org, role: membership?.role, groups: membership?.groups ?? []), org)
+
+            case .jwt(let username):
+                guard let user = try await connection.user(username: username, logger: logger), user.status == "active"
+                else { throw Problem.invalidToken(.ownerInactive) }
+                let requested = pathSlug ?? request.headers[.tesseraOrg]
+                let org: OrganizationRecord
+                if let requested {
+                    guard let found = try await connection.organization(slug: requested, logger: logger) else {
+                        throw Self.notFound
+                    }
+                    org = found
+                } else {
+                    let orgs = try await connection.organizations(memberUserID: user.id, logger: logger)
+                    guard orgs.count == 1 else {
+                        throw Problem(
+                            .badRequest,
+                            orgs.isEmpty
+                                ? "You are not a member of any organization"
+                                : "You belong to \(orgs.count) organizations: send X-Tessera-Org: <slug>")
+                    }
+                    org = orgs[0]
+                }
+                let membership = try await connection.membership(orgID: org.id, userID: user.id, logger: logger)
+                guard membership != nil || user.platformAdmin else { throw Self.notFound }
+                let caller = Caller(
+                    credential: .jwt, userID: user.id, username: user.username, platformAdmin: user.platformAdmin,
+                    orgID: org.id, orgSlug: org.slug, role: membership?.role, groups: membership?.groups ?? [])
+                return (caller, org)
+            }
+        }
+    }
+
+    static func caller(token: VerifiedToken, org: OrganizationRecord, role: MembershipRole?, groups: [String]) -> Caller {
+        Caller(
+            credential: .token(token), userID: token.ownerUserID, username: token.username,
+            platformAdmin: token.platformAdmin, orgID: org.id, orgSlug: org.slug, role: role, groups: groups)
+    }
+}
+
+extension Optional {
+    func asyncFlatMap<U>(_ transform: (Wrapped) async throws -> U?) async rethrows -> U? {
+        guard let value = self else { return nil }
+        return try await transform(value)
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import Hummingbird
+
+extension Request {
+    /// Decodes a JSON body; shape errors become a 422 problem that names each offending field.
+    /// Unknown fields are ignored. Bodies over 1 MiB get 413 (from the collect limit).
+    func decodeJSON<Value: Decodable>(_ type: Value.Type, context: TesseraRequestContext) async throws -> Value {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: context.maxUploadSize)
+        } catch {
+            // the only way a well-behaved client gets here: a body over the limit
+            throw Problem(.contentTooLarge, "Request body is larger than 1 MiB")
+        }
+        guard buffer.readableBytes > 0 else {
+            throw Problem(.unprocessableContent, "Request body is empty: a JSON object is expected",
+                          errors: [.init(field: "body", message: "is required")])
+        }
+        do {
+            return try JSONDecoder().decode(Value.self, from: buffer)
+        } catch let error as DecodingError {
+            throw Problem.unprocessable(error)
+        }
+    }
+}
+
+extension Problem {
+    static func unprocessable(_ error: DecodingError) -> Problem {
+        func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            let keys = codingPath + (last.map { [$0] } ?? [])
+            let joined = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return joined.isEmpty ? "body" : joined.replacingOccurrences(of: ".[", with: "[")
+        }
+        let field: FieldError
+        switch error {
+        case .keyNotFound(let key, let context):
+            field = .init(field: path(context.codingPath, key), message: "is required")
+        case .typeMismatch(let type, let context):
+            field = .init(field: path(context.codingPath), message: "must be \(Self.describe(type))")
+        case .valueNotFound(let type, let context):
+            field = .init(field: path(context.codingPath), message: "must be \(Self.describe(type)), not null")
+        case .dataCorrupted(let context):
+            field = context.codingPath.isEmpty
+                ? .init(field: "body", message: "is not valid JSON")
+                : .init(field: path(context.codingPath), message: "is invalid")
+        @unknown default:
+            field = .init(field: "body", message: "is invalid")
+        }
+        return Problem(.unprocessableContent, "Invalid request body: \(field.field) \(field.message)", errors: [field])
+    }
+
+    static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "an integer"
+        case is Bool.Type: "a boolean"
+        case is [String].Type, is [Any].Type: "an array"
+        default: "\(type)".contains("Array") ? "an array" : "\(type)".contains("Dictionary") ? "an object" : "a value of the right type"
+        }
+    }
+
+    /// 422 for a field constraint the decoder cannot express (length, pattern).
+    static func invalidField(_ field: String, _ message: String) -> Problem {
+        Problem(.unprocessableContent, "Invalid request body: \(field) \(message)", errors: [.init(field: field, message: message)])
+    }
+}

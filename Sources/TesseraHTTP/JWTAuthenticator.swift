@@ -1,0 +1,116 @@
+import Foundation
+import JWTKit
+import TesseraCore
+
+/// OIDC JWT settings (DESIGN §7): `TESSERA_JWT_SECRET` (HS256), `TESSERA_JWT_JWKS_FILE`
+/// (RS256/ES256 public keys), `TESSERA_JWT_ISSUER`, `TESSERA_JWT_AUDIENCE`,
+/// `TESSERA_JWT_USERNAME_CLAIM` (default `preferred_username`, falling back to `sub`).
+public struct JWTSettings: Sendable {
+    public var secret: String?
+    public var jwksFile: String?
+    public var issuer: String?
+    public var audience: String?
+    public var usernameClaim: String
+
+    public init(
+        secret: String? = nil, jwksFile: String? = nil, issuer: String? = nil, audience: String? = nil,
+        usernameClaim: String = "preferred_username"
+    ) {
+        self.secret = secret
+        self.jwksFile = jwksFile
+        self.issuer = issuer
+        self.audience = audience
+        self.usernameClaim = usernameClaim
+    }
+
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Self {
+        func value(_ key: String) -> String? { environment[key].flatMap { $0.isEmpty ? nil : $0 } }
+        return JWTSettings(
+            secret: value("TESSERA_JWT_SECRET"), jwksFile: value("TESSERA_JWT_JWKS_FILE"),
+            issuer: value("TESSERA_JWT_ISSUER"), audience: value("TESSERA_JWT_AUDIENCE"),
+            usernameClaim: value("TESSERA_JWT_USERNAME_CLAIM") ?? "preferred_username")
+    }
+
+    public var isEnabled: Bool { secret != nil || jwksFile != nil }
+}
+
+/// Verifies a JWT's signature and standard claims and returns the username it names. It gives
+/// identity only: role and groups come from the database.
+struct JWTAuthenticator: Sendable {
+    let keys: JWTKeyCollection
+    let settings: JWTSettings
+
+    static func make(_ settings: JWTSettings) async throws -> JWTAuthenticator? {
+        guard settings.isEnabled else { return nil }
+        let keys = JWTKeyCollection()
+        if let secret = settings.secret {
+            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        }
+        if let file = settings.jwksFile {
+            let json = try String(contentsOfFile: file, encoding: .utf8)
+            try await keys.add(jwksJSON: json)
+        }
+        return JWTAuthenticator(keys: keys, settings: settings)
+    }
+
+    func authenticate(_ token: String) async throws -> String {
+        let claims: Claims
+        do {
+            claims = try await keys.verify(token, as: Claims.self)
+        } catch {
+            throw Problem.invalidToken(.unknown)
+        }
+        if let issuer = settings.issuer, claims.strings["iss"] != issuer {
+            throw Problem.invalidToken(.unknown)
+        }
+        if let audience = settings.audience {
+            guard let claimed = claims.audience, claimed.value.contains(audience) else {
+                throw Problem.invalidToken(.unknown)
+            }
+        }
+        guard let username = claims.strings[settings.usernameClaim] ?? claims.strings["sub"],
+            Validation.isValidUsername(username)
+        else { throw Problem.invalidToken(.unknown) }
+        return username
+    }
+
+    /// Every string claim, plus `exp`/`nbf`/`aud` checked by JWTKit's claim types.
+    struct Claims: JWTPayload {
+        var strings: [String: String] = [:]
+        var expiration: ExpirationClaim?
+        var notBefore: NotBeforeClaim?
+        var audience: AudienceClaim?
+
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Key.self)
+            for key in container.allKeys {
+                if let value = try? container.decode(String.self, forKey: key) { strings[key.stringValue] = value }
+            }
+            expiration = try container.decodeIfPresent(ExpirationClaim.self, forKey: Key(stringValue: "exp"))
+            notBefore = try container.decodeIfPresent(NotBeforeClaim.self, forKey: Key(stringValue: "nbf"))
+            audience = try container.decodeIfPresent(AudienceClaim.self, forKey: Key(stringValue: "aud"))
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Key.self)
+            for (key, value) in strings { try container.encode(value, forKey: Key(stringValue: key)) }
+            try container.encodeIfPresent(expiration, forKey: Key(stringValue: "exp"))
+            try container.encodeIfPresent(notBefore, forKey: Key(stringValue: "nbf"))
+            try container.encodeIfPresent(audience, forKey: Key(stringValue: "aud"))
+        }
+
+        /// A JWT without `exp` is refused: sessions must end.
+        func verify(using algorithm: some JWTAlgorithm) async throws {
+            guard let expiration else { throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "exp missing") }
+            try expiration.verifyNotExpired()
+            try notBefore?.verifyNotBefore()
+        }
+    }
+}

@@ -1,0 +1,291 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import PostgresNIO
+import TesseraCore
+import TesseraPostgres
+
+/// LISA's `/api-tokens` routes (DESIGN §4.1), the same under `/orgs/{org}/api-tokens`.
+struct TokenController {
+    let store: TesseraStore
+    let resolver: CallerResolver
+
+    func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
+        group.get(use: list)
+        group.post(use: createOwn)
+        group.get(":tokenUUID", use: get)
+        group.delete(":tokenUUID", use: delete)
+        // Hummingbird wants one parameter name per path position: the POST reads it as a username.
+        group.post(":tokenUUID", use: createFor)
+    }
+
+    // MARK: - Wire types
+
+    struct CreateRequest: Decodable {
+        var name: String
+        var groups: [String]?
+        var isSystemToken: Bool?
+        var tokenExpiration: Int64?
+        var description: String?
+        var scopes: [String]?
+    }
+
+    /// LISA's TokenInfo plus ours. Every key is always present (null when empty), as LISA does.
+    struct TokenInfo: ResponseEncodable {
+        let record: TokenRecord
+        let now: Date
+        /// Only in the create response.
+        var token: String? = nil
+
+        enum Key: String, CodingKey {
+            case token, tokenUUID, tokenExpiration, createdDate, username, createdBy, name, groups, isSystemToken
+            case isExpired, isLegacy, organization, kind, description, scopes, status, revokedReason, revokedDate
+            case updatedDate, lastUsedDate, tokenPrefix
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: Key.self)
+            if let token { try c.encode(token, forKey: .token) }
+            try c.encode(record.id.uuidString.lowercased(), forKey: .tokenUUID)
+            try c.encode(record.expiresAt.map(epoch), forKey: .tokenExpiration)
+            try c.encode(epoch(record.createdAt), forKey: .createdDate)
+            try c.encode(record.username, forKey: .username)
+            try c.encode(record.createdBy, forKey: .createdBy)
+            try c.encode(record.name, forKey: .name)
+            try c.encode(record.groups, forKey: .groups)
+            try c.encode(record.kind == .organization, forKey: .isSystemToken)
+            try c.encode(record.isExpired(at: now), forKey: .isExpired)
+            try c.encode(false, forKey: .isLegacy)
+            try c.encode(record.orgSlug, forKey: .organization)
+            try c.encode(record.kind.rawValue, forKey: .kind)
+            try c.encode(record.description, forKey: .description)
+            try c.encode(record.scopes, forKey: .scopes)
+            try c.encode(record.status.rawValue, forKey: .status)
+            try c.encode(record.revokedReason, forKey: .revokedReason)
+            try c.encode(record.revokedAt.map(epoch), forKey: .revokedDate)
+            try c.encode(epoch(record.updatedAt), forKey: .updatedDate)
+            try c.encode(record.lastUsedAt.map(epoch), forKey: .lastUsedDate)
+            try c.encode(record.tokenPrefix, forKey: .tokenPrefix)
+        }
+
+        private func epoch(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
+    }
+
+    struct TokenList: ResponseEncodable {
+        let tokens: [TokenInfo]
+    }
+
+    struct Deleted: ResponseEncodable {
+        let message: String
+        let tokenUUID: String
+    }
+
+    // MARK: - Handlers
+
+    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> TokenList {
+        let (caller, _) = try await authorize(request, context, scope: "tokens:read")
+        let admin = caller.isAdmin(catalog: .builtIn)
+        let records = try await store.client.withConnection { connection in
+            try await connection.tokens(orgID: caller.orgID, visibleTo: caller.userID, all: admin, logger: context.logger)
+        }
+        let now = store.clock.now()
+        return TokenList(tokens: records.map { TokenInfo(record: $0, now: now) })
+    }
+
+    @Sendable func get(_ request: Request, context: TesseraRequestContext) async throws -> TokenInfo {
+        let (caller, _) = try await authorize(request, context, scope: "tokens:read")
+        let record = try await visibleToken(request, context, caller)
+        return TokenInfo(record: record, now: store.clock.now())
+    }
+
+    @Sendable func delete(_ request: Request, context: TesseraRequestContext) async throws -> Deleted {
+        let (caller, _) = try await authorize(request, context, scope: "tokens:write")
+        let record = try await visibleToken(request, context, caller)
+        let mayDelete = caller.isAdmin(catalog: .builtIn) || (record.kind == .personal && record.ownerUserID == caller.userID)
+        guard mayDelete else { throw Self.tokenNotFound }
+        let deleted = try await store.transaction { connection in
+            guard try await connection.deleteToken(id: record.id, orgID: caller.orgID, logger: context.logger) else {
+                return false
+            }
+            try await connection.recordAudit(
+                audit(caller, context, action: "token.deleted", token: record.id, target: record.username,
+                      details: ["kind": record.kind.rawValue, "name": record.name]),
+                logger: context.logger)
+            return true
+        }
+        guard deleted else { throw Self.tokenNotFound }
+        return Deleted(message: "Token deleted successfully", tokenUUID: record.id.uuidString.lowercased())
+    }
+
+    /// `POST /api-tokens`: a member's own personal token (groups = their current groups).
+    @Sendable func createOwn(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<TokenInfo> {
+        let (caller, org) = try await authorize(request, context, scope: "tokens:write")
+        let body = try await request.decodeJSON(CreateRequest.self, context: context)
+        guard let userID = caller.userID, caller.role != nil else {
+            throw Problem(.forbidden, "Only members can create their own token; organization tokens cannot own tokens")
+        }
+        let admin = caller.isAdmin(catalog: .builtIn)
+        if !admin && !org.userTokensEnabled {
+            throw Problem(.forbidden, "User-managed API tokens are disabled in this organization")
+        }
+        let row = try await newRow(
+            body, caller: caller, org: org, admin: admin, kind: .personal, ownerUserID: userID,
+            username: caller.username, groups: caller.groups)
+        return try await insert(
+            row, caller: caller, context: context,
+            duplicate: "Token for user already exists. Delete it first to create a new one.")
+    }
+
+    /// `POST /api-tokens/{username}`: an admin creates a member's personal token, or with
+    /// `isSystemToken: true` an organization token labelled `username`.
+    @Sendable func createFor(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<TokenInfo> {
+        let (caller, org) = try await authorize(request, context, scope: "tokens:write")
+        guard caller.isAdmin(catalog: .builtIn) else {
+            throw Problem(.unauthorized, "Only organization admins can create tokens for other users")
+        }
+        let username = try context.parameters.require("tokenUUID")
+        let body = try await request.decodeJSON(CreateRequest.self, context: context)
+        if body.isSystemToken == true {
+            guard Validation.isValidUsername(username) else {
+                throw Problem(.badRequest, "Service label \"\(username)\" is invalid: use letters, digits and ._@+-")
+            }
+            let row = try await newRow(
+                body, caller: caller, org: org, admin: true, kind: .organization, ownerUserID: nil, username: username,
+                groups: body.groups ?? [])
+            return try await insert(row, caller: caller, context: context, duplicate: "")
+        }
+        let member = try await store.client.withConnection { connection -> MemberRecord? in
+            guard let user = try await connection.user(username: username, logger: context.logger) else { return nil }
+            return try await connection.membership(orgID: org.id, userID: user.id, logger: context.logger)
+        }
+        guard let member else {
+            throw Problem(.badRequest, "User \(username) is not a member of organization \(org.slug)")
+        }
+        let row = try await newRow(
+            body, caller: caller, org: org, admin: true, kind: .personal, ownerUserID: member.userID,
+            username: member.username, groups: body.groups ?? member.groups)
+        return try await insert(row, caller: caller, context: context, duplicate: "User \(username) already has a token")
+    }
+
+    // MARK: - Rules
+
+    static let tokenNotFound = Problem(.notFound, "Token not found")
+
+    /// Resolves the caller and applies what every token route needs: the route's scope and, for
+    /// non-admins, the org's API group (LISA).
+    func authorize(_ request: Request, _ context: TesseraRequestContext, scope: String) async throws
+        -> (Caller, OrganizationRecord)
+    {
+        let (caller, org) = try await resolver.resolve(request, context: context, orgSlug: context.parameters.get("org"))
+        guard caller.holds(scope, catalog: .builtIn) else {
+            throw Problem(.forbidden, "This token lacks the \(scope) scope")
+        }
+        if let apiGroup = org.apiGroup, !caller.isAdmin(catalog: .builtIn), caller.token?.kind != .organization,
+            !caller.groups.contains(apiGroup)
+        {
+            throw Problem(.forbidden, "You are not in the API group \(apiGroup) of organization \(org.slug)")
+        }
+        return (caller, org)
+    }
+
+    /// The token named by the path if the caller may see it: admins all, members their own
+    /// personal tokens and every organization token. Otherwise 404, whether or not it exists.
+    func visibleToken(_ request: Request, _ context: TesseraRequestContext, _ caller: Caller) async throws -> TokenRecord {
+        guard let id = UUID(uuidString: try context.parameters.require("tokenUUID")) else { throw Self.tokenNotFound }
+        let record = try await store.client.withConnection { connection in
+            try await connection.token(id: id, orgID: caller.orgID, logger: context.logger)
+        }
+        guard let record else { throw Self.tokenNotFound }
+        let visible = caller.isAdmin(catalog: .builtIn) || record.kind == .organization || record.ownerUserID == caller.userID
+        guard visible else { throw Self.tokenNotFound }
+        return record
+    }
+
+    /// Validates a create body against the field rules (422) and the org's policy and catalog (400).
+    func newRow(
+        _ body: CreateRequest, caller: Caller, org: OrganizationRecord, admin: Bool, kind: TokenKind,
+        ownerUserID: UUID?, username: String, groups: [String]
+    ) async throws -> NewTokenRow {
+        guard (1...200).contains(body.name.count) else { throw Problem.invalidField("name", "must be 1 to 200 characters") }
+        if let description = body.description, description.count > 1000 {
+            throw Problem.invalidField("description", "must be at most 1000 characters")
+        }
+        guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) }) else {
+            throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
+        }
+        let now = store.clock.now()
+        let expiresAt: Date
+        if let requested = body.tokenExpiration {
+            let date = Date(timeIntervalSince1970: TimeInterval(requested))
+            guard date > now else { throw Problem(.badRequest, "Token expiration must be in the future") }
+            if let maxDays = org.maxTokenLifetimeDays, date > now.addingTimeInterval(Double(maxDays) * 86_400) {
+                throw Problem(
+                    .badRequest, "Token expiration exceeds the organization's maximum lifetime of \(maxDays) days")
+            }
+            expiresAt = date
+        } else {
+            expiresAt = now.addingTimeInterval(Double(org.defaultTokenLifetimeDays) * 86_400)
+        }
+        let scopes = Array(Set(body.scopes ?? org.defaultScopes)).sorted()
+        guard !scopes.isEmpty, scopes.count <= 100 else {
+            throw Problem.invalidField("scopes", "must hold 1 to 100 scope names")
+        }
+        let catalog = ScopeCatalog(
+            try await store.client.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: store.logger) })
+        for scope in scopes {
+            guard let entry = catalog.entries[scope] else {
+                throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
+            }
+            if entry.adminOnly && !admin {
+                throw Problem(.badRequest, "Scope \(scope) can only be granted by an organization admin")
+            }
+        }
+        if scopes.contains("platform:admin") {
+            let ownerIsPlatformAdmin = kind == .personal && ownerUserID == caller.userID && caller.platformAdmin
+            guard ownerIsPlatformAdmin else {
+                throw Problem(.badRequest, "Scope platform:admin is only for a platform admin's own personal token")
+            }
+        }
+        return NewTokenRow(
+            orgID: org.id, kind: kind, ownerUserID: ownerUserID, username: username, name: body.name,
+            description: body.description, scopes: scopes, groups: groups, secret: .generate(kind: kind),
+            expiresAt: expiresAt, createdAt: now, createdBy: caller.username, createdByUserID: caller.userID)
+    }
+
+    /// Inserts the token and its audit event in one transaction; the one-live-personal-token
+    /// index turns a duplicate (even a concurrent one) into LISA's 400.
+    func insert(_ row: NewTokenRow, caller: Caller, context: TesseraRequestContext, duplicate: String) async throws
+        -> EditedResponse<TokenInfo>
+    {
+        let record: TokenRecord
+        do {
+            record = try await store.transaction { connection in
+                let id = try await connection.insertToken(row, logger: context.logger)
+                try await connection.recordAudit(
+                    audit(caller, context, action: "token.created", token: id, target: row.username,
+                          details: ["kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " ")]),
+                    logger: context.logger)
+                guard let record = try await connection.token(id: id, orgID: row.orgID, logger: context.logger) else {
+                    throw StoreError.noRows
+                }
+                return record
+            }
+        } catch let error as PSQLError where error.constraintName == "tokens_one_live_personal_per_member" {
+            throw Problem(.badRequest, duplicate)
+        }
+        var info = TokenInfo(record: record, now: store.clock.now())
+        info.token = row.secret.plaintext
+        return EditedResponse(status: .created, response: info)
+    }
+
+    func audit(
+        _ caller: Caller, _ context: TesseraRequestContext, action: String, token: UUID?, target: String?,
+        details: [String: String]
+    ) -> AuditEvent {
+        AuditEvent(
+            orgID: caller.orgID, actorUsername: caller.username, actorKind: caller.token == nil ? .jwt : .token,
+            actorTokenID: caller.token?.tokenID, action: action, targetTokenID: token, targetUsername: target,
+            sourceIP: context.remoteAddress, details: details)
+    }
+}

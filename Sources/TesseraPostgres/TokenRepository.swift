@@ -1,0 +1,100 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import TesseraCore
+
+/// Token reads and writes. Every write runs in the caller's transaction together with its audit
+/// event, so a token never exists without its trail.
+extension PostgresConnection {
+    static let tokenColumns = """
+        t.id, t.org_id, o.slug, t.kind, t.owner_user_id, t.username, t.name, t.description, t.scopes, t.groups,
+        t.token_prefix, t.expires_at, t.status, t.revoked_at, t.revoked_reason, t.created_at, t.updated_at,
+        t.created_by, t.last_used_at
+        """
+
+    /// Tokens of `orgID` visible to a caller: all of them (`ownerUserID == nil && includeAll`),
+    /// or the caller's personal tokens plus the organization tokens.
+    public func tokens(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, limit: Int = 1000, logger: Logger)
+        async throws -> [TokenRecord]
+    {
+        let rows = try await query(
+            """
+            SELECT \(unescaped: Self.tokenColumns)
+            FROM tokens t JOIN organizations o ON o.id = t.org_id
+            WHERE t.org_id = \(orgID)
+              AND (\(all) OR t.kind = 'organization' OR t.owner_user_id = \(ownerUserID))
+            ORDER BY t.created_at DESC, t.id DESC
+            LIMIT \(limit)
+            """,
+            logger: logger
+        )
+        var records: [TokenRecord] = []
+        for try await row in rows { records.append(try Self.tokenRecord(row)) }
+        return records
+    }
+
+    public func token(id: UUID, orgID: UUID, logger: Logger) async throws -> TokenRecord? {
+        let rows = try await query(
+            """
+            SELECT \(unescaped: Self.tokenColumns)
+            FROM tokens t JOIN organizations o ON o.id = t.org_id
+            WHERE t.id = \(id) AND t.org_id = \(orgID)
+            """,
+            logger: logger
+        )
+        for try await row in rows { return try Self.tokenRecord(row) }
+        return nil
+    }
+
+    /// Deletes a token of `orgID`; false when there was none.
+    public func deleteToken(id: UUID, orgID: UUID, logger: Logger) async throws -> Bool {
+        let rows = try await query("DELETE FROM tokens WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    /// Revokes the live personal tokens of `userID` (in `orgID`, or everywhere when nil) with
+    /// `reason`; returns the ids, for audit events and cache invalidation.
+    public func revokePersonalTokens(userID: UUID, orgID: UUID?, reason: String, logger: Logger) async throws
+        -> [(id: UUID, orgID: UUID)]
+    {
+        let rows = try await query(
+            """
+            UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = \(reason), updated_at = now()
+            WHERE owner_user_id = \(userID) AND kind = 'personal' AND status <> 'revoked'
+              AND (\(orgID)::uuid IS NULL OR org_id = \(orgID))
+            RETURNING id, org_id
+            """,
+            logger: logger
+        )
+        var revoked: [(id: UUID, orgID: UUID)] = []
+        for try await (id, org) in rows.decode((UUID, UUID).self) { revoked.append((id, org)) }
+        return revoked
+    }
+
+    static func tokenRecord(_ row: PostgresRow) throws -> TokenRecord {
+        let cells = row.makeRandomAccess()
+        return TokenRecord(
+            id: try cells[0].decode(UUID.self),
+            orgID: try cells[1].decode(UUID.self),
+            orgSlug: try cells[2].decode(String.self),
+            kind: TokenKind(rawValue: try cells[3].decode(String.self)) ?? .personal,
+            ownerUserID: try cells[4].decode(UUID?.self),
+            username: try cells[5].decode(String.self),
+            name: try cells[6].decode(String.self),
+            description: try cells[7].decode(String?.self),
+            scopes: try cells[8].decode([String].self),
+            groups: try cells[9].decode([String].self),
+            tokenPrefix: try cells[10].decode(String.self),
+            expiresAt: try cells[11].decode(Date?.self),
+            status: TokenStatus(rawValue: try cells[12].decode(String.self)) ?? .revoked,
+            revokedAt: try cells[13].decode(Date?.self),
+            revokedReason: try cells[14].decode(String?.self),
+            createdAt: try cells[15].decode(Date.self),
+            updatedAt: try cells[16].decode(Date.self),
+            createdBy: try cells[17].decode(String.self),
+            lastUsedAt: try cells[18].decode(Date?.self)
+        )
+    }
+}
