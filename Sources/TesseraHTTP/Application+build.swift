@@ -73,5 +73,7 @@ func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?
     let tokens = TokenController(store: store, resolver: resolver)
     tokens.addRoutes(to: router.group("api-tokens").add(middleware: authentication))
     tokens.addRoutes(to: router.group("orgs/:org/api-tokens").add(middleware: authentication))
+    OrganizationController(store: store, resolver: resolver).addRoutes(to: router.group("orgs").add(middleware: authentication))
+    UserController(store: store, resolver: resolver).addRoutes(to: router.group("users").add(middleware: authentication))
     return router
 }

@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TesseraCore
+
+/// A partial update of an organization's policy (JSON merge-patch semantics: nil = unchanged,
+/// `.some(nil)` = cleared).
+public struct OrganizationPatch: Sendable {
+    public var displayName: String?
+    public var defaultTokenLifetimeDays: Int?
+    public var maxTokenLifetimeDays: Int??
+    public var allowNonExpiringTokens: Bool?
+    public var idleTimeoutDays: Int??
+    public var apiGroup: String??
+    public var userTokensEnabled: Bool?
+    public var defaultScopes: [String]?
+    public var scopes: [ScopeCatalog.Entry]?
+
+    public init() {}
+}
+
+extension PostgresConnection {
+    /// Applies `patch` in one statement (COALESCE keeps absent fields); returns false if no org.
+    public func updateOrganization(id: UUID, patch: OrganizationPatch, logger: Logger) async throws -> Bool {
+        let rows = try await query(
+            """
+            UPDATE organizations SET
+                display_name = coalesce(\(patch.displayName), display_name),
+                default_token_lifetime_days = coalesce(\(patch.defaultTokenLifetimeDays), default_token_lifetime_days),
+                max_token_lifetime_days = CASE WHEN \(patch.maxTokenLifetimeDays != nil) THEN \(patch.maxTokenLifetimeDays ?? nil) ELSE max_token_lifetime_days END,
+                allow_non_expiring_tokens = coalesce(\(patch.allowNonExpiringTokens), allow_non_expiring_tokens),
+                idle_timeout_days = CASE WHEN \(patch.idleTimeoutDays != nil) THEN \(patch.idleTimeoutDays ?? nil) ELSE idle_timeout_days END,
+                api_group = CASE WHEN \(patch.apiGroup != nil) THEN \(patch.apiGroup ?? nil) ELSE api_group END,
+                user_tokens_enabled = coalesce(\(patch.userTokensEnabled), user_tokens_enabled),
+                default_scopes = coalesce(\(patch.defaultScopes), default_scopes),
+                updated_at = now()
+            WHERE id = \(id)
+            RETURNING id
+            """,
+            logger: logger)
+        var found = false
+        for try await _ in rows { found = true }
+        guard found else { return false }
+        for entry in patch.scopes ?? [] {
+            try await query(
+                """
+                INSERT INTO scopes (org_id, name, description, admin_only, implies)
+                VALUES (\(id), \(entry.name), \(entry.description), \(entry.adminOnly), \(entry.implies))
+                ON CONFLICT (org_id, name) DO UPDATE
+                    SET description = EXCLUDED.description, admin_only = EXCLUDED.admin_only, implies = EXCLUDED.implies
+                    WHERE NOT scopes.built_in
+                """,
+                logger: logger)
+        }
+        return true
+    }
+
+    public func deleteOrganization(id: UUID, logger: Logger) async throws -> Bool {
+        let rows = try await query("DELETE FROM organizations WHERE id = \(id) RETURNING id", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    public func setUser(id: UUID, status: String?, platformAdmin: Bool?, logger: Logger) async throws {
+        try await query(
+            """
+            UPDATE users SET status = coalesce(\(status), status),
+                             platform_admin = coalesce(\(platformAdmin), platform_admin), updated_at = now()
+            WHERE id = \(id)
+            """,
+            logger: logger)
+    }
+
+    public func deleteUser(id: UUID, logger: Logger) async throws {
+        try await query("DELETE FROM users WHERE id = \(id)", logger: logger)
+    }
+}
