@@ -67,6 +67,13 @@ func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: ProblemMiddleware())
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
+    for path in ["openapi.json", "api-tokens/openapi.json"] {
+        router.get(RouterPath(path)) { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
+    }
 
     let resolver = CallerResolver(store: store)
     let authentication = AuthenticationMiddleware(store: store, jwt: jwt)

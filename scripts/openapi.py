@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Writes Sources/TesseraHTTP/OpenAPIDocument.swift from the description below.
+
+The OpenAPI 3.1 document is the contract of the HTTP API; `OpenAPITests` holds the routes to it.
+Edit this file, run `python3 scripts/openapi.py`, commit both.
+"""
+import json, pathlib
+
+def ref(name): return {"$ref": f"#/components/schemas/{name}"}
+def problem(desc): return {"description": desc, "content": {"application/problem+json": {"schema": ref("Problem")}}}
+def ok(desc, schema, status="200"): return {status: {"description": desc, "content": {"application/json": {"schema": schema}}}}
+AUTH = {"401": problem("Missing or invalid credential (WWW-Authenticate: Bearer)")}
+def errors(*codes):
+    text = {"400": "Validation failed (LISA messages)", "401": "Missing or invalid credential, or not an admin (LISA)",
+            "403": "Not allowed (scope, API group, policy, role)", "404": "Not found or not visible",
+            "409": "Already exists", "413": "Body larger than 1 MiB", "422": "Malformed body; `errors` lists the fields",
+            "503": "Database unreachable or migrations pending"}
+    return {c: problem(text[c]) for c in codes}
+def param(name, desc, schema=None): return {"name": name, "in": "path", "required": True, "description": desc, "schema": schema or {"type": "string"}}
+ORG = param("org", "Organization slug")
+TOKEN_ID = param("tokenUUID", "Token id", {"type": "string", "format": "uuid"})
+USERNAME = param("username", "Username (or, with isSystemToken, the organization token's service label)")
+def body(schema): return {"required": True, "content": {"application/json": {"schema": schema}}}
+SEC = [{"bearer": []}, {"apiKey": []}]
+
+def op(summary, responses, params=(), request=None, secured=True, tags=()):
+    o = {"summary": summary, "responses": dict(responses), "tags": list(tags)}
+    if params: o["parameters"] = list(params)
+    if request: o["requestBody"] = request
+    if secured: o["security"] = SEC
+    else: o["security"] = []
+    return o
+
+token_ops = lambda prefix_params, tag: {
+    "": {
+        "get": op("List tokens: admins see all, members their own plus organization tokens",
+                  {**ok("Tokens", ref("TokenList")), **AUTH, **errors("403", "404")}, prefix_params, tags=[tag]),
+        "post": op("Create your own personal token (groups = your current groups)",
+                   {**ok("Created; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "413", "422")},
+                   prefix_params, body(ref("CreateTokenRequest")), tags=[tag]),
+    },
+    "/{tokenUUID}": {
+        "get": op("Get a token's metadata", {**ok("Token", ref("TokenInfo")), **AUTH, **errors("403", "404")}, prefix_params + [TOKEN_ID], tags=[tag]),
+        "delete": op("Delete a token (owner or admin; organization tokens: admin)",
+                     {**ok("Deleted", ref("Deleted")), **AUTH, **errors("403", "404")}, prefix_params + [TOKEN_ID], tags=[tag]),
+    },
+    "/{username}": {
+        "post": op("Admin: create a member's personal token, or with isSystemToken an organization token labelled username",
+                   {**ok("Created; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "413", "422")},
+                   prefix_params + [USERNAME], body(ref("CreateTokenRequest")), tags=[tag]),
+    },
+}
+
+paths = {
+    "/healthz": {"get": op("The process answers", ok("Up", ref("Status")), secured=False, tags=["ops"])},
+    "/readyz": {"get": op("Database reachable, migrations applied", {**ok("Ready", ref("Status")), **errors("503")}, secured=False, tags=["ops"])},
+    "/openapi.json": {"get": op("This document", ok("OpenAPI 3.1", {"type": "object"}), secured=False, tags=["ops"])},
+    "/api-tokens/openapi.json": {"get": op("This document (LISA path)", ok("OpenAPI 3.1", {"type": "object"}), secured=False, tags=["ops"])},
+}
+for suffix, ops in token_ops([], "api-tokens").items():
+    paths["/api-tokens" + suffix] = ops
+for suffix, ops in token_ops([ORG], "org api-tokens").items():
+    paths["/orgs/{org}/api-tokens" + suffix] = ops
+paths["/orgs"] = {
+    "get": op("Organizations you can see (platform admins: all)", {**ok("Organizations", ref("OrganizationList")), **AUTH, **errors("400", "404")}, tags=["orgs"]),
+    "post": op("Platform admin: create an organization", {**ok("Created", ref("Organization"), "201"), **AUTH, **errors("403", "409", "413", "422")},
+               request=body(ref("CreateOrganizationRequest")), tags=["orgs"]),
+}
+paths["/orgs/{org}"] = {
+    "get": op("Organization, policy and scope catalog", {**ok("Organization", ref("Organization")), **AUTH, **errors("403", "404")}, [ORG], tags=["orgs"]),
+    "patch": op("Admin: update policy and scope catalog (JSON merge-patch)", {**ok("Updated", ref("Organization")), **AUTH, **errors("400", "403", "404", "413", "422")},
+                [ORG], body(ref("OrganizationPatch")), tags=["orgs"]),
+    "delete": op("Admin: delete the organization and all its tokens", {**ok("Deleted", ref("Message")), **AUTH, **errors("403", "404")}, [ORG], tags=["orgs"]),
+}
+paths["/orgs/{org}/members"] = {"get": op("Members", {**ok("Members", ref("MemberList")), **AUTH, **errors("403", "404")}, [ORG], tags=["members"])}
+paths["/orgs/{org}/members/{username}"] = {
+    "put": op("Admin: add or update a member (creates the user if new)", {**ok("Member", ref("Member")), **AUTH, **errors("400", "403", "404", "413", "422")},
+              [ORG, param("username", "Username")], body(ref("MemberRequest")), tags=["members"]),
+    "delete": op("Admin removes a member, or a member leaves; their personal tokens are revoked", {**ok("Removed", ref("Message")), **AUTH, **errors("403", "404")},
+                 [ORG, param("username", "Username")], tags=["members"]),
+}
+paths["/users"] = {"post": op("Platform admin: create a user", {**ok("Created", ref("User"), "201"), **AUTH, **errors("403", "409", "413", "422")},
+                              request=body(ref("CreateUserRequest")), tags=["users"])}
+paths["/users/{username}"] = {
+    "get": op("Platform admin: a user", {**ok("User", ref("User")), **AUTH, **errors("403", "404")}, [param("username", "Username")], tags=["users"]),
+    "patch": op("Platform admin: disable (revokes their personal tokens everywhere) or re-enable a user", {**ok("User", ref("User")), **AUTH, **errors("403", "404", "413", "422")},
+                [param("username", "Username")], body(ref("UserPatch")), tags=["users"]),
+    "delete": op("Platform admin: delete a user (their personal tokens are revoked first)", {**ok("Deleted", ref("Message")), **AUTH, **errors("403", "404")},
+                 [param("username", "Username")], tags=["users"]),
+}
+
+S = lambda **kw: {"type": "string", **kw}
+I = {"type": "integer", "format": "int64"}
+B = {"type": "boolean"}
+A = lambda item: {"type": "array", "items": item}
+def nullable(schema): return {"oneOf": [schema, {"type": "null"}]}
+token_props = {
+    "tokenUUID": S(format="uuid"), "tokenExpiration": nullable(I), "createdDate": I, "username": S(), "createdBy": S(),
+    "name": S(), "groups": A(S()), "isSystemToken": B, "isExpired": B, "isLegacy": B, "organization": S(),
+    "kind": S(enum=["personal", "organization"]), "description": nullable(S()), "scopes": A(S()),
+    "status": S(enum=["active", "inactive", "revoked"]), "revokedReason": nullable(S()), "revokedDate": nullable(I),
+    "updatedDate": I, "lastUsedDate": nullable(I), "tokenPrefix": S(),
+}
+scope = {"type": "object", "required": ["name"], "properties": {"name": S(pattern="^[a-z][a-z0-9_.:-]{0,63}$"), "description": S(), "adminOnly": B, "implies": A(S())}}
+org_props = {"slug": S(), "displayName": S(), "defaultTokenLifetimeDays": I, "maxTokenLifetimeDays": nullable(I), "allowNonExpiringTokens": B,
+             "idleTimeoutDays": nullable(I), "apiGroup": nullable(S()), "userTokensEnabled": B, "defaultScopes": A(S()), "scopes": A(scope),
+             "createdDate": I, "updatedDate": I}
+schemas = {
+    "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "message"], "properties": {
+        "type": S(), "title": S(), "status": {"type": "integer"}, "detail": S(), "message": S(),
+        "errors": A({"type": "object", "properties": {"field": S(), "message": S()}})}},
+    "Status": {"type": "object", "properties": {"status": S()}},
+    "CreateTokenRequest": {"type": "object", "required": ["name"], "properties": {
+        "name": S(minLength=1, maxLength=200), "groups": A(S()), "isSystemToken": B,
+        "tokenExpiration": {**I, "description": "Epoch seconds; default now + the org's defaultTokenLifetimeDays"},
+        "description": S(maxLength=1000), "scopes": A(S())}},
+    "TokenInfo": {"type": "object", "required": list(token_props), "properties": token_props},
+    "CreatedToken": {"type": "object", "required": ["token"] + list(token_props), "properties": {"token": S(description="Shown once"), **token_props}},
+    "TokenList": {"type": "object", "required": ["tokens"], "properties": {"tokens": A(ref("TokenInfo"))}},
+    "Deleted": {"type": "object", "required": ["message", "tokenUUID"], "properties": {"message": S(), "tokenUUID": S(format="uuid")}},
+    "Message": {"type": "object", "required": ["message"], "properties": {"message": S()}},
+    "Organization": {"type": "object", "required": list(org_props), "properties": org_props},
+    "OrganizationList": {"type": "object", "properties": {"organizations": A(ref("Organization"))}},
+    "CreateOrganizationRequest": {"type": "object", "required": ["slug"], "properties": {"slug": S(pattern="^[a-z0-9][a-z0-9-]{1,62}$"), "displayName": S()}},
+    "OrganizationPatch": {"type": "object", "properties": {k: v for k, v in org_props.items() if k not in ("slug", "createdDate", "updatedDate")}},
+    "Member": {"type": "object", "properties": {"username": S(), "role": S(enum=["admin", "member"]), "groups": A(S()), "status": S(), "createdDate": I}},
+    "MemberList": {"type": "object", "properties": {"members": A(ref("Member"))}},
+    "MemberRequest": {"type": "object", "properties": {"role": S(enum=["admin", "member"]), "groups": A(S())}},
+    "User": {"type": "object", "properties": {"username": S(), "status": S(enum=["active", "disabled"]), "platformAdmin": B, "createdDate": I}},
+    "CreateUserRequest": {"type": "object", "required": ["username"], "properties": {"username": S(), "platformAdmin": B}},
+    "UserPatch": {"type": "object", "properties": {"status": S(enum=["active", "disabled"]), "platformAdmin": B}},
+}
+document = {
+    "openapi": "3.1.0",
+    "info": {"title": "Tessera", "version": "0.1.0",
+             "description": "Multi-tenant organization tokens. LISA-compatible /api-tokens routes plus organizations, members and users."},
+    "paths": paths,
+    "components": {"schemas": schemas, "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "A Tessera token (tsp_/tso_), or an OIDC JWT when configured. A bare `Authorization: <token>` also works."},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"}}},
+}
+text = json.dumps(document, indent=1, sort_keys=True)
+root = pathlib.Path(__file__).resolve().parent.parent
+swift = ('// Generated by scripts/openapi.py: edit that file, not this one.\n\n'
+         '/// The OpenAPI 3.1 document served at `/openapi.json` and `/api-tokens/openapi.json`.\n'
+         'enum OpenAPIDocument {\n    static let json = #"""\n' + text + '\n"""#\n}\n')
+(root / "Sources/TesseraHTTP/OpenAPIDocument.swift").write_text(swift)
+print(f"{len(paths)} paths, {sum(len(v) for v in paths.values())} operations")
