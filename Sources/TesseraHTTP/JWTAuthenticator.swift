@@ -34,6 +34,20 @@ public struct JWTSettings: Sendable {
     public var isEnabled: Bool { secret != nil || jwksFile != nil }
 }
 
+public enum JWTConfigurationError: Error, CustomStringConvertible {
+    case secretTooShort(Int)
+    case unreadableJWKS(String)
+
+    public var description: String {
+        switch self {
+        case .secretTooShort(let length):
+            "TESSERA_JWT_SECRET must be at least 32 bytes for HS256 (it has \(length))"
+        case .unreadableJWKS(let file):
+            "TESSERA_JWT_JWKS_FILE \(file) cannot be read as a JWKS document"
+        }
+    }
+}
+
 /// Verifies a JWT's signature and standard claims and returns the username it names. It gives
 /// identity only: role and groups come from the database.
 struct JWTAuthenticator: Sendable {
@@ -44,11 +58,16 @@ struct JWTAuthenticator: Sendable {
         guard settings.isEnabled else { return nil }
         let keys = JWTKeyCollection()
         if let secret = settings.secret {
+            // HS256 needs a key at least as long as its output; JWTKit asserts on shorter ones.
+            guard secret.utf8.count >= 32 else { throw JWTConfigurationError.secretTooShort(secret.utf8.count) }
             await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
         }
         if let file = settings.jwksFile {
-            let json = try String(contentsOfFile: file, encoding: .utf8)
-            try await keys.add(jwksJSON: json)
+            do {
+                try await keys.add(jwksJSON: try String(contentsOfFile: file, encoding: .utf8))
+            } catch {
+                throw JWTConfigurationError.unreadableJWKS(file)
+            }
         }
         return JWTAuthenticator(keys: keys, settings: settings)
     }

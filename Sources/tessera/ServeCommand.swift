@@ -61,7 +61,11 @@ func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrati
         try await ensureMigrated(migrator, migrate: migrate, client: client, logger: logger)
     }
     let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
-    let app = try await buildApplication(
-        configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment())
-    try await app.runService()
+    do {
+        let app = try await buildApplication(
+            configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment())
+        try await app.runService()
+    } catch let error as JWTConfigurationError {
+        throw CLIError(message: error.description)
+    }
 }

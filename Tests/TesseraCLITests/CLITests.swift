@@ -56,6 +56,16 @@ struct CLI {
         #expect(outcome.stderr.split(separator: "\n").count == 1)
     }
 
+    @Test func shortJWTSecretIsAClearError() async throws {
+        let url = try await TestPostgres.shared.makeDatabase()
+        let outcome = try CLI.run(
+            ["serve", "--port", "0"],
+            environment: ["DATABASE_URL": "\(url.description)?sslmode=disable", "TESSERA_JWT_SECRET": "short"])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.contains("tessera: error: TESSERA_JWT_SECRET must be at least 32 bytes"))
+        #expect(!outcome.stderr.contains("short\""))
+    }
+
     @Test func badSlugIsAUsageError() throws {
         let outcome = try CLI.run(["bootstrap", "--org", "Bad Slug", "--admin", "root"], environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
         #expect(outcome.status == 2)
