@@ -129,6 +129,27 @@ import TesseraPostgres
         }
     }
 
+    @Test func organizationTokensAsCallers() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let plain = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let ci = try #require(plain.string("token"))
+            #expect(try await client.call(.get, "/api-tokens", token: ci).status == .ok)
+            #expect(try await client.call(.post, "/api-tokens", token: ci, json: #"{"name": "x"}"#).status == .forbidden)
+            #expect(try await client.call(.post, "/api-tokens/other", token: ci, json: #"{"name": "x", "isSystemToken": true}"#).status == .unauthorized)
+            // With org:admin (granted by an admin) it manages the org's tokens.
+            let adminCI = try await client.call(
+                .post, "/api-tokens/ops", token: root, json: #"{"name": "ops", "isSystemToken": true, "scopes": ["org:admin"]}"#)
+            let ops = try #require(adminCI.string("token"))
+            #expect(try await client.call(.post, "/api-tokens/other", token: ops, json: #"{"name": "x", "isSystemToken": true}"#).status == .created)
+            // A read-only token cannot write.
+            let reader = try await client.call(
+                .post, "/api-tokens/reader", token: root, json: #"{"name": "r", "isSystemToken": true, "scopes": ["api:read"]}"#)
+            let readOnly = try #require(reader.string("token"))
+            #expect(try await client.call(.get, "/api-tokens", token: readOnly).status == .forbidden)
+        }
+    }
+
     @Test func selfServiceWithJWTAndLISAMessages() async throws {
         try await TestApp.run { app, client in
             try await app.addMember("bob", groups: ["team-a"])
