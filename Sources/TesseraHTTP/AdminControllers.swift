@@ -67,25 +67,19 @@ struct Message: ResponseEncodable {
 
 /// Decodes an object keeping the difference between an absent key and `null` (RFC 7396).
 struct MergePatch: Decodable {
-    struct Key: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-    let container: KeyedDecodingContainer<Key>
+    let container: KeyedDecodingContainer<AnyCodingKey>
 
     init(from decoder: any Decoder) throws {
-        container = try decoder.container(keyedBy: Key.self)
+        container = try decoder.container(keyedBy: AnyCodingKey.self)
     }
 
     func value<T: Decodable>(_ key: String, as type: T.Type = T.self) throws -> T? {
-        try container.decodeIfPresent(T.self, forKey: Key(stringValue: key))
+        try container.decodeIfPresent(T.self, forKey: AnyCodingKey(key))
     }
 
     /// nil: absent; `.some(nil)`: explicit null; `.some(value)`.
     func nullable<T: Decodable>(_ key: String, as type: T.Type = T.self) throws -> T?? {
-        let codingKey = Key(stringValue: key)
+        let codingKey = AnyCodingKey(key)
         guard container.contains(codingKey) else { return nil }
         if try container.decodeNil(forKey: codingKey) { return .some(nil) }
         return .some(try container.decode(T.self, forKey: codingKey))
@@ -185,10 +179,7 @@ struct OrganizationController {
                 for scope in patch.defaultScopes ?? [] where catalog.entries[scope] == nil {
                     throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
                 }
-                try await connection.recordAudit(
-                    AuditEvent(orgID: org.id, actorUsername: caller.username, actorKind: caller.token == nil ? .jwt : .token,
-                               actorTokenID: caller.token?.tokenID, action: "org.policy_updated", sourceIP: context.remoteAddress),
-                    logger: context.logger)
+                try await connection.recordAudit(caller.auditEvent(context, action: "org.policy_updated"), logger: context.logger)
                 return try await info(connection, id: org.id, context)
             }
         } catch let error as PSQLError where error.isCheckViolation {
@@ -204,10 +195,7 @@ struct OrganizationController {
         try await store.transaction { connection in
             _ = try await connection.deleteOrganization(id: org.id, logger: context.logger)
             try await connection.recordAudit(
-                AuditEvent(orgID: org.id, actorUsername: caller.username, actorKind: caller.token == nil ? .jwt : .token,
-                           actorTokenID: caller.token?.tokenID, action: "org.deleted", sourceIP: context.remoteAddress,
-                           details: ["slug": org.slug]),
-                logger: context.logger)
+                caller.auditEvent(context, action: "org.deleted", details: ["slug": org.slug]), logger: context.logger)
         }
         return Message(message: "Organization deleted successfully")
     }
@@ -243,10 +231,9 @@ struct OrganizationController {
                 orgID: org.id, userID: userID, role: body.role ?? existing?.role ?? .member,
                 groups: body.groups ?? existing?.groups ?? [], logger: context.logger)
             try await connection.recordAudit(
-                AuditEvent(orgID: org.id, actorUsername: caller.username, actorKind: caller.token == nil ? .jwt : .token,
-                           actorTokenID: caller.token?.tokenID, action: existing == nil ? "member.added" : "member.updated",
-                           targetUsername: username, sourceIP: context.remoteAddress,
-                           details: ["role": (body.role ?? existing?.role ?? .member).rawValue]),
+                caller.auditEvent(
+                    context, action: existing == nil ? "member.added" : "member.updated", target: username,
+                    details: ["role": (body.role ?? existing?.role ?? .member).rawValue]),
                 logger: context.logger)
             guard let member = try await connection.membership(orgID: org.id, userID: userID, logger: context.logger) else {
                 throw StoreError.noRows
@@ -268,18 +255,15 @@ struct OrganizationController {
             guard let user = try await connection.user(username: username, logger: context.logger),
                 let revoked = try await connection.removeMembership(orgID: org.id, userID: user.id, logger: context.logger)
             else { return false }
-            let kind: AuditActorKind = caller.token == nil ? .jwt : .token
             for tokenID in revoked {
                 try await connection.recordAudit(
-                    AuditEvent(orgID: org.id, actorUsername: caller.username, actorKind: kind, actorTokenID: caller.token?.tokenID,
-                               action: "token.revoked", targetTokenID: tokenID, targetUsername: username,
-                               sourceIP: context.remoteAddress, details: ["reason": "owner_left_org"]),
+                    caller.auditEvent(
+                        context, action: "token.revoked", token: tokenID, target: username,
+                        details: ["reason": "owner_left_org"]),
                     logger: context.logger)
             }
             try await connection.recordAudit(
-                AuditEvent(orgID: org.id, actorUsername: caller.username, actorKind: kind, actorTokenID: caller.token?.tokenID,
-                           action: leaving ? "member.left" : "member.removed", targetUsername: username,
-                           sourceIP: context.remoteAddress),
+                caller.auditEvent(context, action: leaving ? "member.left" : "member.removed", target: username),
                 logger: context.logger)
             return true
         }

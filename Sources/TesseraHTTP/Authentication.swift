@@ -8,6 +8,12 @@ enum PresentedCredential: Equatable {
     case apiToken(String)
     case bearer(String)
 
+    var value: String {
+        switch self {
+        case .apiToken(let value), .bearer(let value): value
+        }
+    }
+
     /// `Authorization: Bearer <t>` (any scheme case), a bare `Authorization: <t>` (LISA), or
     /// `Api-Key: <t>` (LISA's serving API).
     static func extract(from headers: HTTPFields) -> PresentedCredential? {
@@ -43,18 +49,14 @@ struct AuthenticationMiddleware: RouterMiddleware {
             throw Problem.unauthenticated("Missing credential: send Authorization: Bearer <token>")
         }
         var context = context
-        let value: String
-        switch credential {
-        case .apiToken(let token): value = token
-        case .bearer(let token): value = token
-        }
-        if value.hasPrefix("tsp_") || value.hasPrefix("tso_") || jwt == nil || credential == .apiToken(value) {
-            switch try await store.verify(value) {
+        // A bearer that is not token-shaped is a JWT when JWTs are configured.
+        if case .bearer(let value) = credential, let jwt, !value.hasPrefix("tsp_"), !value.hasPrefix("tso_") {
+            context.identity = .jwt(username: try await jwt.authenticate(value))
+        } else {
+            switch try await store.verify(credential.value) {
             case .success(let token): context.identity = .token(token)
             case .failure(let failure): throw Problem.invalidToken(failure)
             }
-        } else if let jwt {
-            context.identity = .jwt(username: try await jwt.authenticate(value))
         }
         return try await next(request, context)
     }

@@ -74,6 +74,19 @@ struct CallerResolver: Sendable {
     }
 }
 
+extension Caller {
+    /// An audit event of this caller in its acting org, from the request's peer address.
+    func auditEvent(
+        _ context: TesseraRequestContext, action: String, token: UUID? = nil, target: String? = nil,
+        details: [String: String] = [:]
+    ) -> AuditEvent {
+        AuditEvent(
+            orgID: orgID, actorUsername: username, actorKind: self.token == nil ? .jwt : .token,
+            actorTokenID: self.token?.tokenID, action: action, targetTokenID: token, targetUsername: target,
+            sourceIP: context.remoteAddress, details: details)
+    }
+}
+
 extension Optional {
     func asyncFlatMap<U>(_ transform: (Wrapped) async throws -> U?) async rethrows -> U? {
         guard let value = self else { return nil }

@@ -64,3 +64,12 @@ extension Problem {
         Problem(.unprocessableContent, "Invalid request body: \(field) \(message)", errors: [.init(field: field, message: message)])
     }
 }
+
+/// A coding key for objects whose keys are data (JWT claims, merge-patch bodies).
+struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ string: String) { self.stringValue = string }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}

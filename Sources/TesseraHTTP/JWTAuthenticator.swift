@@ -100,29 +100,22 @@ struct JWTAuthenticator: Sendable {
         var notBefore: NotBeforeClaim?
         var audience: AudienceClaim?
 
-        struct Key: CodingKey {
-            var stringValue: String
-            var intValue: Int? { nil }
-            init(stringValue: String) { self.stringValue = stringValue }
-            init?(intValue: Int) { nil }
-        }
-
         init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: Key.self)
+            let container = try decoder.container(keyedBy: AnyCodingKey.self)
             for key in container.allKeys {
                 if let value = try? container.decode(String.self, forKey: key) { strings[key.stringValue] = value }
             }
-            expiration = try container.decodeIfPresent(ExpirationClaim.self, forKey: Key(stringValue: "exp"))
-            notBefore = try container.decodeIfPresent(NotBeforeClaim.self, forKey: Key(stringValue: "nbf"))
-            audience = try container.decodeIfPresent(AudienceClaim.self, forKey: Key(stringValue: "aud"))
+            expiration = try container.decodeIfPresent(ExpirationClaim.self, forKey: AnyCodingKey("exp"))
+            notBefore = try container.decodeIfPresent(NotBeforeClaim.self, forKey: AnyCodingKey("nbf"))
+            audience = try container.decodeIfPresent(AudienceClaim.self, forKey: AnyCodingKey("aud"))
         }
 
         func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: Key.self)
-            for (key, value) in strings { try container.encode(value, forKey: Key(stringValue: key)) }
-            try container.encodeIfPresent(expiration, forKey: Key(stringValue: "exp"))
-            try container.encodeIfPresent(notBefore, forKey: Key(stringValue: "nbf"))
-            try container.encodeIfPresent(audience, forKey: Key(stringValue: "aud"))
+            var container = encoder.container(keyedBy: AnyCodingKey.self)
+            for (key, value) in strings { try container.encode(value, forKey: AnyCodingKey(key)) }
+            try container.encodeIfPresent(expiration, forKey: AnyCodingKey("exp"))
+            try container.encodeIfPresent(notBefore, forKey: AnyCodingKey("nbf"))
+            try container.encodeIfPresent(audience, forKey: AnyCodingKey("aud"))
         }
 
         /// A JWT without `exp` is refused: sessions must end.

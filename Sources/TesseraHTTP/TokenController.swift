@@ -109,8 +109,9 @@ struct TokenController {
                 return false
             }
             try await connection.recordAudit(
-                audit(caller, context, action: "token.deleted", token: record.id, target: record.username,
-                      details: ["kind": record.kind.rawValue, "name": record.name]),
+                caller.auditEvent(
+                    context, action: "token.deleted", token: record.id, target: record.username,
+                    details: ["kind": record.kind.rawValue, "name": record.name]),
                 logger: context.logger)
             return true
         }
@@ -263,8 +264,9 @@ struct TokenController {
             record = try await store.transaction { connection in
                 let id = try await connection.insertToken(row, logger: context.logger)
                 try await connection.recordAudit(
-                    audit(caller, context, action: "token.created", token: id, target: row.username,
-                          details: ["kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " ")]),
+                    caller.auditEvent(
+                        context, action: "token.created", token: id, target: row.username,
+                        details: ["kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " ")]),
                     logger: context.logger)
                 guard let record = try await connection.token(id: id, orgID: row.orgID, logger: context.logger) else {
                     throw StoreError.noRows
@@ -277,15 +279,5 @@ struct TokenController {
         var info = TokenInfo(record: record, now: store.clock.now())
         info.token = row.secret.plaintext
         return EditedResponse(status: .created, response: info)
-    }
-
-    func audit(
-        _ caller: Caller, _ context: TesseraRequestContext, action: String, token: UUID?, target: String?,
-        details: [String: String]
-    ) -> AuditEvent {
-        AuditEvent(
-            orgID: caller.orgID, actorUsername: caller.username, actorKind: caller.token == nil ? .jwt : .token,
-            actorTokenID: caller.token?.tokenID, action: action, targetTokenID: token, targetUsername: target,
-            sourceIP: context.remoteAddress, details: details)
     }
 }
