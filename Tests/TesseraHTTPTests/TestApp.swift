@@ -42,7 +42,10 @@ struct TestApp {
     let root: BootstrapResult
     let logs: LogCapture
 
-    static func run(_ body: @escaping @Sendable (TestApp, any TestClientProtocol) async throws -> Void) async throws {
+    static func run(
+        jwt settings: JWTSettings = JWTSettings(secret: jwtSecret),
+        _ body: @escaping @Sendable (TestApp, any TestClientProtocol) async throws -> Void
+    ) async throws {
         let url = try await TestPostgres.shared.makeDatabase()
         let logs = LogCapture()
         let logger = Logger(label: "tessera.test") { _ in LogCapture.Handler(capture: logs) }
@@ -52,7 +55,7 @@ struct TestApp {
             let appClient = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
             let app = try await buildApplication(
                 configuration: .init(), client: appClient, migrator: try Migrator(), logger: logger,
-                jwt: JWTSettings(secret: jwtSecret))
+                jwt: settings)
             let testApp = TestApp(store: store, root: root, logs: logs)
             try await app.test(.router) { client in try await body(testApp, client) }
             for line in logs.all {
