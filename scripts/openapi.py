@@ -39,8 +39,14 @@ token_ops = lambda prefix_params, tag: {
                    {**ok("Created; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "413", "422")},
                    prefix_params, body(ref("CreateTokenRequest")), tags=[tag]),
     },
+    "/self": {
+        "get": op("The calling token's own metadata", {**ok("Token", ref("TokenInfo")), **AUTH, **errors("400", "403", "404")}, prefix_params, tags=[tag]),
+    },
     "/{tokenUUID}": {
         "get": op("Get a token's metadata", {**ok("Token", ref("TokenInfo")), **AUTH, **errors("403", "404")}, prefix_params + [TOKEN_ID], tags=[tag]),
+        "patch": op("Change name, description or status (active|inactive); owner or admin, organization tokens admin only. Scopes never change; revoked is final",
+                    {**ok("Token", ref("TokenInfo")), **AUTH, **errors("400", "403", "404", "409", "413", "422")},
+                    prefix_params + [TOKEN_ID], body(ref("TokenPatch")), tags=[tag]),
         "delete": op("Delete a token (owner or admin; organization tokens: admin)",
                      {**ok("Deleted", ref("Deleted")), **AUTH, **errors("403", "404")}, prefix_params + [TOKEN_ID], tags=[tag]),
     },
@@ -114,6 +120,8 @@ schemas = {
         "name": S(minLength=1, maxLength=200), "groups": A(S()), "isSystemToken": B,
         "tokenExpiration": {**I, "description": "Epoch seconds; default now + the org's defaultTokenLifetimeDays"},
         "description": S(maxLength=1000), "scopes": A(S())}},
+    "TokenPatch": {"type": "object", "properties": {"name": S(minLength=1, maxLength=200), "description": nullable(S(maxLength=1000)),
+                                                     "status": S(enum=["active", "inactive"])}},
     "TokenInfo": {"type": "object", "required": list(token_props), "properties": token_props},
     "CreatedToken": {"type": "object", "required": ["token"] + list(token_props), "properties": {"token": S(description="Shown once"), **token_props}},
     "TokenList": {"type": "object", "required": ["tokens"], "properties": {"tokens": A(ref("TokenInfo"))}},

@@ -14,7 +14,9 @@ struct TokenController {
     func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
         group.get(use: list)
         group.post(use: createOwn)
+        group.get("self", use: getSelf)
         group.get(":tokenUUID", use: get)
+        group.patch(":tokenUUID", use: update)
         group.delete(":tokenUUID", use: delete)
         // Hummingbird wants one parameter name per path position: the POST reads it as a username.
         group.post(":tokenUUID", use: createFor)
@@ -97,6 +99,72 @@ struct TokenController {
         let (caller, _) = try await authorize(request, context, scope: "tokens:read")
         let record = try await visibleToken(request, context, caller)
         return TokenInfo(record: record, now: store.clock.now())
+    }
+
+    /// `GET /api-tokens/self`: the calling token's own metadata.
+    @Sendable func getSelf(_ request: Request, context: TesseraRequestContext) async throws -> TokenInfo {
+        let (caller, _) = try await resolver.resolve(request, context: context, orgSlug: context.parameters.get("org"))
+        guard let token = caller.token, token.orgID == caller.orgID else {
+            throw Problem(.badRequest, "Only an API token can ask about itself: call this route with a token")
+        }
+        let record = try await store.client.withConnection { connection in
+            try await connection.token(id: token.tokenID, orgID: caller.orgID, logger: context.logger)
+        }
+        guard let record else { throw Self.tokenNotFound }
+        return TokenInfo(record: record, now: store.clock.now())
+    }
+
+    /// `PATCH /api-tokens/{tokenUUID}`: `name`, `description`, `status` active|inactive (merge-patch).
+    /// Owner or admin; organization tokens: admin. Scopes never change; revoked is final.
+    @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> TokenInfo {
+        let (caller, _) = try await authorize(request, context, scope: "tokens:write")
+        let record = try await visibleToken(request, context, caller)
+        let mayChange = caller.isAdmin(catalog: .builtIn) || (record.kind == .personal && record.ownerUserID == caller.userID)
+        guard mayChange else { throw Self.tokenNotFound }
+        let body = try await request.decodeJSON(MergePatch.self, context: context)
+        let name: String?
+        let description: String??
+        let statusText: String?
+        do {
+            if try body.nullable("scopes", as: [String].self) != nil {
+                throw Problem(.badRequest, "Scopes cannot change: create a new token with the scopes you need")
+            }
+            name = try body.value("name")
+            description = try body.nullable("description")
+            statusText = try body.value("status")
+        } catch let error as DecodingError {
+            throw Problem.unprocessable(error)
+        }
+        if let name, !(1...200).contains(name.count) { throw Problem.invalidField("name", "must be 1 to 200 characters") }
+        if let description = description ?? nil, description.count > 1000 {
+            throw Problem.invalidField("description", "must be at most 1000 characters")
+        }
+        var status: TokenStatus?
+        if let statusText {
+            guard let parsed = TokenStatus(rawValue: statusText), parsed != .revoked else {
+                throw Problem.invalidField("status", "must be active or inactive (delete a token to revoke it)")
+            }
+            status = parsed
+        }
+        if record.status == .revoked && status != nil {
+            throw Problem(.conflict, "A revoked token cannot be reactivated")
+        }
+        let updated = try await store.transaction { connection -> TokenRecord? in
+            guard try await connection.updateToken(
+                id: record.id, orgID: caller.orgID, name: name, description: description, status: status,
+                logger: context.logger)
+            else { return nil }
+            var details: [String: String] = [:]
+            if let name { details["name"] = name }
+            if let status { details["status"] = status.rawValue }
+            let action = status.map { $0 != record.status ? "token.status_changed" : "token.updated" } ?? "token.updated"
+            try await connection.recordAudit(
+                caller.auditEvent(context, action: action, token: record.id, target: record.username, details: details),
+                logger: context.logger)
+            return try await connection.token(id: record.id, orgID: caller.orgID, logger: context.logger)
+        }
+        guard let updated else { throw Self.tokenNotFound }
+        return TokenInfo(record: updated, now: store.clock.now())
     }
 
     @Sendable func delete(_ request: Request, context: TesseraRequestContext) async throws -> Deleted {

@@ -98,3 +98,26 @@ extension PostgresConnection {
         )
     }
 }
+
+extension PostgresConnection {
+    /// Applies a metadata change in one statement; nil fields stay, `description: .some(nil)`
+    /// clears. Returns false when the token is not in `orgID`. The schema refuses to bring a
+    /// revoked token back (trigger `tokens_scopes_immutable`).
+    public func updateToken(
+        id: UUID, orgID: UUID, name: String?, description: String??, status: TokenStatus?, logger: Logger
+    ) async throws -> Bool {
+        let rows = try await query(
+            """
+            UPDATE tokens SET
+                name = coalesce(\(name), name),
+                description = CASE WHEN \(description != nil) THEN \(description ?? nil) ELSE description END,
+                status = coalesce(\(status?.rawValue), status),
+                updated_at = now()
+            WHERE id = \(id) AND org_id = \(orgID)
+            RETURNING id
+            """,
+            logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+}

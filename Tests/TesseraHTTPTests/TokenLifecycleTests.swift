@@ -1,0 +1,68 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// PATCH and self (DESIGN §4.2).
+@Suite struct TokenLifecycleTests {
+    @Test func patchNameDescriptionAndStatus() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            try await app.addMember("alice")
+            let created = try await client.call(.post, "/api-tokens/alice", token: root, json: #"{"name": "a", "description": "old"}"#)
+            let id = try #require(created.string("tokenUUID"))
+            let secret = try #require(created.string("token"))
+
+            let renamed = try await client.call(.patch, "/api-tokens/\(id)", token: secret, json: #"{"name": "laptop", "description": null}"#)
+            #expect(renamed.status == .ok)
+            #expect(renamed.string("name") == "laptop")
+            #expect(renamed.json["description"] is NSNull)
+
+            // Inactive stops at once; reactivated works again (an admin does it).
+            let inactive = try await client.call(.patch, "/api-tokens/\(id)", token: secret, json: #"{"status": "inactive"}"#)
+            #expect(inactive.string("status") == "inactive")
+            let refused = try await client.call(.get, "/api-tokens", token: secret)
+            #expect(refused.status == .unauthorized)
+            #expect(refused.string("detail") == "The token is inactive")
+            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "active"}"#).status == .ok)
+            #expect(try await client.call(.get, "/api-tokens", token: secret).status == .ok)
+
+            let scopes = try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"scopes": ["api:read"]}"#)
+            #expect(scopes.status == .badRequest)
+            #expect(scopes.string("detail")?.contains("create a new token") == true)
+            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "revoked"}"#).status == .unprocessableContent)
+            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"name": 3}"#).status == .unprocessableContent)
+
+            // Revoked is final.
+            try await app.store.client.query(
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(UUID(uuidString: id)!)")
+            let revived = try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "active"}"#)
+            #expect(revived.status == .conflict)
+        }
+    }
+
+    @Test func membersCannotPatchOrganizationTokens() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            try await app.addMember("bob")
+            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let ciID = try #require(ci.string("tokenUUID"))
+            let jwt = try await TestApp.jwt("bob")
+            #expect(try await client.call(.patch, "/api-tokens/\(ciID)", token: jwt, json: #"{"name": "x"}"#).status == .notFound)
+            #expect(try await client.call(.patch, "/api-tokens/\(ciID)", token: root, json: #"{"name": "ci-2"}"#).status == .ok)
+        }
+    }
+
+    @Test func selfDescribesTheCallingToken() async throws {
+        try await TestApp.run { app, client in
+            let me = try await client.call(.get, "/api-tokens/self", token: app.root.token.plaintext)
+            #expect(me.status == .ok)
+            #expect(me.string("tokenUUID") == app.root.tokenUUID.uuidString.lowercased())
+            #expect(me.json["token"] == nil)
+            try await app.addMember("bob")
+            let jwt = try await TestApp.jwt("bob")
+            #expect(try await client.call(.get, "/api-tokens/self", token: jwt).status == .badRequest)
+        }
+    }
+}
