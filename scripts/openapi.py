@@ -31,10 +31,20 @@ def op(summary, responses, params=(), request=None, secured=True, tags=()):
     else: o["security"] = []
     return o
 
+def query(name, desc, schema): return {"name": name, "in": "query", "required": False, "description": desc, "schema": schema}
+LIST_PARAMS = [
+    query("limit", "Page size, 1-1000 (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000}),
+    query("cursor", "The nextCursor of the previous page", {"type": "string"}),
+    query("search", "Substring of name, username, createdBy or groups (case-insensitive)", {"type": "string", "maxLength": 200}),
+    query("kind", "Only this kind", {"type": "string", "enum": ["personal", "organization"]}),
+    query("status", "Only this status", {"type": "string", "enum": ["active", "inactive", "revoked"]}),
+    query("sort", "-createdDate (newest first, default) or createdDate", {"type": "string", "enum": ["-createdDate", "createdDate"]}),
+]
+
 token_ops = lambda prefix_params, tag: {
     "": {
         "get": op("List tokens: admins see all, members their own plus organization tokens",
-                  {**ok("Tokens", ref("TokenList")), **AUTH, **errors("403", "404")}, prefix_params, tags=[tag]),
+                  {**ok("Tokens", ref("TokenList")), **AUTH, **errors("400", "403", "404")}, prefix_params + LIST_PARAMS, tags=[tag]),
         "post": op("Create your own personal token (groups = your current groups)",
                    {**ok("Created; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "413", "422")},
                    prefix_params, body(ref("CreateTokenRequest")), tags=[tag]),
@@ -124,7 +134,7 @@ schemas = {
                                                      "status": S(enum=["active", "inactive"])}},
     "TokenInfo": {"type": "object", "required": list(token_props), "properties": token_props},
     "CreatedToken": {"type": "object", "required": ["token"] + list(token_props), "properties": {"token": S(description="Shown once"), **token_props}},
-    "TokenList": {"type": "object", "required": ["tokens"], "properties": {"tokens": A(ref("TokenInfo"))}},
+    "TokenList": {"type": "object", "required": ["tokens"], "properties": {"tokens": A(ref("TokenInfo")), "nextCursor": S(description="Absent on the last page")}},
     "Deleted": {"type": "object", "required": ["message", "tokenUUID"], "properties": {"message": S(), "tokenUUID": S(format="uuid")}},
     "Message": {"type": "object", "required": ["message"], "properties": {"message": S()}},
     "Organization": {"type": "object", "required": list(org_props), "properties": org_props},

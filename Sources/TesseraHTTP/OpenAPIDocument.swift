@@ -700,6 +700,10 @@ enum OpenAPIDocument {
    },
    "TokenList": {
     "properties": {
+     "nextCursor": {
+      "description": "Absent on the last page",
+      "type": "string"
+     },
      "tokens": {
       "items": {
        "$ref": "#/components/schemas/TokenInfo"
@@ -800,6 +804,78 @@ enum OpenAPIDocument {
  "paths": {
   "/api-tokens": {
    "get": {
+    "parameters": [
+     {
+      "description": "Page size, 1-1000 (default 100)",
+      "in": "query",
+      "name": "limit",
+      "required": false,
+      "schema": {
+       "maximum": 1000,
+       "minimum": 1,
+       "type": "integer"
+      }
+     },
+     {
+      "description": "The nextCursor of the previous page",
+      "in": "query",
+      "name": "cursor",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Substring of name, username, createdBy or groups (case-insensitive)",
+      "in": "query",
+      "name": "search",
+      "required": false,
+      "schema": {
+       "maxLength": 200,
+       "type": "string"
+      }
+     },
+     {
+      "description": "Only this kind",
+      "in": "query",
+      "name": "kind",
+      "required": false,
+      "schema": {
+       "enum": [
+        "personal",
+        "organization"
+       ],
+       "type": "string"
+      }
+     },
+     {
+      "description": "Only this status",
+      "in": "query",
+      "name": "status",
+      "required": false,
+      "schema": {
+       "enum": [
+        "active",
+        "inactive",
+        "revoked"
+       ],
+       "type": "string"
+      }
+     },
+     {
+      "description": "-createdDate (newest first, default) or createdDate",
+      "in": "query",
+      "name": "sort",
+      "required": false,
+      "schema": {
+       "enum": [
+        "-createdDate",
+        "createdDate"
+       ],
+       "type": "string"
+      }
+     }
+    ],
     "responses": {
      "200": {
       "content": {
@@ -810,6 +886,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Tokens"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
      },
      "401": {
       "content": {
@@ -1846,6 +1932,76 @@ enum OpenAPIDocument {
       "schema": {
        "type": "string"
       }
+     },
+     {
+      "description": "Page size, 1-1000 (default 100)",
+      "in": "query",
+      "name": "limit",
+      "required": false,
+      "schema": {
+       "maximum": 1000,
+       "minimum": 1,
+       "type": "integer"
+      }
+     },
+     {
+      "description": "The nextCursor of the previous page",
+      "in": "query",
+      "name": "cursor",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Substring of name, username, createdBy or groups (case-insensitive)",
+      "in": "query",
+      "name": "search",
+      "required": false,
+      "schema": {
+       "maxLength": 200,
+       "type": "string"
+      }
+     },
+     {
+      "description": "Only this kind",
+      "in": "query",
+      "name": "kind",
+      "required": false,
+      "schema": {
+       "enum": [
+        "personal",
+        "organization"
+       ],
+       "type": "string"
+      }
+     },
+     {
+      "description": "Only this status",
+      "in": "query",
+      "name": "status",
+      "required": false,
+      "schema": {
+       "enum": [
+        "active",
+        "inactive",
+        "revoked"
+       ],
+       "type": "string"
+      }
+     },
+     {
+      "description": "-createdDate (newest first, default) or createdDate",
+      "in": "query",
+      "name": "sort",
+      "required": false,
+      "schema": {
+       "enum": [
+        "-createdDate",
+        "createdDate"
+       ],
+       "type": "string"
+      }
      }
     ],
     "responses": {
@@ -1858,6 +2014,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Tokens"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
      },
      "401": {
       "content": {

@@ -76,6 +76,8 @@ struct TokenController {
 
     struct TokenList: ResponseEncodable {
         let tokens: [TokenInfo]
+        /// Pass as `cursor` for the next page; absent on the last page.
+        let nextCursor: String?
     }
 
     struct Deleted: ResponseEncodable {
@@ -88,11 +90,13 @@ struct TokenController {
     @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> TokenList {
         let (caller, _) = try await authorize(request, context, scope: "tokens:read")
         let admin = caller.isAdmin(catalog: .builtIn)
-        let records = try await store.client.withConnection { connection in
-            try await connection.tokens(orgID: caller.orgID, visibleTo: caller.userID, all: admin, logger: context.logger)
+        let query = try Self.listQuery(request.uri.queryParameters)
+        let page = try await store.client.withConnection { connection in
+            try await connection.tokens(
+                orgID: caller.orgID, visibleTo: caller.userID, all: admin, query: query, logger: context.logger)
         }
         let now = store.clock.now()
-        return TokenList(tokens: records.map { TokenInfo(record: $0, now: now) })
+        return TokenList(tokens: page.records.map { TokenInfo(record: $0, now: now) }, nextCursor: page.next.map(Self.cursor))
     }
 
     @Sendable func get(_ request: Request, context: TesseraRequestContext) async throws -> TokenInfo {
@@ -235,6 +239,62 @@ struct TokenController {
             body, caller: caller, org: org, admin: true, kind: .personal, ownerUserID: member.userID,
             username: member.username, groups: body.groups ?? member.groups)
         return try await insert(row, caller: caller, context: context, duplicate: "User \(username) already has a token")
+    }
+
+    // MARK: - Lists
+
+    /// `limit` (1-1000, default 100), `cursor`, `search`, `kind`, `status`, `sort`
+    /// (`-createdDate`, the default, or `createdDate`). Bad values are 400s that say what is allowed.
+    static func listQuery(_ parameters: Parameters) throws -> TokenQuery {
+        var query = TokenQuery()
+        if let raw = parameters.get("limit") {
+            guard let limit = Int(raw), (1...1000).contains(limit) else {
+                throw Problem(.badRequest, "limit must be an integer from 1 to 1000")
+            }
+            query.limit = limit
+        }
+        if let raw = parameters.get("cursor") {
+            guard let position = position(fromCursor: raw) else { throw Problem(.badRequest, "cursor is not one this server issued") }
+            query.after = position
+        }
+        if let search = parameters.get("search"), !search.isEmpty {
+            guard search.count <= 200 else { throw Problem(.badRequest, "search must be at most 200 characters") }
+            query.search = search
+        }
+        if let raw = parameters.get("kind") {
+            guard let kind = TokenKind(rawValue: raw) else { throw Problem(.badRequest, "kind must be personal or organization") }
+            query.kind = kind
+        }
+        if let raw = parameters.get("status") {
+            guard let status = TokenStatus(rawValue: raw) else {
+                throw Problem(.badRequest, "status must be active, inactive or revoked")
+            }
+            query.status = status
+        }
+        switch parameters.get("sort") {
+        case nil, "-createdDate": query.ascending = false
+        case "createdDate": query.ascending = true
+        default: throw Problem(.badRequest, "sort must be createdDate or -createdDate")
+        }
+        return query
+    }
+
+    /// Cursors are opaque: base64url of `<created_at µs>:<tokenUUID>`.
+    static func cursor(_ position: TokenQuery.Position) -> String {
+        Data("\(position.micros):\(position.id.uuidString.lowercased())".utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func position(fromCursor cursor: String) -> TokenQuery.Position? {
+        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard cursor.count <= 100, let data = Data(base64Encoded: base64) else { return nil }
+        let parts = String(decoding: data, as: UTF8.self).split(separator: ":")
+        guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else {
+            return nil
+        }
+        return .init(micros: micros, id: id)
     }
 
     // MARK: - Rules

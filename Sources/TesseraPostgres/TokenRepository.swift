@@ -6,6 +6,44 @@ import TesseraCore
 
 /// Token reads and writes. Every write runs in the caller's transaction together with its audit
 /// event, so a token never exists without its trail.
+/// What `GET /api-tokens` asks for: filters, direction, page size and where the page starts.
+public struct TokenQuery: Sendable {
+    /// A position in (created_at, id) order; opaque to clients as a cursor.
+    public struct Position: Sendable, Equatable {
+        public var micros: Int64
+        public var id: UUID
+        public init(micros: Int64, id: UUID) {
+            self.micros = micros
+            self.id = id
+        }
+    }
+
+    public var limit: Int
+    public var after: Position?
+    public var search: String?
+    public var kind: TokenKind?
+    public var status: TokenStatus?
+    public var ascending: Bool
+
+    public init(
+        limit: Int = 100, after: Position? = nil, search: String? = nil, kind: TokenKind? = nil,
+        status: TokenStatus? = nil, ascending: Bool = false
+    ) {
+        self.limit = limit
+        self.after = after
+        self.search = search
+        self.kind = kind
+        self.status = status
+        self.ascending = ascending
+    }
+}
+
+public struct TokenPage: Sendable {
+    public var records: [TokenRecord]
+    /// Where the next page starts; nil on the last page.
+    public var next: TokenQuery.Position?
+}
+
 extension PostgresConnection {
     static let tokenColumns = """
         t.id, t.org_id, o.slug, t.kind, t.owner_user_id, t.username, t.name, t.description, t.scopes, t.groups,
@@ -13,25 +51,40 @@ extension PostgresConnection {
         t.created_by, t.last_used_at
         """
 
-    /// Tokens of `orgID` visible to a caller: all of them (`ownerUserID == nil && includeAll`),
-    /// or the caller's personal tokens plus the organization tokens.
-    public func tokens(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, limit: Int = 1000, logger: Logger)
-        async throws -> [TokenRecord]
+    /// One page of the tokens of `orgID` visible to a caller: all of them (`all`), or the
+    /// caller's personal tokens plus the organization tokens. Keyset-paginated on
+    /// (created_at, id), which the `tokens_org_created_idx` index serves in either direction.
+    public func tokens(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery, logger: Logger)
+        async throws -> TokenPage
     {
+        let pattern = page.search.map { "%" + $0.replacingOccurrences(of: "\\", with: "\\\\")
+            .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
         let rows = try await query(
             """
-            SELECT \(unescaped: Self.tokenColumns)
+            SELECT \(unescaped: Self.tokenColumns), (extract(epoch FROM t.created_at) * 1000000)::bigint
             FROM tokens t JOIN organizations o ON o.id = t.org_id
             WHERE t.org_id = \(orgID)
               AND (\(all) OR t.kind = 'organization' OR t.owner_user_id = \(ownerUserID))
-            ORDER BY t.created_at DESC, t.id DESC
-            LIMIT \(limit)
+              AND (\(page.kind?.rawValue)::text IS NULL OR t.kind = \(page.kind?.rawValue))
+              AND (\(page.status?.rawValue)::text IS NULL OR t.status = \(page.status?.rawValue))
+              AND (\(pattern)::text IS NULL OR t.name ILIKE \(pattern) OR t.username ILIKE \(pattern)
+                   OR t.created_by ILIKE \(pattern) OR array_to_string(t.groups, ' ') ILIKE \(pattern))
+              AND (\(page.after?.micros)::bigint IS NULL OR
+                   (t.created_at, t.id) \(unescaped: page.ascending ? ">" : "<")
+                   (timestamptz 'epoch' + \(page.after?.micros) * interval '1 microsecond', \(page.after?.id)))
+            ORDER BY t.created_at \(unescaped: page.ascending ? "ASC" : "DESC"), t.id \(unescaped: page.ascending ? "ASC" : "DESC")
+            LIMIT \(page.limit + 1)
             """,
             logger: logger
         )
         var records: [TokenRecord] = []
-        for try await row in rows { records.append(try Self.tokenRecord(row)) }
-        return records
+        var positions: [TokenQuery.Position] = []
+        for try await row in rows {
+            records.append(try Self.tokenRecord(row))
+            positions.append(.init(micros: try row.makeRandomAccess()[19].decode(Int64.self), id: records.last!.id))
+        }
+        guard records.count > page.limit else { return TokenPage(records: records, next: nil) }
+        return TokenPage(records: Array(records.prefix(page.limit)), next: positions[page.limit - 1])
     }
 
     public func token(id: UUID, orgID: UUID, logger: Logger) async throws -> TokenRecord? {
