@@ -128,7 +128,7 @@ schemas = {
     "Status": {"type": "object", "properties": {"status": S()}},
     "CreateTokenRequest": {"type": "object", "required": ["name"], "properties": {
         "name": S(minLength=1, maxLength=200), "groups": A(S()), "isSystemToken": B,
-        "tokenExpiration": {**I, "description": "Epoch seconds; default now + the org's defaultTokenLifetimeDays"},
+        "tokenExpiration": {"oneOf": [I, {"type": "null"}], "description": "Epoch seconds; default now + the org's defaultTokenLifetimeDays; null: never expires (only where the org allows it and sets no maximum)"},
         "description": S(maxLength=1000), "scopes": A(S())}},
     "TokenPatch": {"type": "object", "properties": {"name": S(minLength=1, maxLength=200), "description": nullable(S(maxLength=1000)),
                                                      "status": S(enum=["active", "inactive"])}},

@@ -48,9 +48,16 @@ enum OpenAPIDocument {
       "type": "array"
      },
      "tokenExpiration": {
-      "description": "Epoch seconds; default now + the org's defaultTokenLifetimeDays",
-      "format": "int64",
-      "type": "integer"
+      "description": "Epoch seconds; default now + the org's defaultTokenLifetimeDays; null: never expires (only where the org allows it and sets no maximum)",
+      "oneOf": [
+       {
+        "format": "int64",
+        "type": "integer"
+       },
+       {
+        "type": "null"
+       }
+      ]
      }
     },
     "required": [

@@ -29,8 +29,25 @@ struct TokenController {
         var groups: [String]?
         var isSystemToken: Bool?
         var tokenExpiration: Int64?
+        /// `"tokenExpiration": null` asks for a token that never expires (org policy permitting).
+        var neverExpires = false
         var description: String?
         var scopes: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, groups, isSystemToken, tokenExpiration, description, scopes
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decode(String.self, forKey: .name)
+            groups = try container.decodeIfPresent([String].self, forKey: .groups)
+            isSystemToken = try container.decodeIfPresent(Bool.self, forKey: .isSystemToken)
+            tokenExpiration = try container.decodeIfPresent(Int64.self, forKey: .tokenExpiration)
+            neverExpires = try container.contains(.tokenExpiration) && container.decodeNil(forKey: .tokenExpiration)
+            description = try container.decodeIfPresent(String.self, forKey: .description)
+            scopes = try container.decodeIfPresent([String].self, forKey: .scopes)
+        }
     }
 
     /// LISA's TokenInfo plus ours. Every key is always present (null when empty), as LISA does.
@@ -344,8 +361,16 @@ struct TokenController {
             throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
         }
         let now = store.clock.now()
-        let expiresAt: Date
-        if let requested = body.tokenExpiration {
+        let expiresAt: Date?
+        if body.neverExpires {
+            guard org.allowNonExpiringTokens, org.maxTokenLifetimeDays == nil else {
+                throw Problem(
+                    .badRequest,
+                    org.maxTokenLifetimeDays.map { "Tokens must expire within the organization's maximum lifetime of \($0) days" }
+                        ?? "This organization does not allow tokens that never expire")
+            }
+            expiresAt = nil
+        } else if let requested = body.tokenExpiration {
             let date = Date(timeIntervalSince1970: TimeInterval(requested))
             guard date > now else { throw Problem(.badRequest, "Token expiration must be in the future") }
             if let maxDays = org.maxTokenLifetimeDays, date > now.addingTimeInterval(Double(maxDays) * 86_400) {

@@ -66,3 +66,26 @@ import Testing
         }
     }
 }
+
+@Suite struct ExpirationPolicyTests {
+    @Test func nonExpiringTokensOnlyWhenTheOrgAllowsThem() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let refused = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true, "tokenExpiration": null}"#)
+            #expect(refused.status == .badRequest)
+            #expect(refused.string("detail") == "This organization does not allow tokens that never expire")
+            #expect(try await client.call(.patch, "/orgs/acme", token: root, json: #"{"allowNonExpiringTokens": true}"#).status == .ok)
+            let forever = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true, "tokenExpiration": null}"#)
+            #expect(forever.status == .created)
+            #expect(forever.json["tokenExpiration"] is NSNull)
+            #expect(forever.json["isExpired"] as? Bool == false)
+            let secret = try #require(forever.string("token"))
+            #expect(try await client.call(.get, "/api-tokens/self", token: secret).status == .ok)
+            // A maximum lifetime wins over the permission.
+            #expect(try await client.call(.patch, "/orgs/acme", token: root, json: #"{"defaultTokenLifetimeDays": 7, "maxTokenLifetimeDays": 7}"#).status == .ok)
+            let capped = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci2", "isSystemToken": true, "tokenExpiration": null}"#)
+            #expect(capped.status == .badRequest)
+            #expect(capped.string("detail")?.contains("7 days") == true)
+        }
+    }
+}
