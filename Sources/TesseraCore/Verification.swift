@@ -48,6 +48,8 @@ public enum VerificationFailure: String, Error, Sendable, Equatable, CaseIterabl
     case revoked
     /// The owner left the org, was disabled or deleted (defense in depth behind the cascade).
     case ownerInactive
+    /// Unused for longer than the org's `idleTimeoutDays`.
+    case idle
 
     public var description: String {
         switch self {
@@ -57,6 +59,7 @@ public enum VerificationFailure: String, Error, Sendable, Equatable, CaseIterabl
         case .inactive: "The token is inactive"
         case .revoked: "The token has been revoked"
         case .ownerInactive: "The token's owner is no longer an active member of the organization"
+        case .idle: "The token is inactive: unused for longer than the organization's idle timeout"
         }
     }
 }
@@ -67,14 +70,22 @@ public struct StoredTokenState: Sendable {
     public var status: TokenStatus
     /// Personal tokens only: the owner still has a membership and an active user record.
     public var ownerIsActiveMember: Bool
+    /// The org's idle timeout (nil: off) and the token's last recorded use.
+    public var idleTimeoutDays: Int?
+    public var lastUsedAt: Date?
 
-    public init(token: VerifiedToken, status: TokenStatus, ownerIsActiveMember: Bool) {
+    public init(
+        token: VerifiedToken, status: TokenStatus, ownerIsActiveMember: Bool, idleTimeoutDays: Int? = nil,
+        lastUsedAt: Date? = nil
+    ) {
         self.token = token
         self.status = status
         self.ownerIsActiveMember = ownerIsActiveMember
+        self.idleTimeoutDays = idleTimeoutDays
+        self.lastUsedAt = lastUsedAt
     }
 
-    /// Applies the rules of DESIGN §5 at `now`: revoked, inactive, expired, owner gone.
+    /// Applies the rules of DESIGN §5 at `now`: revoked, inactive, expired, owner gone, idle.
     public func verify(at now: Date) -> Result<VerifiedToken, VerificationFailure> {
         switch status {
         case .revoked: return .failure(.revoked)
@@ -83,6 +94,10 @@ public struct StoredTokenState: Sendable {
         }
         if let expiresAt = token.expiresAt, expiresAt <= now { return .failure(.expired) }
         if token.kind == .personal && !ownerIsActiveMember { return .failure(.ownerInactive) }
+        if let idleTimeoutDays {
+            let lastActivity = max(lastUsedAt ?? token.createdAt, token.createdAt)
+            if now.timeIntervalSince(lastActivity) > Double(idleTimeoutDays) * 86_400 { return .failure(.idle) }
+        }
         return .success(token)
     }
 }

@@ -11,10 +11,13 @@ public struct ServerConfiguration: Sendable {
     public var host: String
     /// `TESSERA_PORT`, default 8080.
     public var port: Int
+    /// How often coalesced last-used times are written (at most one write per token per interval).
+    public var lastUsedFlushInterval: Duration
 
-    public init(host: String = "127.0.0.1", port: Int = 8080) {
+    public init(host: String = "127.0.0.1", port: Int = 8080, lastUsedFlushInterval: Duration = .seconds(60)) {
         self.host = host
         self.port = port
+        self.lastUsedFlushInterval = lastUsedFlushInterval
     }
 }
 
@@ -54,16 +57,21 @@ public func buildApplication(
     clock: any WallClock = SystemWallClock()
 ) async throws -> some ApplicationProtocol {
     let store = TesseraStore(client: client, logger: logger, clock: clock)
-    let router = buildRouter(store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt))
+    let lastUsed = LastUsedRecorder(client: client, logger: logger, interval: configuration.lastUsedFlushInterval)
+    let router = buildRouter(
+        store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt), lastUsed: lastUsed)
+    // Shut down in reverse order: the server stops, then last-used flushes, then the pool closes.
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tessera"),
-        services: [client],
+        services: [client, lastUsed],
         logger: logger
     )
 }
 
-func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?) -> Router<TesseraRequestContext> {
+func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?, lastUsed: LastUsedRecorder)
+    -> Router<TesseraRequestContext>
+{
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: ProblemMiddleware())
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
@@ -76,7 +84,7 @@ func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?
     }
 
     let resolver = CallerResolver(store: store)
-    let authentication = AuthenticationMiddleware(store: store, jwt: jwt)
+    let authentication = AuthenticationMiddleware(store: store, jwt: jwt, lastUsed: lastUsed)
     let tokens = TokenController(store: store, resolver: resolver)
     tokens.addRoutes(to: router.group("api-tokens").add(middleware: authentication))
     tokens.addRoutes(to: router.group("orgs/:org/api-tokens").add(middleware: authentication))

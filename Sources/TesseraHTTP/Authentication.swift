@@ -41,6 +41,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = TesseraRequestContext
     let store: TesseraStore
     let jwt: JWTAuthenticator?
+    let lastUsed: LastUsedRecorder
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
@@ -54,7 +55,9 @@ struct AuthenticationMiddleware: RouterMiddleware {
             context.identity = .jwt(username: try await jwt.authenticate(value))
         } else {
             switch try await store.verify(credential.value) {
-            case .success(let token): context.identity = .token(token)
+            case .success(let token):
+                context.identity = .token(token)
+                await lastUsed.record(token.tokenID, at: store.clock.now(), address: context.remoteAddress)
             case .failure(let failure): throw Problem.invalidToken(failure)
             }
         }

@@ -25,7 +25,7 @@ extension TesseraStore {
             """
             SELECT t.id, t.kind, t.org_id, o.slug, t.username, t.owner_user_id, m.role, m.groups,
                    coalesce(u.platform_admin, false), t.scopes, t.expires_at, t.created_at, t.status,
-                   (m.user_id IS NOT NULL AND u.status = 'active')
+                   (m.user_id IS NOT NULL AND u.status = 'active'), o.idle_timeout_days, t.last_used_at
             FROM tokens t
             JOIN organizations o ON o.id = t.org_id
             LEFT JOIN memberships m ON m.org_id = t.org_id AND m.user_id = t.owner_user_id
@@ -35,17 +35,22 @@ extension TesseraStore {
             logger: logger
         )
         for try await row in rows {
-            let (id, kind, orgID, slug, username, owner, role, groups, platformAdmin, scopes, expiresAt, createdAt, status, ownerActive) =
-                try row.decode(
-                    (UUID, String, UUID, String, String, UUID?, String?, [String]?, Bool, [String], Date?, Date, String, Bool).self
-                )
-            guard let kind = TokenKind(rawValue: kind), let status = TokenStatus(rawValue: status) else { return nil }
+            let cells = row.makeRandomAccess()
+            guard let kind = TokenKind(rawValue: try cells[1].decode(String.self)),
+                let status = TokenStatus(rawValue: try cells[12].decode(String.self))
+            else { return nil }
             let token = VerifiedToken(
-                tokenID: id, kind: kind, orgID: orgID, orgSlug: slug, username: username, ownerUserID: owner,
-                role: role.flatMap(MembershipRole.init(rawValue:)), groups: groups ?? [], platformAdmin: platformAdmin,
-                scopes: scopes, expiresAt: expiresAt, createdAt: createdAt
+                tokenID: try cells[0].decode(UUID.self), kind: kind, orgID: try cells[2].decode(UUID.self),
+                orgSlug: try cells[3].decode(String.self), username: try cells[4].decode(String.self),
+                ownerUserID: try cells[5].decode(UUID?.self),
+                role: try cells[6].decode(String?.self).flatMap(MembershipRole.init(rawValue:)),
+                groups: try cells[7].decode([String]?.self) ?? [], platformAdmin: try cells[8].decode(Bool.self),
+                scopes: try cells[9].decode([String].self), expiresAt: try cells[10].decode(Date?.self),
+                createdAt: try cells[11].decode(Date.self)
             )
-            return StoredTokenState(token: token, status: status, ownerIsActiveMember: ownerActive)
+            return StoredTokenState(
+                token: token, status: status, ownerIsActiveMember: try cells[13].decode(Bool.self),
+                idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self))
         }
         return nil
     }

@@ -44,6 +44,8 @@ struct TestApp {
 
     static func run(
         jwt settings: JWTSettings = JWTSettings(secret: jwtSecret),
+        clock: any WallClock = SystemWallClock(),
+        afterShutdown: (@Sendable (TestApp) async throws -> Void)? = nil,
         _ body: @escaping @Sendable (TestApp, any TestClientProtocol) async throws -> Void
     ) async throws {
         let url = try await TestPostgres.shared.makeDatabase()
@@ -55,9 +57,10 @@ struct TestApp {
             let appClient = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
             let app = try await buildApplication(
                 configuration: .init(), client: appClient, migrator: try Migrator(), logger: logger,
-                jwt: settings)
+                jwt: settings, clock: clock)
             let testApp = TestApp(store: store, root: root, logs: logs)
             try await app.test(.router) { client in try await body(testApp, client) }
+            try await afterShutdown?(testApp)
             for line in logs.all {
                 #expect(!line.containsTokenSecret, "a log line holds a token secret")
             }

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
+import TesseraCore
 
 /// PATCH and self (DESIGN §4.2).
 @Suite struct TokenLifecycleTests {
@@ -86,6 +87,42 @@ import Testing
             let capped = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci2", "isSystemToken": true, "tokenExpiration": null}"#)
             #expect(capped.status == .badRequest)
             #expect(capped.string("detail")?.contains("7 days") == true)
+        }
+    }
+}
+
+@Suite struct IdleAndLastUsedTests {
+    struct Later: WallClock {
+        let offset: TimeInterval
+        func now() -> Date { Date().addingTimeInterval(offset) }
+    }
+
+    @Test func idleTokensStopVerifying() async throws {
+        try await TestApp.run(clock: Later(offset: 31 * 86_400)) { app, client in
+            let root = app.root.token.plaintext
+            #expect(try await client.call(.get, "/api-tokens", token: root).status == .ok)  // no idle timeout yet
+            try await app.store.client.query("UPDATE organizations SET idle_timeout_days = 30")
+            let idle = try await client.call(.get, "/api-tokens", token: root)
+            #expect(idle.status == .unauthorized)
+            #expect(idle.string("detail")?.contains("idle timeout") == true)
+            try await app.store.client.query("UPDATE organizations SET idle_timeout_days = 45")
+            #expect(try await client.call(.get, "/api-tokens", token: root).status == .ok)
+        }
+    }
+
+    @Test func lastUsedIsCoalescedAndFlushedOnShutdown() async throws {
+        try await TestApp.run(
+            afterShutdown: { app in
+                let used = try await app.store.client.query(
+                    "SELECT last_used_at IS NOT NULL, host(last_used_ip) FROM tokens WHERE id = \(app.root.tokenUUID)"
+                ).decode((Bool, String?).self)
+                for try await (recorded, _) in used { #expect(recorded) }
+            }
+        ) { app, client in
+            for _ in 0..<20 { #expect(try await client.call(.get, "/api-tokens/self", token: app.root.token.plaintext).status == .ok) }
+            // Nothing written per request: the flush interval (60 s) has not passed.
+            let before = try await app.store.client.query("SELECT count(*) FROM tokens WHERE last_used_at IS NOT NULL").decode(Int.self)
+            for try await count in before { #expect(count == 0) }
         }
     }
 }
