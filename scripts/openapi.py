@@ -95,6 +95,16 @@ paths["/orgs/{org}/members/{username}"] = {
     "delete": op("Admin removes a member, or a member leaves; their personal tokens are revoked", {**ok("Removed", ref("Message")), **AUTH, **errors("403", "404")},
                  [ORG, param("username", "Username")], tags=["members"]),
 }
+paths["/orgs/{org}/audit-events"] = {"get": op(
+    "Admin: who did what to which token or member, newest first",
+    {**ok("Events", ref("AuditPage")), **AUTH, **errors("400", "403", "404")},
+    [ORG, query("limit", "Page size, 1-1000 (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000}),
+     query("cursor", "The nextCursor of the previous page", {"type": "string"}),
+     query("actor", "Only events by this username", {"type": "string"}),
+     query("action", "Only this action, e.g. token.created", {"type": "string"}),
+     query("token", "Only events about (or by) this token", {"type": "string", "format": "uuid"}),
+     query("since", "From this time (epoch seconds)", {"type": "integer"}),
+     query("until", "Before this time (epoch seconds)", {"type": "integer"})], tags=["audit"])}
 paths["/users"] = {"post": op("Platform admin: create a user", {**ok("Created", ref("User"), "201"), **AUTH, **errors("403", "409", "413", "422")},
                               request=body(ref("CreateUserRequest")), tags=["users"])}
 paths["/users/{username}"] = {
@@ -141,6 +151,11 @@ schemas = {
     "OrganizationList": {"type": "object", "properties": {"organizations": A(ref("Organization"))}},
     "CreateOrganizationRequest": {"type": "object", "required": ["slug"], "properties": {"slug": S(pattern="^[a-z0-9][a-z0-9-]{1,62}$"), "displayName": S()}},
     "OrganizationPatch": {"type": "object", "properties": {k: v for k, v in org_props.items() if k not in ("slug", "createdDate", "updatedDate")}},
+    "AuditEvent": {"type": "object", "properties": {
+        "id": S(), "occurredDate": I, "actor": nullable(S()), "actorKind": S(enum=["token", "jwt", "cli", "system"]),
+        "actorTokenUUID": nullable(S()), "action": S(), "tokenUUID": nullable(S()), "username": nullable(S()),
+        "sourceIP": nullable(S()), "details": {"type": "object", "additionalProperties": S()}}},
+    "AuditPage": {"type": "object", "properties": {"events": A(ref("AuditEvent")), "nextCursor": S()}},
     "Member": {"type": "object", "properties": {"username": S(), "role": S(enum=["admin", "member"]), "groups": A(S()), "status": S(), "createdDate": I}},
     "MemberList": {"type": "object", "properties": {"members": A(ref("Member"))}},
     "MemberRequest": {"type": "object", "properties": {"role": S(enum=["admin", "member"]), "groups": A(S())}},

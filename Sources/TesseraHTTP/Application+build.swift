@@ -88,7 +88,10 @@ func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?
     let tokens = TokenController(store: store, resolver: resolver)
     tokens.addRoutes(to: router.group("api-tokens").add(middleware: authentication))
     tokens.addRoutes(to: router.group("orgs/:org/api-tokens").add(middleware: authentication))
-    OrganizationController(store: store, resolver: resolver).addRoutes(to: router.group("orgs").add(middleware: authentication))
+    let organizations = OrganizationController(store: store, resolver: resolver)
+    let orgs = router.group("orgs").add(middleware: authentication)
+    organizations.addRoutes(to: orgs)
+    AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
     UserController(store: store, resolver: resolver).addRoutes(to: router.group("users").add(middleware: authentication))
     return router
 }

@@ -6,6 +6,100 @@ enum OpenAPIDocument {
 {
  "components": {
   "schemas": {
+   "AuditEvent": {
+    "properties": {
+     "action": {
+      "type": "string"
+     },
+     "actor": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "actorKind": {
+      "enum": [
+       "token",
+       "jwt",
+       "cli",
+       "system"
+      ],
+      "type": "string"
+     },
+     "actorTokenUUID": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "details": {
+      "additionalProperties": {
+       "type": "string"
+      },
+      "type": "object"
+     },
+     "id": {
+      "type": "string"
+     },
+     "occurredDate": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "sourceIP": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "tokenUUID": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "username": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     }
+    },
+    "type": "object"
+   },
+   "AuditPage": {
+    "properties": {
+     "events": {
+      "items": {
+       "$ref": "#/components/schemas/AuditEvent"
+      },
+      "type": "array"
+     },
+     "nextCursor": {
+      "type": "string"
+     }
+    },
+    "type": "object"
+   },
    "CreateOrganizationRequest": {
     "properties": {
      "displayName": {
@@ -2661,6 +2755,151 @@ enum OpenAPIDocument {
     "summary": "Admin: create a member's personal token, or with isSystemToken an organization token labelled username",
     "tags": [
      "org api-tokens"
+    ]
+   }
+  },
+  "/orgs/{org}/audit-events": {
+   "get": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Page size, 1-1000 (default 100)",
+      "in": "query",
+      "name": "limit",
+      "required": false,
+      "schema": {
+       "maximum": 1000,
+       "minimum": 1,
+       "type": "integer"
+      }
+     },
+     {
+      "description": "The nextCursor of the previous page",
+      "in": "query",
+      "name": "cursor",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Only events by this username",
+      "in": "query",
+      "name": "actor",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Only this action, e.g. token.created",
+      "in": "query",
+      "name": "action",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Only events about (or by) this token",
+      "in": "query",
+      "name": "token",
+      "required": false,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     },
+     {
+      "description": "From this time (epoch seconds)",
+      "in": "query",
+      "name": "since",
+      "required": false,
+      "schema": {
+       "type": "integer"
+      }
+     },
+     {
+      "description": "Before this time (epoch seconds)",
+      "in": "query",
+      "name": "until",
+      "required": false,
+      "schema": {
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/AuditPage"
+        }
+       }
+      },
+      "description": "Events"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: who did what to which token or member, newest first",
+    "tags": [
+     "audit"
     ]
    }
   },

@@ -1,0 +1,79 @@
+import Foundation
+import Hummingbird
+import TesseraCore
+import TesseraPostgres
+
+/// `GET /orgs/{org}/audit-events` (admins): newest first, keyset-paginated, filtered by `actor`,
+/// `action`, `token`, `since`/`until` (epoch seconds). Events never hold a secret.
+struct AuditController {
+    let store: TesseraStore
+    let organizations: OrganizationController
+
+    struct Event: Encodable {
+        let id: String
+        let occurredDate: Int64
+        let actor: String?
+        let actorKind: String
+        let actorTokenUUID: String?
+        let action: String
+        let tokenUUID: String?
+        let username: String?
+        let sourceIP: String?
+        let details: [String: String]
+    }
+
+    struct Page: ResponseEncodable {
+        let events: [Event]
+        let nextCursor: String?
+    }
+
+    func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
+        group.get(":org/audit-events", use: list)
+    }
+
+    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> Page {
+        let (caller, _) = try await organizations.resolve(request, context, scope: "org:read", admin: true)
+        let query = try Self.query(request.uri.queryParameters)
+        let (events, more) = try await store.client.withConnection {
+            try await $0.auditEvents(orgID: caller.orgID, query: query, logger: context.logger)
+        }
+        return Page(
+            events: events.map { record in
+                Event(
+                    id: String(record.id), occurredDate: Int64(record.occurredAt.timeIntervalSince1970),
+                    actor: record.actorUsername, actorKind: record.actorKind,
+                    actorTokenUUID: record.actorTokenID?.uuidString.lowercased(), action: record.action,
+                    tokenUUID: record.targetTokenID?.uuidString.lowercased(), username: record.targetUsername,
+                    sourceIP: record.sourceIP,
+                    details: (try? JSONDecoder().decode([String: String].self, from: Data(record.details.utf8))) ?? [:])
+            },
+            nextCursor: more ? events.last.map { String($0.id) } : nil)
+    }
+
+    static func query(_ parameters: Parameters) throws -> AuditQuery {
+        var query = AuditQuery()
+        if let raw = parameters.get("limit") {
+            guard let limit = Int(raw), (1...1000).contains(limit) else {
+                throw Problem(.badRequest, "limit must be an integer from 1 to 1000")
+            }
+            query.limit = limit
+        }
+        if let raw = parameters.get("cursor") {
+            guard let id = Int64(raw), id > 0 else { throw Problem(.badRequest, "cursor is not one this server issued") }
+            query.beforeID = id
+        }
+        query.actor = parameters.get("actor")
+        query.action = parameters.get("action")
+        if let raw = parameters.get("token") {
+            guard let id = UUID(uuidString: raw) else { throw Problem(.badRequest, "token must be a token UUID") }
+            query.tokenID = id
+        }
+        for (name, keyPath) in [("since", \AuditQuery.since), ("until", \AuditQuery.until)] {
+            if let raw = parameters.get(name) {
+                guard let seconds = Int64(raw), seconds >= 0 else { throw Problem(.badRequest, "\(name) must be epoch seconds") }
+                query[keyPath: keyPath] = Date(timeIntervalSince1970: TimeInterval(seconds))
+            }
+        }
+        return query
+    }
+}
