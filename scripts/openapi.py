@@ -60,6 +60,11 @@ token_ops = lambda prefix_params, tag: {
         "delete": op("Delete a token (owner or admin; organization tokens: admin)",
                      {**ok("Deleted", ref("Deleted")), **AUTH, **errors("403", "404")}, prefix_params + [TOKEN_ID], tags=[tag]),
     },
+    "/{tokenUUID}/rotate": {
+        "post": op("New secret and tokenUUID, same metadata; the old secret stops at once or after overlapSeconds (<= 86400). Rotating a token already rotated away revokes its whole family (409)",
+                   {**ok("Rotated; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "409", "413", "422")},
+                   prefix_params + [TOKEN_ID], {"required": False, "content": {"application/json": {"schema": ref("RotateRequest")}}}, tags=[tag]),
+    },
     "/{username}": {
         "post": op("Admin: create a member's personal token, or with isSystemToken an organization token labelled username",
                    {**ok("Created; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "413", "422")},
@@ -140,6 +145,7 @@ schemas = {
         "name": S(minLength=1, maxLength=200), "groups": A(S()), "isSystemToken": B,
         "tokenExpiration": {"oneOf": [I, {"type": "null"}], "description": "Epoch seconds; default now + the org's defaultTokenLifetimeDays; null: never expires (only where the org allows it and sets no maximum)"},
         "description": S(maxLength=1000), "scopes": A(S())}},
+    "RotateRequest": {"type": "object", "properties": {"overlapSeconds": {"type": "integer", "minimum": 0, "maximum": 86400}}},
     "TokenPatch": {"type": "object", "properties": {"name": S(minLength=1, maxLength=200), "description": nullable(S(maxLength=1000)),
                                                      "status": S(enum=["active", "inactive"])}},
     "TokenInfo": {"type": "object", "required": list(token_props), "properties": token_props},

@@ -73,11 +73,14 @@ public struct StoredTokenState: Sendable {
     /// The org's idle timeout (nil: off) and the token's last recorded use.
     public var idleTimeoutDays: Int?
     public var lastUsedAt: Date?
+    /// A token rotated away with an overlap keeps verifying until then.
+    public var graceUntil: Date?
 
     public init(
         token: VerifiedToken, status: TokenStatus, ownerIsActiveMember: Bool, idleTimeoutDays: Int? = nil,
-        lastUsedAt: Date? = nil
+        lastUsedAt: Date? = nil, graceUntil: Date? = nil
     ) {
+        self.graceUntil = graceUntil
         self.token = token
         self.status = status
         self.ownerIsActiveMember = ownerIsActiveMember
@@ -88,7 +91,8 @@ public struct StoredTokenState: Sendable {
     /// Applies the rules of DESIGN §5 at `now`: revoked, inactive, expired, owner gone, idle.
     public func verify(at now: Date) -> Result<VerifiedToken, VerificationFailure> {
         switch status {
-        case .revoked: return .failure(.revoked)
+        case .revoked:
+            guard let graceUntil, graceUntil > now else { return .failure(.revoked) }
         case .inactive: return .failure(.inactive)
         case .active: break
         }

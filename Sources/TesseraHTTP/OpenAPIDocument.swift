@@ -648,6 +648,16 @@ enum OpenAPIDocument {
     ],
     "type": "object"
    },
+   "RotateRequest": {
+    "properties": {
+     "overlapSeconds": {
+      "maximum": 86400,
+      "minimum": 0,
+      "type": "integer"
+     }
+    },
+    "type": "object"
+   },
    "Status": {
     "properties": {
      "status": {
@@ -1479,6 +1489,126 @@ enum OpenAPIDocument {
      }
     ],
     "summary": "Change name, description or status (active|inactive); owner or admin, organization tokens admin only. Scopes never change; revoked is final",
+    "tags": [
+     "api-tokens"
+    ]
+   }
+  },
+  "/api-tokens/{tokenUUID}/rotate": {
+   "post": {
+    "parameters": [
+     {
+      "description": "Token id",
+      "in": "path",
+      "name": "tokenUUID",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/RotateRequest"
+       }
+      }
+     },
+     "required": false
+    },
+    "responses": {
+     "201": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/CreatedToken"
+        }
+       }
+      },
+      "description": "Rotated; `token` is shown once"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     },
+     "409": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Already exists"
+     },
+     "413": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Body larger than 1 MiB"
+     },
+     "422": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed body; `errors` lists the fields"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "New secret and tokenUUID, same metadata; the old secret stops at once or after overlapSeconds (<= 86400). Rotating a token already rotated away revokes its whole family (409)",
     "tags": [
      "api-tokens"
     ]
@@ -2635,6 +2765,135 @@ enum OpenAPIDocument {
      }
     ],
     "summary": "Change name, description or status (active|inactive); owner or admin, organization tokens admin only. Scopes never change; revoked is final",
+    "tags": [
+     "org api-tokens"
+    ]
+   }
+  },
+  "/orgs/{org}/api-tokens/{tokenUUID}/rotate": {
+   "post": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Token id",
+      "in": "path",
+      "name": "tokenUUID",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/RotateRequest"
+       }
+      }
+     },
+     "required": false
+    },
+    "responses": {
+     "201": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/CreatedToken"
+        }
+       }
+      },
+      "description": "Rotated; `token` is shown once"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     },
+     "409": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Already exists"
+     },
+     "413": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Body larger than 1 MiB"
+     },
+     "422": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed body; `errors` lists the fields"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "New secret and tokenUUID, same metadata; the old secret stops at once or after overlapSeconds (<= 86400). Rotating a token already rotated away revokes its whole family (409)",
     "tags": [
      "org api-tokens"
     ]

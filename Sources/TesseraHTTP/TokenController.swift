@@ -17,6 +17,7 @@ struct TokenController {
         group.get("self", use: getSelf)
         group.get(":tokenUUID", use: get)
         group.patch(":tokenUUID", use: update)
+        group.post(":tokenUUID/rotate", use: rotate)
         group.delete(":tokenUUID", use: delete)
         // Hummingbird wants one parameter name per path position: the POST reads it as a username.
         group.post(":tokenUUID", use: createFor)
@@ -186,6 +187,70 @@ struct TokenController {
         }
         guard let updated else { throw Self.tokenNotFound }
         return TokenInfo(record: updated, now: store.clock.now())
+    }
+
+    struct RotateRequest: Decodable {
+        var overlapSeconds: Int?
+    }
+
+    /// `POST /api-tokens/{tokenUUID}/rotate`: a new secret (and a new tokenUUID) with the same
+    /// metadata; the old secret stops at once, or after `overlapSeconds` (≤ 86400). Rotating a
+    /// token that was already rotated away revokes its whole family (reuse detection).
+    @Sendable func rotate(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<TokenInfo> {
+        let (caller, _) = try await authorize(request, context, scope: "tokens:write")
+        let record = try await visibleToken(request, context, caller)
+        let mayRotate = caller.isAdmin(catalog: .builtIn) || (record.kind == .personal && record.ownerUserID == caller.userID)
+        guard mayRotate else { throw Self.tokenNotFound }
+        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        let body = buffer.readableBytes == 0
+            ? RotateRequest()
+            : try { () throws -> RotateRequest in
+                do { return try JSONDecoder().decode(RotateRequest.self, from: buffer) }
+                catch let error as DecodingError { throw Problem.unprocessable(error) }
+            }()
+        let overlap = body.overlapSeconds ?? 0
+        guard (0...86_400).contains(overlap) else { throw Problem.invalidField("overlapSeconds", "must be from 0 to 86400") }
+        let now = store.clock.now()
+        let secret = TokenSecret.generate(kind: record.kind)
+        let outcome: RotationOutcome
+        do {
+            outcome = try await store.transaction { connection -> RotationOutcome in
+                let outcome = try await connection.rotateToken(
+                    id: record.id, orgID: caller.orgID, secret: secret, now: now,
+                    graceUntil: overlap > 0 ? now.addingTimeInterval(TimeInterval(overlap)) : nil,
+                    logger: context.logger)
+                switch outcome {
+                case .rotated(let newID):
+                    try await connection.recordAudit(
+                        caller.auditEvent(
+                            context, action: "token.rotated", token: record.id, target: record.username,
+                            details: ["newTokenUUID": newID.uuidString.lowercased(), "overlapSeconds": String(overlap)]),
+                        logger: context.logger)
+                case .reuseDetected:
+                    try await connection.recordAudit(
+                        caller.auditEvent(context, action: "token.rotation_reuse", token: record.id, target: record.username),
+                        logger: context.logger)
+                case .notFound: break
+                }
+                return outcome
+            }
+        } catch let error as PSQLError where error.constraintName == "expiry_after_creation" {
+            throw Problem(.badRequest, "An expired token cannot be rotated: create a new one")
+        }
+        switch outcome {
+        case .notFound:
+            throw Problem(.conflict, "A revoked token cannot be rotated")
+        case .reuseDetected:
+            throw Problem(.conflict, "This token was already rotated; every token of its family is now revoked")
+        case .rotated(let newID):
+            let fresh = try await store.client.withConnection {
+                try await $0.token(id: newID, orgID: caller.orgID, logger: context.logger)
+            }
+            guard let fresh else { throw Self.tokenNotFound }
+            var info = TokenInfo(record: fresh, now: now)
+            info.token = secret.plaintext
+            return EditedResponse(status: .created, response: info)
+        }
     }
 
     @Sendable func delete(_ request: Request, context: TesseraRequestContext) async throws -> Deleted {

@@ -174,3 +174,65 @@ extension PostgresConnection {
         return false
     }
 }
+
+public enum RotationOutcome: Sendable {
+    /// The new token (its id) that replaces the old one.
+    case rotated(UUID)
+    /// The old token had already been rotated away: its whole family is now revoked.
+    case reuseDetected
+    case notFound
+}
+
+extension PostgresConnection {
+    /// Rotates token `id` of `orgID` inside the caller's transaction: a new row with the same
+    /// metadata, family and a new secret; the old row revoked (`rotated`), verifying until
+    /// `graceUntil` when an overlap was asked for. Rotating a row that was already rotated away
+    /// revokes every live token of its family (reuse detection) instead.
+    public func rotateToken(
+        id: UUID, orgID: UUID, secret: TokenSecret, now: Date, graceUntil: Date?, logger: Logger
+    ) async throws -> RotationOutcome {
+        let rows = try await query(
+            """
+            SELECT status, revoked_reason, coalesce(family_id, id) FROM tokens
+            WHERE id = \(id) AND org_id = \(orgID) FOR UPDATE
+            """,
+            logger: logger)
+        var found: (String, String?, UUID)?
+        for try await row in rows.decode((String, String?, UUID).self) { found = row }
+        guard let (status, reason, family) = found else { return .notFound }
+        if status == "revoked" {
+            guard reason == "rotated" else { return .notFound }
+            try await query(
+                """
+                UPDATE tokens SET status = 'revoked', revoked_at = \(now), revoked_reason = 'rotation_reuse',
+                                  grace_until = NULL, updated_at = \(now)
+                WHERE org_id = \(orgID) AND coalesce(family_id, id) = \(family)
+                  AND (status <> 'revoked' OR grace_until IS NOT NULL)
+                """,
+                logger: logger)
+            return .reuseDetected
+        }
+        try await query(
+            """
+            UPDATE tokens SET status = 'revoked', revoked_at = \(now), revoked_reason = 'rotated',
+                              grace_until = \(graceUntil), family_id = \(family), updated_at = \(now)
+            WHERE id = \(id)
+            """,
+            logger: logger)
+        let hash = ByteBuffer(bytes: secret.hash.bytes)
+        let inserted = try await query(
+            """
+            INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups, secret_hash,
+                                token_prefix, expires_at, status, created_at, updated_at, created_by, created_by_user_id,
+                                family_id, rotated_from)
+            SELECT org_id, kind, owner_user_id, username, name, description, scopes, groups, \(hash),
+                   \(secret.displayPrefix), expires_at, \(status), \(now), \(now), created_by, created_by_user_id,
+                   \(family), id
+            FROM tokens WHERE id = \(id)
+            RETURNING id
+            """,
+            logger: logger)
+        for try await newID in inserted.decode(UUID.self) { return .rotated(newID) }
+        throw StoreError.noRows
+    }
+}

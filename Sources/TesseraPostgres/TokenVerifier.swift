@@ -25,7 +25,7 @@ extension TesseraStore {
             """
             SELECT t.id, t.kind, t.org_id, o.slug, t.username, t.owner_user_id, m.role, m.groups,
                    coalesce(u.platform_admin, false), t.scopes, t.expires_at, t.created_at, t.status,
-                   (m.user_id IS NOT NULL AND u.status = 'active'), o.idle_timeout_days, t.last_used_at
+                   (m.user_id IS NOT NULL AND u.status = 'active'), o.idle_timeout_days, t.last_used_at, t.grace_until
             FROM tokens t
             JOIN organizations o ON o.id = t.org_id
             LEFT JOIN memberships m ON m.org_id = t.org_id AND m.user_id = t.owner_user_id
@@ -50,7 +50,8 @@ extension TesseraStore {
             )
             return StoredTokenState(
                 token: token, status: status, ownerIsActiveMember: try cells[13].decode(Bool.self),
-                idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self))
+                idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self),
+                graceUntil: try cells[16].decode(Date?.self))
         }
         return nil
     }

@@ -126,3 +126,74 @@ import TesseraCore
         }
     }
 }
+
+@Suite struct RotationTests {
+    @Test func rotateWithoutOverlapStopsTheOldSecretAtOnce() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true, "description": "d"}"#)
+            let oldID = try #require(ci.string("tokenUUID"))
+            let oldSecret = try #require(ci.string("token"))
+            let rotated = try await client.call(.post, "/api-tokens/\(oldID)/rotate", token: root)
+            #expect(rotated.status == .created)
+            let newSecret = try #require(rotated.string("token"))
+            #expect(rotated.string("tokenUUID") != oldID)
+            #expect(rotated.string("name") == "ci" && rotated.string("description") == "d")
+            #expect(rotated.json["tokenExpiration"] as? Int == ci.json["tokenExpiration"] as? Int)
+            let old = try await client.call(.get, "/api-tokens/self", token: oldSecret)
+            #expect(old.status == .unauthorized)
+            #expect(old.string("detail") == "The token has been revoked")
+            #expect(try await client.call(.get, "/api-tokens/self", token: newSecret).status == .ok)
+            let oldInfo = try await client.call(.get, "/api-tokens/\(oldID)", token: root)
+            #expect(oldInfo.string("revokedReason") == "rotated")
+        }
+    }
+
+    @Test func overlapKeepsTheOldSecretForAWhile() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            try await app.addMember("alice")
+            let alice = try await client.call(.post, "/api-tokens/alice", token: root, json: #"{"name": "a"}"#)
+            let id = try #require(alice.string("tokenUUID"))
+            let oldSecret = try #require(alice.string("token"))
+            let rotated = try await client.call(.post, "/api-tokens/\(id)/rotate", token: oldSecret, json: #"{"overlapSeconds": 3600}"#)
+            #expect(rotated.status == .created)
+            #expect(try await client.call(.get, "/api-tokens/self", token: oldSecret).status == .ok)
+            #expect(try await client.call(.get, "/api-tokens/self", token: try #require(rotated.string("token"))).status == .ok)
+            let tooLong = try await client.call(.post, "/api-tokens/\(try #require(rotated.string("tokenUUID")))/rotate", token: root, json: #"{"overlapSeconds": 100000}"#)
+            #expect(tooLong.status == .unprocessableContent)
+        }
+    }
+
+    @Test func rotatingARotatedTokenRevokesTheFamily() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let firstID = try #require(ci.string("tokenUUID"))
+            let second = try await client.call(.post, "/api-tokens/\(firstID)/rotate", token: root, json: #"{"overlapSeconds": 600}"#)
+            let secondSecret = try #require(second.string("token"))
+            let reuse = try await client.call(.post, "/api-tokens/\(firstID)/rotate", token: root)
+            #expect(reuse.status == .conflict)
+            #expect(reuse.string("detail")?.contains("family") == true)
+            // Both the overlapping old secret and the new one are dead now.
+            #expect(try await client.call(.get, "/api-tokens/self", token: try #require(ci.string("token"))).status == .unauthorized)
+            #expect(try await client.call(.get, "/api-tokens/self", token: secondSecret).status == .unauthorized)
+            let audit = try await client.call(.get, "/orgs/acme/audit-events?action=token.rotation_reuse", token: root)
+            #expect((audit.json["events"] as? [[String: Any]])?.count == 1)
+        }
+    }
+
+    @Test func concurrentRotationsOneWins() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let id = try #require(ci.string("tokenUUID"))
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<2 { group.addTask { try await client.call(.post, "/api-tokens/\(id)/rotate", token: root).status } }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .created }.count == 1)
+            #expect(statuses.filter { $0 == .conflict }.count == 1)
+        }
+    }
+}
