@@ -4,7 +4,10 @@ import Hummingbird
 extension Request {
     /// Decodes a JSON body; shape errors become a 422 problem that names each offending field.
     /// Unknown fields are ignored. Bodies over 1 MiB get 413 (from the collect limit).
-    func decodeJSON<Value: Decodable>(_ type: Value.Type, context: TesseraRequestContext) async throws -> Value {
+    /// `whenEmpty`: the value of an absent body, for routes whose body is optional.
+    func decodeJSON<Value: Decodable>(_ type: Value.Type, context: TesseraRequestContext, whenEmpty: Value? = nil)
+        async throws -> Value
+    {
         let buffer: ByteBuffer
         do {
             buffer = try await body.collect(upTo: context.maxUploadSize)
@@ -13,6 +16,7 @@ extension Request {
             throw Problem(.contentTooLarge, "Request body is larger than 1 MiB")
         }
         guard buffer.readableBytes > 0 else {
+            if let whenEmpty { return whenEmpty }
             throw Problem(.unprocessableContent, "Request body is empty: a JSON object is expected",
                           errors: [.init(field: "body", message: "is required")])
         }

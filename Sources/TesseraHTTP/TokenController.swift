@@ -201,13 +201,7 @@ struct TokenController {
         let record = try await visibleToken(request, context, caller)
         let mayRotate = caller.isAdmin(catalog: .builtIn) || (record.kind == .personal && record.ownerUserID == caller.userID)
         guard mayRotate else { throw Self.tokenNotFound }
-        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
-        let body = buffer.readableBytes == 0
-            ? RotateRequest()
-            : try { () throws -> RotateRequest in
-                do { return try JSONDecoder().decode(RotateRequest.self, from: buffer) }
-                catch let error as DecodingError { throw Problem.unprocessable(error) }
-            }()
+        let body = try await request.decodeJSON(RotateRequest.self, context: context, whenEmpty: RotateRequest())
         let overlap = body.overlapSeconds ?? 0
         guard (0...86_400).contains(overlap) else { throw Problem.invalidField("overlapSeconds", "must be from 0 to 86400") }
         let now = store.clock.now()
