@@ -67,8 +67,7 @@ extension PostgresConnection {
               AND (\(all) OR t.kind = 'organization' OR t.owner_user_id = \(ownerUserID))
               AND (\(page.kind?.rawValue)::text IS NULL OR t.kind = \(page.kind?.rawValue))
               AND (\(page.status?.rawValue)::text IS NULL OR t.status = \(page.status?.rawValue))
-              AND (\(pattern)::text IS NULL OR t.name ILIKE \(pattern) OR t.username ILIKE \(pattern)
-                   OR t.created_by ILIKE \(pattern) OR array_to_string(t.groups, ' ') ILIKE \(pattern))
+              AND (\(pattern)::text IS NULL OR t.search_text LIKE lower(\(pattern)))
               AND (\(page.after?.micros)::bigint IS NULL OR
                    (t.created_at, t.id) \(unescaped: page.ascending ? ">" : "<")
                    (timestamptz 'epoch' + \(page.after?.micros) * interval '1 microsecond', \(page.after?.id)))

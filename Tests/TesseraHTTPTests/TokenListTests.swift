@@ -64,6 +64,14 @@ import TesseraPostgres
             let injection = try await client.call(.get, "/api-tokens?search=%27%3B%20DROP%20TABLE%20tokens%3B--", token: root)
             #expect(injection.status == .ok && injection.tokens.isEmpty)
             #expect(try await client.call(.get, "/api-tokens?limit=1000", token: root).tokens.count == 251)
+
+            // The search text follows renames (kept by a trigger, migration 0003).
+            let target = try #require(byName.tokens.first?["tokenUUID"] as? String)
+            let renamed = try await client.call(.patch, "/api-tokens/\(target)", token: root, json: #"{"name": "Nightly-Release"}"#)
+            #expect(renamed.status == .ok)
+            let found = try await client.call(.get, "/api-tokens?search=nightly-rel", token: root)
+            #expect(found.tokens.compactMap { $0["tokenUUID"] as? String } == [target])
+            #expect(try await client.call(.get, "/api-tokens?search=svc-12", token: root).tokens.count == 9)
         }
     }
 
