@@ -101,6 +101,19 @@ public struct ScopeCatalog: Sendable {
         BuiltInScope.all.map { Entry(name: $0.name, description: $0.description, adminOnly: $0.adminOnly, implies: $0.implies) }
     )
 
+    /// What a verified token may do *now* (authority rule): its granted scopes with implications
+    /// expanded, minus the admin-only ones when it is a personal token whose owner is no longer an
+    /// admin of the org (`platform:admin` stays with a platform admin). Organization tokens keep
+    /// what they were granted.
+    public func effectiveScopes(of token: VerifiedToken) -> Set<String> {
+        guard token.kind == .personal, token.role != .admin else { return expand(token.scopes) }
+        let kept = token.scopes.filter { scope in
+            guard entries[scope]?.adminOnly == true else { return true }
+            return scope == "platform:admin" && token.platformAdmin
+        }
+        return expand(kept)
+    }
+
     /// `scopes` plus everything they imply, transitively.
     public func expand(_ scopes: some Sequence<String>) -> Set<String> {
         var result = Set<String>()

@@ -13,11 +13,17 @@ public struct ServerConfiguration: Sendable {
     public var port: Int
     /// How often coalesced last-used times are written (at most one write per token per interval).
     public var lastUsedFlushInterval: Duration
+    /// The verification cache of `/auth/verify` and `/oauth/introspect`.
+    public var cache: VerificationCacheSettings
 
-    public init(host: String = "127.0.0.1", port: Int = 8080, lastUsedFlushInterval: Duration = .seconds(60)) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, lastUsedFlushInterval: Duration = .seconds(60),
+        cache: VerificationCacheSettings = .init()
+    ) {
         self.host = host
         self.port = port
         self.lastUsedFlushInterval = lastUsedFlushInterval
+        self.cache = cache
     }
 }
 
@@ -47,34 +53,46 @@ public struct TesseraRequestContext: RequestContext {
 /// The one seam that builds the application, used by `tessera serve` and by the tests.
 ///
 /// The `PostgresClient` runs as a service of the application, so start-up and graceful shutdown
-/// (SIGTERM, SIGINT) are ordered for free.
+/// (SIGTERM, SIGINT) are ordered for free. `notifications` is the connection the invalidation
+/// listener LISTENs on (nil: no push invalidation, the cache TTL alone bounds staleness).
 public func buildApplication(
     configuration: ServerConfiguration,
     client: PostgresClient,
     migrator: Migrator,
     logger: Logger,
     jwt: JWTSettings = JWTSettings(),
-    clock: any WallClock = SystemWallClock()
+    clock: any WallClock = SystemWallClock(),
+    notifications: PostgresConnection.Configuration? = nil
 ) async throws -> some ApplicationProtocol {
+    TesseraMetrics.bootstrap()
     let store = TesseraStore(client: client, logger: logger, clock: clock)
     let lastUsed = LastUsedRecorder(client: client, logger: logger, interval: configuration.lastUsedFlushInterval)
+    let verifier = TokenVerifier(store: store, cache: VerificationCache(settings: configuration.cache))
+    let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
     let router = buildRouter(
-        store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt), lastUsed: lastUsed)
+        store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt), lastUsed: lastUsed,
+        verifier: verifier, listener: listener)
+    var services: [any Service] = [client]
+    if let listener { services.append(listener) }
     // Shut down in reverse order: the server stops, then last-used flushes, then the pool closes.
+    services.append(lastUsed)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tessera"),
-        services: [client, lastUsed],
+        services: services,
         logger: logger
     )
 }
 
-func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?, lastUsed: LastUsedRecorder)
-    -> Router<TesseraRequestContext>
-{
+func buildRouter(
+    store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?, lastUsed: LastUsedRecorder,
+    verifier: TokenVerifier, listener: InvalidationListener?
+) -> Router<TesseraRequestContext> {
     let router = Router(context: TesseraRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware())
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
+    MetricsController().addRoutes(to: router)
     for path in ["openapi.json", "api-tokens/openapi.json"] {
         router.get(RouterPath(path)) { _, _ in
             Response(
@@ -82,16 +100,46 @@ func buildRouter(store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?
                 body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         }
     }
+    VerifyController(verifier: verifier, lastUsed: lastUsed).addRoutes(to: router)
 
+    // Management routes authenticate without the cache (writes are strictly consistent), and a
+    // write answers only once this replica's verification cache has seen it (read-your-writes).
     let resolver = CallerResolver(store: store)
     let authentication = AuthenticationMiddleware(store: store, jwt: jwt, lastUsed: lastUsed)
+    let barrier = CacheBarrierMiddleware(listener: listener, verifier: verifier, client: store.client)
+    func api(_ path: RouterPath) -> RouterGroup<TesseraRequestContext> {
+        router.group(path).add(middleware: barrier).add(middleware: authentication)
+    }
     let tokens = TokenController(store: store, resolver: resolver)
-    tokens.addRoutes(to: router.group("api-tokens").add(middleware: authentication))
-    tokens.addRoutes(to: router.group("orgs/:org/api-tokens").add(middleware: authentication))
+    tokens.addRoutes(to: api("api-tokens"))
+    tokens.addRoutes(to: api("orgs/:org/api-tokens"))
     let organizations = OrganizationController(store: store, resolver: resolver)
-    let orgs = router.group("orgs").add(middleware: authentication)
+    let orgs = api("orgs")
     organizations.addRoutes(to: orgs)
     AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
-    UserController(store: store, resolver: resolver).addRoutes(to: router.group("users").add(middleware: authentication))
+    UserController(store: store, resolver: resolver).addRoutes(to: api("users"))
     return router
+}
+
+/// After a successful write, waits until this replica's verification cache has processed every
+/// notification up to it (``InvalidationListener/barrier(using:)``), so a token revoked here is
+/// refused here by the very next `/auth/verify`. Without a listener, drops the cache instead.
+struct CacheBarrierMiddleware: RouterMiddleware {
+    typealias Context = TesseraRequestContext
+    let listener: InvalidationListener?
+    let verifier: TokenVerifier
+    let client: PostgresClient
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        let response = try await next(request, context)
+        guard request.method != .get, request.method != .head, response.status.code < 400 else { return response }
+        if let listener {
+            await listener.barrier(using: client)
+        } else {
+            verifier.invalidateAll()
+        }
+        return response
+    }
 }

@@ -57,7 +57,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
             switch try await store.verify(credential.value) {
             case .success(let token):
                 context.identity = .token(token)
-                await lastUsed.record(token.tokenID, at: store.clock.now(), address: context.remoteAddress)
+                lastUsed.record(token.tokenID, at: store.clock.now(), address: context.remoteAddress)
             case .failure(let failure): throw Problem.invalidToken(failure)
             }
         }

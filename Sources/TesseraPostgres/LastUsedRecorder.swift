@@ -2,17 +2,18 @@ import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
 /// Keeps `lastUsedDate` (and the last client address) without a database write per request:
 /// verifications are coalesced in memory and written in one batch per interval (default 60 s, so
 /// at most one write per token per minute), and once more on graceful shutdown.
-public actor LastUsedRecorder: Service {
+public final class LastUsedRecorder: Service, Sendable {
     struct Use: Sendable {
         var at: Date
         var address: String?
     }
 
-    private var pending: [UUID: Use] = [:]
+    private let pending = Mutex<[UUID: Use]>([:])
     private let client: PostgresClient
     private let logger: Logger
     private let interval: Duration
@@ -23,9 +24,10 @@ public actor LastUsedRecorder: Service {
         self.interval = interval
     }
 
-    /// Notes a use; cheap (one dictionary write), never touches the database.
+    /// Notes a use; cheap (one dictionary write under a lock, no suspension), never touches the
+    /// database.
     public func record(_ tokenID: UUID, at date: Date, address: String?) {
-        pending[tokenID] = Use(at: date, address: address)
+        pending.withLock { $0[tokenID] = Use(at: date, address: address) }
     }
 
     public func run() async throws {
@@ -42,9 +44,11 @@ public actor LastUsedRecorder: Service {
 
     /// Writes every pending use in one statement; a failed write keeps them for the next round.
     public func flush() async {
-        guard !pending.isEmpty else { return }
-        let batch = pending
-        pending = [:]
+        let batch = pending.withLock { pending in
+            defer { pending = [:] }
+            return pending
+        }
+        guard !batch.isEmpty else { return }
         let ids = Array(batch.keys)
         let dates = ids.map { batch[$0]!.at }
         let addresses = ids.map { batch[$0]!.address ?? "" }
@@ -58,7 +62,9 @@ public actor LastUsedRecorder: Service {
                 logger: logger)
         } catch {
             logger.warning("could not record last use of tokens; will retry", metadata: ["count": "\(ids.count)"])
-            for (id, use) in batch where pending[id] == nil { pending[id] = use }
+            pending.withLock { pending in
+                for (id, use) in batch where pending[id] == nil { pending[id] = use }
+            }
         }
     }
 }

@@ -1,13 +1,60 @@
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import PostgresNIO
+import Synchronization
 import TesseraCore
 
+/// The lookup of verification, a prepared statement: one indexed probe by SHA-256 joined with the
+/// owner's membership and user record, so a leaver's or a disabled user's token fails even if a
+/// cascade were ever missed (defense in depth).
+struct TokenStateStatement: PostgresPreparedStatement {
+    static let name = "tessera_token_state"
+    static let sql = """
+        SELECT t.id, t.kind, t.org_id, o.slug, t.username, t.owner_user_id, m.role, m.groups,
+               coalesce(u.platform_admin, false), t.scopes, t.expires_at, t.created_at, t.status,
+               (m.user_id IS NOT NULL AND u.status = 'active'), o.idle_timeout_days, t.last_used_at, t.grace_until
+        FROM tokens t
+        JOIN organizations o ON o.id = t.org_id
+        LEFT JOIN memberships m ON m.org_id = t.org_id AND m.user_id = t.owner_user_id
+        LEFT JOIN users u ON u.id = t.owner_user_id
+        WHERE t.secret_hash = $1
+        """
+    static var bindingDataTypes: [PostgresDataType] { [.bytea] }
+    typealias Row = StoredTokenState?
+
+    let hash: TokenHash
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(ByteBuffer(bytes: hash.bytes))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> StoredTokenState? {
+        let cells = row.makeRandomAccess()
+        guard let kind = TokenKind(rawValue: try cells[1].decode(String.self)),
+            let status = TokenStatus(rawValue: try cells[12].decode(String.self))
+        else { return nil }
+        let token = VerifiedToken(
+            tokenID: try cells[0].decode(UUID.self), kind: kind, orgID: try cells[2].decode(UUID.self),
+            orgSlug: try cells[3].decode(String.self), username: try cells[4].decode(String.self),
+            ownerUserID: try cells[5].decode(UUID?.self),
+            role: try cells[6].decode(String?.self).flatMap(MembershipRole.init(rawValue:)),
+            groups: try cells[7].decode([String]?.self) ?? [], platformAdmin: try cells[8].decode(Bool.self),
+            scopes: try cells[9].decode([String].self), expiresAt: try cells[10].decode(Date?.self),
+            createdAt: try cells[11].decode(Date.self)
+        )
+        return StoredTokenState(
+            token: token, status: status, ownerIsActiveMember: try cells[13].decode(Bool.self),
+            idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self),
+            graceUntil: try cells[16].decode(Date?.self))
+    }
+}
+
 extension TesseraStore {
-    /// Looks a presented string up: offline format check first (no database work for garbage),
-    /// then one indexed lookup by SHA-256 joined with the owner's membership and user record, so
-    /// a leaver's or a disabled user's token fails even if a cascade were ever missed.
+    /// Verifies without any cache (the management routes: strictly consistent).
     public func verify(_ presented: String) async throws -> Result<VerifiedToken, VerificationFailure> {
         let secret: TokenSecret
         do {
@@ -21,38 +68,132 @@ extension TesseraStore {
 
     /// The stored facts about the token with this hash, or nil when there is none.
     public func storedState(of hash: TokenHash) async throws -> StoredTokenState? {
-        let rows = try await client.query(
-            """
-            SELECT t.id, t.kind, t.org_id, o.slug, t.username, t.owner_user_id, m.role, m.groups,
-                   coalesce(u.platform_admin, false), t.scopes, t.expires_at, t.created_at, t.status,
-                   (m.user_id IS NOT NULL AND u.status = 'active'), o.idle_timeout_days, t.last_used_at, t.grace_until
-            FROM tokens t
-            JOIN organizations o ON o.id = t.org_id
-            LEFT JOIN memberships m ON m.org_id = t.org_id AND m.user_id = t.owner_user_id
-            LEFT JOIN users u ON u.id = t.owner_user_id
-            WHERE t.secret_hash = \(ByteBuffer(bytes: hash.bytes))
-            """,
-            logger: logger
-        )
-        for try await row in rows {
-            let cells = row.makeRandomAccess()
-            guard let kind = TokenKind(rawValue: try cells[1].decode(String.self)),
-                let status = TokenStatus(rawValue: try cells[12].decode(String.self))
-            else { return nil }
-            let token = VerifiedToken(
-                tokenID: try cells[0].decode(UUID.self), kind: kind, orgID: try cells[2].decode(UUID.self),
-                orgSlug: try cells[3].decode(String.self), username: try cells[4].decode(String.self),
-                ownerUserID: try cells[5].decode(UUID?.self),
-                role: try cells[6].decode(String?.self).flatMap(MembershipRole.init(rawValue:)),
-                groups: try cells[7].decode([String]?.self) ?? [], platformAdmin: try cells[8].decode(Bool.self),
-                scopes: try cells[9].decode([String].self), expiresAt: try cells[10].decode(Date?.self),
-                createdAt: try cells[11].decode(Date.self)
-            )
-            return StoredTokenState(
-                token: token, status: status, ownerIsActiveMember: try cells[13].decode(Bool.self),
-                idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self),
-                graceUntil: try cells[16].decode(Date?.self))
+        DatabaseMetrics.inFlight.increment()
+        defer { DatabaseMetrics.inFlight.decrement() }
+        for try await state in try await client.execute(TokenStateStatement(hash: hash), logger: logger) {
+            return state
         }
         return nil
+    }
+}
+
+/// Gauges of database use (PostgresNIO keeps its pool statistics to itself).
+public enum DatabaseMetrics {
+    /// Statements and transactions running now, from this process.
+    public static let inFlight = TesseraMetrics.meter("tessera_db_operations_in_flight")
+}
+
+/// How a verification ended.
+public enum VerificationOutcome: Sendable, Equatable {
+    /// The token verifies; `scopes` are its effective scopes (implications, authority rule).
+    case verified(VerifiedToken, scopes: Set<String>)
+    case failed(VerificationFailure)
+    /// Not in the cache and the database did not answer: callers fail closed.
+    case unavailable
+}
+
+/// The hot path for gateways and CI (`/auth/verify`, `/oauth/introspect`): offline format and
+/// checksum rejection, then the in-process cache, then one prepared statement on a miss.
+public final class TokenVerifier: Sendable {
+    public let store: TesseraStore
+    public let cache: VerificationCache
+    /// Scope catalogs per org, always cached (they change rarely and notify `o:` when they do).
+    private let catalogs = Mutex<[UUID: (catalog: ScopeCatalog, expires: Date)]>([:])
+    private static let catalogTTL: TimeInterval = 60
+
+    public init(store: TesseraStore, cache: VerificationCache) {
+        self.store = store
+        self.cache = cache
+    }
+
+    public func verify(_ presented: String) async -> VerificationOutcome {
+        let secret: TokenSecret
+        do {
+            secret = try TokenSecret(parsing: presented)
+        } catch {
+            return Self.count(.failed(.malformed))
+        }
+        let now = store.clock.now()
+        let lookup: CachedLookup
+        if let cached = cache.lookup(secret.hash, now: now) {
+            lookup = cached
+        } else {
+            do {
+                if let state = try await store.storedState(of: secret.hash) {
+                    let catalog = try await catalog(for: state.token.orgID, now: now)
+                    lookup = .token(state, effectiveScopes: catalog.effectiveScopes(of: state.token))
+                } else {
+                    lookup = .unknown
+                }
+            } catch {
+                store.logger.warning(
+                    "token verification unavailable: database lookup failed, failing closed",
+                    metadata: ["error": "\(String(describing: type(of: error)))"])
+                return Self.count(.unavailable)
+            }
+            cache.store(lookup, for: secret.hash, now: now)
+        }
+        switch lookup {
+        case .unknown:
+            return Self.count(.failed(.unknown))
+        case .token(let state, let scopes):
+            switch state.verify(at: now) {
+            case .success(let token):
+                if state.idleTimeoutDays != nil { cache.touch(secret.hash, at: now) }
+                return Self.count(.verified(token, scopes: scopes))
+            case .failure(let failure):
+                return Self.count(.failed(failure))
+            }
+        }
+    }
+
+    /// Drops what a notification covers: cached token states and, for an org, its catalog.
+    public func invalidate(_ target: VerificationCache.Target) {
+        cache.invalidate(target)
+        if case .organization(let id) = target { catalogs.withLock { $0[id] = nil } }
+    }
+
+    public func invalidateAll() {
+        cache.removeAll()
+        catalogs.withLock { $0.removeAll() }
+    }
+
+    private func catalog(for orgID: UUID, now: Date) async throws -> ScopeCatalog {
+        if let cached = catalogs.withLock({ $0[orgID] }), cached.expires > now { return cached.catalog }
+        let catalog = ScopeCatalog(
+            try await store.client.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
+        catalogs.withLock { $0[orgID] = (catalog, now.addingTimeInterval(Self.catalogTTL)) }
+        return catalog
+    }
+
+    // MARK: Metrics
+
+    /// `tessera_verifications_total{outcome}`: ok, each failure reason, unavailable, and
+    /// insufficient_scope (counted by the HTTP layer, which checks required scopes).
+    static let outcomes: [String: Counter] = {
+        let names = ["ok", "unavailable", "insufficient_scope"] + VerificationFailure.allCases.map(\.metricName)
+        return Dictionary(uniqueKeysWithValues: names.map {
+            ($0, TesseraMetrics.counter("tessera_verifications_total", [("outcome", $0)]))
+        })
+    }()
+
+    public static func countInsufficientScope() { outcomes["insufficient_scope"]?.increment() }
+
+    private static func count(_ outcome: VerificationOutcome) -> VerificationOutcome {
+        switch outcome {
+        case .verified: outcomes["ok"]?.increment()
+        case .failed(let failure): outcomes[failure.metricName]?.increment()
+        case .unavailable: outcomes["unavailable"]?.increment()
+        }
+        return outcome
+    }
+}
+
+extension VerificationFailure {
+    var metricName: String {
+        switch self {
+        case .ownerInactive: "owner_inactive"
+        default: rawValue
+        }
     }
 }

@@ -27,7 +27,21 @@ struct ServerOptions: ParsableArguments {
             port = 8080
         }
         guard (0...65535).contains(port) else { throw CLIError(message: "port \(port) is out of range 0-65535") }
-        return ServerConfiguration(host: host, port: port)
+        var cache = VerificationCacheSettings()
+        if let raw = environment["TESSERA_CACHE_TTL"] {
+            guard let seconds = Int(raw), seconds >= 0, seconds <= 3600 else {
+                throw CLIError(message: "TESSERA_CACHE_TTL=\(raw) is not a number of seconds from 0 (cache off) to 3600")
+            }
+            cache.ttl = .seconds(seconds)
+            cache.negativeTTL = .seconds(min(seconds, 5))
+        }
+        if let raw = environment["TESSERA_CACHE_MAX_ENTRIES"] {
+            guard let entries = Int(raw), entries >= 0, entries <= 10_000_000 else {
+                throw CLIError(message: "TESSERA_CACHE_MAX_ENTRIES=\(raw) is not a number from 0 to 10000000")
+            }
+            cache.maxEntries = entries
+        }
+        return ServerConfiguration(host: host, port: port, cache: cache)
     }
 }
 
@@ -63,7 +77,8 @@ func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrati
     let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
     do {
         let app = try await buildApplication(
-            configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment())
+            configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment(),
+            notifications: try url.connectionConfiguration())
         try await app.runService()
     } catch let error as JWTConfigurationError {
         throw CLIError(message: error.description)

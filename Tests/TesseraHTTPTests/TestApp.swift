@@ -45,6 +45,8 @@ struct TestApp {
     static func run(
         jwt settings: JWTSettings = JWTSettings(secret: jwtSecret),
         clock: any WallClock = SystemWallClock(),
+        configuration: ServerConfiguration = .init(),
+        listen: Bool = true,
         afterShutdown: (@Sendable (TestApp) async throws -> Void)? = nil,
         _ body: @escaping @Sendable (TestApp, any TestClientProtocol) async throws -> Void
     ) async throws {
@@ -56,8 +58,8 @@ struct TestApp {
             let root = try await store.bootstrap(organization: "acme", admin: "root")
             let appClient = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
             let app = try await buildApplication(
-                configuration: .init(), client: appClient, migrator: try Migrator(), logger: logger,
-                jwt: settings, clock: clock)
+                configuration: configuration, client: appClient, migrator: try Migrator(), logger: logger,
+                jwt: settings, clock: clock, notifications: listen ? try url.connectionConfiguration() : nil)
             let testApp = TestApp(store: store, root: root, logs: logs)
             try await app.test(.router) { client in try await body(testApp, client) }
             try await afterShutdown?(testApp)

@@ -1,0 +1,194 @@
+import Foundation
+import Logging
+import Metrics
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// LISTENs on `tessera_invalidation` (notifications sent by the triggers of migration 0004 at
+/// commit) on a connection of its own and drops the cache entries each one covers. Reconnects by
+/// itself with backoff; on every (re)connect it forgets the whole cache, since notifications sent
+/// while it was away are lost. The cache TTL bounds staleness if one is lost some other way.
+public final class InvalidationListener: Service, Sendable {
+    public static let channel = "tessera_invalidation"
+
+    private let configuration: PostgresConnection.Configuration
+    private let verifier: TokenVerifier
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let lag = Timer(
+        label: "tessera_invalidation_lag_seconds", dimensions: [], preferredDisplayUnit: .seconds,
+        factory: TesseraMetrics.factory)
+    private let received = TesseraMetrics.counter("tessera_invalidation_notifications_total")
+    private let connected = TesseraMetrics.gauge("tessera_invalidation_listener_connected")
+
+    struct State {
+        var connected = false
+        /// Barrier markers this process sent and is waiting to see come back.
+        var markers: [String: Marker] = [:]
+    }
+
+    enum Marker {
+        case sent
+        case arrived
+        case awaited(CheckedContinuation<Bool, Never>)
+    }
+
+    public init(configuration: PostgresConnection.Configuration, verifier: TokenVerifier, logger: Logger) {
+        self.configuration = configuration
+        self.verifier = verifier
+        self.logger = logger
+    }
+
+    public var isConnected: Bool { state.withLock { $0.connected } }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var backoff = Duration.milliseconds(100)
+            while !Task.isCancelled {
+                do {
+                    try await self.listenOnce()
+                    backoff = .milliseconds(100)
+                } catch {
+                    if Task.isCancelled { break }
+                    self.logger.warning(
+                        "invalidation listener lost its database connection; reconnecting",
+                        metadata: ["retryIn": "\(backoff)", "error": "\(String(describing: type(of: error)))"])
+                }
+                self.setConnected(false)
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+        setConnected(false)
+    }
+
+    private func listenOnce() async throws {
+        let connection = try await PostgresConnection.connect(
+            configuration: configuration, id: Int.random(in: 1..<Int.max), logger: logger)
+        do {
+            try await connection.listen(on: Self.channel) { notifications in
+                // Anything may have changed while no one listened.
+                verifier.invalidateAll()
+                setConnected(true)
+                logger.debug("invalidation listener connected")
+                for try await notification in notifications {
+                    handle(notification.payload)
+                }
+            }
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try? await connection.close()
+    }
+
+    private func setConnected(_ value: Bool) {
+        let waiting = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            state.connected = value
+            guard !value else { return [] }
+            defer { state.markers = [:] }
+            return state.markers.values.compactMap {
+                if case .awaited(let continuation) = $0 { return continuation }
+                return nil
+            }
+        }
+        for continuation in waiting { continuation.resume(returning: false) }
+        connected.record(value ? 1 : 0)
+    }
+
+    /// `t|u|o:<uuid>:<micros>`, or `sync:<marker>` (a barrier of this or another replica).
+    func handle(_ payload: String) {
+        received.increment()
+        let parts = payload.split(separator: ":")
+        if parts.count == 2, parts[0] == "sync" {
+            let continuation = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                let key = String(parts[1])
+                switch state.markers[key] {
+                case .sent: state.markers[key] = .arrived
+                case .awaited(let continuation):
+                    state.markers[key] = nil
+                    return continuation
+                case .arrived, nil: break  // another replica's marker
+                }
+                return nil
+            }
+            continuation?.resume(returning: true)
+            return
+        }
+        guard parts.count == 3, let id = UUID(uuidString: String(parts[1])) else {
+            logger.warning("ignoring an unexpected invalidation payload; dropping the whole cache")
+            verifier.invalidateAll()
+            return
+        }
+        switch parts[0] {
+        case "t": verifier.invalidate(.token(id))
+        case "u": verifier.invalidate(.user(id))
+        case "o": verifier.invalidate(.organization(id))
+        default: verifier.invalidateAll()
+        }
+        if let micros = Int64(parts[2]) {
+            let nowMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
+            lag.recordNanoseconds(max(0, nowMicros - micros) * 1000)
+        }
+    }
+
+    /// Returns once this replica's cache has seen every notification committed before the call:
+    /// it sends a marker through the same channel and waits for it (PostgreSQL delivers
+    /// notifications in commit order). A write route awaits this before answering, so the next
+    /// verification on this replica already sees the write. When the listener is down or the
+    /// marker is late (2 s), the whole cache is dropped instead: never stale, at worst cold.
+    public func barrier(using client: PostgresClient) async {
+        guard isConnected else {
+            verifier.invalidateAll()
+            return
+        }
+        let marker = UUID().uuidString.lowercased()
+        let registered = state.withLock { state -> Bool in
+            guard state.connected else { return false }
+            state.markers[marker] = .sent
+            return true
+        }
+        guard registered else {
+            verifier.invalidateAll()
+            return
+        }
+        let arrived = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let early = self.state.withLock { state -> Bool? in
+                        switch state.markers[marker] {
+                        case .sent:
+                            state.markers[marker] = .awaited(continuation)
+                            return nil
+                        case .arrived:
+                            state.markers[marker] = nil
+                            return true
+                        case .awaited, nil:
+                            return false  // timed out or disconnected already
+                        }
+                    }
+                    if let early { continuation.resume(returning: early) }
+                }
+            }
+            group.addTask {
+                do {
+                    try await client.query("SELECT pg_notify(\(Self.channel), \("sync:" + marker))", logger: self.logger)
+                    try await Task.sleep(for: .seconds(2))
+                } catch {}
+                // Late or failed: release the waiter (a no-op when it already resumed).
+                let continuation = self.state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                    defer { state.markers[marker] = nil }
+                    if case .awaited(let continuation) = state.markers[marker] { return continuation }
+                    return nil
+                }
+                continuation?.resume(returning: false)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if !arrived { verifier.invalidateAll() }
+    }
+}

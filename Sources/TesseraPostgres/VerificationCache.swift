@@ -1,0 +1,166 @@
+import Foundation
+import Metrics
+import Synchronization
+import TesseraCore
+
+/// Settings of the in-process verification cache (DESIGN §6).
+public struct VerificationCacheSettings: Sendable {
+    /// How long a looked-up token is trusted without asking the database again. NOTIFY drops an
+    /// entry within milliseconds of a change; this bounds staleness when a notification is lost.
+    public var ttl: Duration
+    /// How long "no such token" is remembered (a flood of random well-formed guesses).
+    public var negativeTTL: Duration
+    /// Bound on entries; when full, expired entries go first, then arbitrary ones.
+    public var maxEntries: Int
+
+    /// `TESSERA_CACHE_TTL` (seconds, 0 turns the cache off), `TESSERA_CACHE_MAX_ENTRIES`.
+    public init(ttl: Duration = .seconds(30), negativeTTL: Duration = .seconds(5), maxEntries: Int = 100_000) {
+        self.ttl = ttl
+        self.negativeTTL = negativeTTL
+        self.maxEntries = maxEntries
+    }
+
+    public static let off = VerificationCacheSettings(ttl: .zero, negativeTTL: .zero, maxEntries: 0)
+
+    public var isEnabled: Bool { maxEntries > 0 && ttl > .zero }
+}
+
+/// What the database said about a token hash, with the effective scopes (implications expanded,
+/// authority rule applied) computed once per lookup.
+public enum CachedLookup: Sendable {
+    case token(StoredTokenState, effectiveScopes: Set<String>)
+    case unknown
+}
+
+/// A bounded map from token hash to the last lookup, dropped by token, user or organization when
+/// PostgreSQL notifies a change (``InvalidationListener``). Lock-protected, never suspends.
+public final class VerificationCache: Sendable {
+    struct Entry {
+        var lookup: CachedLookup
+        var expires: Date
+    }
+
+    struct State {
+        var entries: [TokenHash: Entry] = [:]
+        /// token id → hash, to drop one token on a `t:` notification without a scan.
+        var byTokenID: [UUID: TokenHash] = [:]
+        var lastSweep = Date.distantPast
+    }
+
+    public let settings: VerificationCacheSettings
+    private let state = Mutex(State())
+    private let hits = TesseraMetrics.counter("tessera_verification_cache_hits_total")
+    private let misses = TesseraMetrics.counter("tessera_verification_cache_misses_total")
+    private let evictions = TesseraMetrics.counter("tessera_verification_cache_evictions_total")
+    private let invalidations = TesseraMetrics.counter("tessera_verification_cache_invalidated_total")
+    private let size = TesseraMetrics.gauge("tessera_verification_cache_entries")
+
+    public init(settings: VerificationCacheSettings) {
+        self.settings = settings
+    }
+
+    /// The live entry for `hash`, or nil (a miss).
+    public func lookup(_ hash: TokenHash, now: Date) -> CachedLookup? {
+        guard settings.isEnabled else { return nil }
+        let found: CachedLookup? = state.withLock { state in
+            guard let entry = state.entries[hash] else { return nil }
+            guard entry.expires > now else {
+                Self.remove(hash, from: &state)
+                return nil
+            }
+            return entry.lookup
+        }
+        if found == nil { misses.increment() } else { hits.increment() }
+        return found
+    }
+
+    public func store(_ lookup: CachedLookup, for hash: TokenHash, now: Date) {
+        guard settings.isEnabled else { return }
+        let ttl: Duration
+        switch lookup {
+        case .token: ttl = settings.ttl
+        case .unknown: ttl = settings.negativeTTL
+        }
+        guard ttl > .zero else { return }
+        let expires = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
+        let (evicted, count) = state.withLock { state -> (Int, Int) in
+            var evicted = 0
+            if state.entries[hash] == nil && state.entries.count >= settings.maxEntries {
+                evicted = Self.makeRoom(in: &state, now: now)
+            }
+            state.entries[hash] = Entry(lookup: lookup, expires: expires)
+            if case .token(let stored, _) = lookup { state.byTokenID[stored.token.tokenID] = hash }
+            return (evicted, state.entries.count)
+        }
+        if evicted > 0 { evictions.increment(by: evicted) }
+        size.record(count)
+    }
+
+    /// Notes a successful use, so an idle-timeout check on later hits sees it.
+    public func touch(_ hash: TokenHash, at now: Date) {
+        state.withLock { state in
+            guard case .token(var stored, let scopes) = state.entries[hash]?.lookup else { return }
+            stored.lastUsedAt = now
+            state.entries[hash]?.lookup = .token(stored, effectiveScopes: scopes)
+        }
+    }
+
+    public enum Target: Sendable, Equatable {
+        case token(UUID)
+        case user(UUID)
+        case organization(UUID)
+    }
+
+    /// Drops every entry `target` covers; returns how many.
+    @discardableResult
+    public func invalidate(_ target: Target) -> Int {
+        let (dropped, count) = state.withLock { state -> (Int, Int) in
+            var doomed: [TokenHash] = []
+            switch target {
+            case .token(let id):
+                if let hash = state.byTokenID[id] { doomed.append(hash) }
+            case .user(let id):
+                for (hash, entry) in state.entries {
+                    if case .token(let stored, _) = entry.lookup, stored.token.ownerUserID == id { doomed.append(hash) }
+                }
+            case .organization(let id):
+                for (hash, entry) in state.entries {
+                    if case .token(let stored, _) = entry.lookup, stored.token.orgID == id { doomed.append(hash) }
+                }
+            }
+            for hash in doomed { Self.remove(hash, from: &state) }
+            return (doomed.count, state.entries.count)
+        }
+        if dropped > 0 { invalidations.increment(by: dropped) }
+        size.record(count)
+        return dropped
+    }
+
+    /// Forgets everything (the listener reconnected and may have missed notifications).
+    public func removeAll() {
+        state.withLock { $0 = State() }
+        size.record(0)
+    }
+
+    public var count: Int { state.withLock { $0.entries.count } }
+
+    private static func remove(_ hash: TokenHash, from state: inout State) {
+        if case .token(let stored, _) = state.entries.removeValue(forKey: hash)?.lookup {
+            state.byTokenID[stored.token.tokenID] = nil
+        }
+    }
+
+    /// Sweeps expired entries (at most once a second), else drops an arbitrary entry: dictionary
+    /// order follows the per-process seeded hash of the key, so this is close to random eviction.
+    private static func makeRoom(in state: inout State, now: Date) -> Int {
+        if now.timeIntervalSince(state.lastSweep) >= 1 {
+            state.lastSweep = now
+            let expired = state.entries.filter { $0.value.expires <= now }.map(\.key)
+            for hash in expired { remove(hash, from: &state) }
+            if !expired.isEmpty { return expired.count }
+        }
+        guard let victim = state.entries.first?.key else { return 0 }
+        remove(victim, from: &state)
+        return 1
+    }
+}
