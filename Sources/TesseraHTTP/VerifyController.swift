@@ -147,7 +147,7 @@ struct VerifyController {
         let body = try await request.body.collect(upTo: 16 * 1024)
         let form = FormBody(String(buffer: body))
         guard let presented = form["token"], !presented.isEmpty else {
-            throw Problem.invalidField("token", "is required (form field `token`)")
+            throw Problem(.badRequest, "Missing form field `token` (RFC 7662)")
         }
         guard case .verified(let token, let scopes) = await verifier.verify(presented), token.orgID == caller.orgID else {
             return Self.inactive
