@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := $(CURDIR)/.build/debug/tessera
 
-.PHONY: run test build postgres format clean-data
+.PHONY: run test e2e bench build postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -19,6 +19,12 @@ run: postgres build
 test: postgres
 	$(SWIFT) build --build-tests
 	TESSERA_BIN=$(BIN) $(SWIFT) test --skip-build
+
+# End to end with real parts on the binary `make test` built: nginx auth_request in front of an
+# upstream, two replicas on one database (revocation propagation), a database outage.
+e2e: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera
+	TESSERA_BIN=$(BIN) python3 e2e/run.py
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

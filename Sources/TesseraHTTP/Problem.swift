@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TesseraPostgres
 
 /// An RFC 9457 problem. Bodies carry `message` too (same text as `detail`) for LISA clients.
 /// Nothing internal (SQL, stack, token) ever goes into one.
@@ -74,6 +75,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 default: error.body ?? error.status.reasonPhrase
                 }
             return try Problem(error.status, detail, headers: error.headers).response(from: request, context: context)
+        } catch where isDatabaseUnavailable(error) {
+            context.logger.warning("database unavailable", metadata: ["error": "\(describeDatabaseFailure(error))"])
+            return try Problem(
+                .serviceUnavailable, "The database is unavailable; retry shortly", headers: [.retryAfter: "1"]
+            ).response(from: request, context: context)
         } catch {
             context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
             return try Problem(.internalServerError, "Internal server error").response(from: request, context: context)

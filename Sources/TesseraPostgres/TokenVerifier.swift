@@ -100,10 +100,16 @@ public final class TokenVerifier: Sendable {
     /// Scope catalogs per org, always cached (they change rarely and notify `o:` when they do).
     private let catalogs = Mutex<[UUID: (catalog: ScopeCatalog, expires: Date)]>([:])
     private static let catalogTTL: TimeInterval = 60
+    /// A miss waits at most this long for the database; then it fails closed.
+    private let lookupTimeout: Duration
+    /// After a failed lookup, misses fail closed at once for a second instead of each waiting
+    /// `lookupTimeout` (a gateway in front of a dead database stays fast).
+    private let lastFailure = Mutex<ContinuousClock.Instant?>(nil)
 
-    public init(store: TesseraStore, cache: VerificationCache) {
+    public init(store: TesseraStore, cache: VerificationCache, lookupTimeout: Duration = .seconds(1)) {
         self.store = store
         self.cache = cache
+        self.lookupTimeout = lookupTimeout
     }
 
     public func verify(_ presented: String) async -> VerificationOutcome {
@@ -118,17 +124,16 @@ public final class TokenVerifier: Sendable {
         if let cached = cache.lookup(secret.hash, now: now) {
             lookup = cached
         } else {
+            if let failed = lastFailure.withLock({ $0 }), failed.duration(to: .now) < .seconds(1) {
+                return Self.count(.unavailable)
+            }
             do {
-                if let state = try await store.storedState(of: secret.hash) {
-                    let catalog = try await catalog(for: state.token.orgID, now: now)
-                    lookup = .token(state, effectiveScopes: catalog.effectiveScopes(of: state.token))
-                } else {
-                    lookup = .unknown
-                }
+                lookup = try await withTimeout(lookupTimeout) { [self] in try await self.lookUp(secret.hash, now: now) }
             } catch {
+                lastFailure.withLock { $0 = .now }
                 store.logger.warning(
                     "token verification unavailable: database lookup failed, failing closed",
-                    metadata: ["error": "\(String(describing: type(of: error)))"])
+                    metadata: ["error": "\(describeDatabaseFailure(error))"])
                 return Self.count(.unavailable)
             }
             cache.store(lookup, for: secret.hash, now: now)
@@ -145,6 +150,12 @@ public final class TokenVerifier: Sendable {
                 return Self.count(.failed(failure))
             }
         }
+    }
+
+    private func lookUp(_ hash: TokenHash, now: Date) async throws -> CachedLookup {
+        guard let state = try await store.storedState(of: hash) else { return .unknown }
+        let catalog = try await catalog(for: state.token.orgID, now: now)
+        return .token(state, effectiveScopes: catalog.effectiveScopes(of: state.token))
     }
 
     /// Drops what a notification covers: cached token states and, for an org, its catalog.
@@ -195,5 +206,36 @@ extension VerificationFailure {
         case .ownerInactive: "owner_inactive"
         default: rawValue
         }
+    }
+}
+
+/// A short, secret-free description of a database failure for logs and problems.
+public func describeDatabaseFailure(_ error: any Error) -> String {
+    if let timeout = error as? TimeoutError { return "no answer within \(timeout.duration)" }
+    if let error = error as? PSQLError {
+        if let message = error.serverInfo?[.message] { return message }
+        return "\(error.code)"
+    }
+    return String(describing: type(of: error))
+}
+
+/// True for errors that mean "the database is not there right now" (as opposed to a bad query
+/// or a constraint): the HTTP layer answers those with 503 and Retry-After.
+public func isDatabaseUnavailable(_ error: any Error) -> Bool {
+    if error is TimeoutError { return true }
+    if let error = error as? PostgresTransactionError {
+        return [error.closureError, error.beginError, error.commitError, error.rollbackError]
+            .contains { $0.map(isDatabaseUnavailable) ?? false }
+    }
+    guard let error = error as? PSQLError else { return false }
+    switch error.code {
+    case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+        return true
+    case .server:
+        // Class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now).
+        let state = error.serverInfo?[.sqlState] ?? ""
+        return state.hasPrefix("08") || state.hasPrefix("57P")
+    default:
+        return false
     }
 }
