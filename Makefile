@@ -26,6 +26,12 @@ e2e: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera
 	TESSERA_BIN=$(BIN) python3 e2e/run.py
 
+# The verification hot path against baselines of the same run (release build, private PostgreSQL,
+# 100,000 seeded tokens, wrk and pgbench on loopback). Prints and writes bench/results/verify.txt.
+bench: postgres
+	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
+	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/verify.py
+
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
 

@@ -95,9 +95,11 @@ class Postgres:
         self.run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
 
     def psql(self, sql):
-        out = subprocess.run([os.path.join(self.bin, "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-                              "-p", str(self.port), "-U", "tessera", "-d", "postgres", "-c", sql],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run([os.path.join(self.bin, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h",
+                              "127.0.0.1", "-p", str(self.port), "-U", "tessera", "-d", "postgres"],
+                             input=sql, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"psql failed: {out.stderr.strip()}")
         return out.stdout.strip()
 
 
@@ -116,8 +118,8 @@ class Tessera:
         self.port = free_port()
         self.base = f"127.0.0.1:{self.port}"
         self.log_path = os.path.join(work.path, f"{name}.log")
-        self.env = dict(os.environ, DATABASE_URL=database_url, TESSERA_PORT=str(self.port),
-                        TESSERA_HOST="127.0.0.1", TESSERA_LOG_LEVEL="info", **(env or {}))
+        self.env = {**os.environ, "TESSERA_LOG_LEVEL": "info", **(env or {}), "DATABASE_URL": database_url,
+                    "TESSERA_PORT": str(self.port), "TESSERA_HOST": "127.0.0.1"}
         self.process = None
         work.on_close(self.stop)
         self.start()

@@ -75,6 +75,34 @@ token_ops = lambda prefix_params, tag: {
 paths = {
     "/healthz": {"get": op("The process answers", ok("Up", ref("Status")), secured=False, tags=["ops"])},
     "/readyz": {"get": op("Database reachable, migrations applied", {**ok("Ready", ref("Status")), **errors("503")}, secured=False, tags=["ops"])},
+    "/metrics": {"get": op("Prometheus metrics of this process", {"200": {"description": "Prometheus text exposition format",
+                                                                            "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                           secured=False, tags=["ops"])},
+    "/auth/verify": {"get": op(
+        "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). "
+        "Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
+        {"200": {"description": "The token verifies and holds the required scopes", "headers": {
+            h: {"description": d, "schema": {"type": "string"}} for h, d in [
+                ("X-Tessera-Org", "Organization slug"), ("X-Tessera-Token-Id", "tokenUUID"),
+                ("X-Tessera-Kind", "personal or organization"), ("X-Tessera-Username", "Owner, or the organization token's label"),
+                ("X-Tessera-Scopes", "Effective scopes, space-separated")]}},
+         "401": {**problem("No credential, or a token that does not verify"), "headers": {"WWW-Authenticate": {
+             "description": 'Bearer realm="tessera", error="invalid_token", error_description="..." (malformed, unknown, expired, inactive, revoked, owner inactive, idle, unavailable)',
+             "schema": {"type": "string"}}}},
+         "403": {**problem("A required scope is missing"), "headers": {"WWW-Authenticate": {
+             "description": 'Bearer error="insufficient_scope", scope="..."', "schema": {"type": "string"}}}}},
+        [query("scope", "A required scope (repeatable; implications count)", {"type": "string"}),
+         {"name": "X-Tessera-Required-Scopes", "in": "header", "required": False,
+          "description": "Required scopes, comma- or space-separated", "schema": {"type": "string"}}],
+        tags=["verification"])},
+    "/oauth/introspect": {"post": op(
+        "RFC 7662 token introspection; the caller's token needs tokens:read. Active only for a verifying token of the caller's organization",
+        {**ok("Introspection response; exactly {\"active\": false} when not active", ref("Introspection")), **AUTH,
+         "400": problem("Missing form field token"), "403": problem("The caller's token lacks tokens:read"),
+         "415": problem("Not application/x-www-form-urlencoded"), **errors("503")},
+        request={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}, "token_type_hint": {"type": "string"}}}}}},
+        tags=["verification"])},
     "/openapi.json": {"get": op("This document", ok("OpenAPI 3.1", {"type": "object"}), secured=False, tags=["ops"])},
     "/api-tokens/openapi.json": {"get": op("This document (LISA path)", ok("OpenAPI 3.1", {"type": "object"}), secured=False, tags=["ops"])},
 }
@@ -167,6 +195,9 @@ schemas = {
     "MemberRequest": {"type": "object", "properties": {"role": S(enum=["admin", "member"]), "groups": A(S())}},
     "User": {"type": "object", "properties": {"username": S(), "status": S(enum=["active", "disabled"]), "platformAdmin": B, "createdDate": I}},
     "CreateUserRequest": {"type": "object", "required": ["username"], "properties": {"username": S(), "platformAdmin": B}},
+    "Introspection": {"type": "object", "required": ["active"], "properties": {
+        "active": B, "scope": S(), "username": S(), "sub": S(), "token_type": S(), "exp": I, "iat": I, "iss": S(),
+        "org": S(), "token_id": S(), "kind": S(enum=["personal", "organization"]), "groups": A(S())}},
     "UserPatch": {"type": "object", "properties": {"status": S(enum=["active", "disabled"]), "platformAdmin": B}},
 }
 document = {

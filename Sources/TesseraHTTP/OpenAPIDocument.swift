@@ -337,6 +337,59 @@ enum OpenAPIDocument {
     ],
     "type": "object"
    },
+   "Introspection": {
+    "properties": {
+     "active": {
+      "type": "boolean"
+     },
+     "exp": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "groups": {
+      "items": {
+       "type": "string"
+      },
+      "type": "array"
+     },
+     "iat": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "iss": {
+      "type": "string"
+     },
+     "kind": {
+      "enum": [
+       "personal",
+       "organization"
+      ],
+      "type": "string"
+     },
+     "org": {
+      "type": "string"
+     },
+     "scope": {
+      "type": "string"
+     },
+     "sub": {
+      "type": "string"
+     },
+     "token_id": {
+      "type": "string"
+     },
+     "token_type": {
+      "type": "string"
+     },
+     "username": {
+      "type": "string"
+     }
+    },
+    "required": [
+     "active"
+    ],
+    "type": "object"
+   },
    "Member": {
     "properties": {
      "createdDate": {
@@ -1723,6 +1776,115 @@ enum OpenAPIDocument {
     ]
    }
   },
+  "/auth/verify": {
+   "get": {
+    "parameters": [
+     {
+      "description": "A required scope (repeatable; implications count)",
+      "in": "query",
+      "name": "scope",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Required scopes, comma- or space-separated",
+      "in": "header",
+      "name": "X-Tessera-Required-Scopes",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The token verifies and holds the required scopes",
+      "headers": {
+       "X-Tessera-Kind": {
+        "description": "personal or organization",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Org": {
+        "description": "Organization slug",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Scopes": {
+        "description": "Effective scopes, space-separated",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Token-Id": {
+        "description": "tokenUUID",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Username": {
+        "description": "Owner, or the organization token's label",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "No credential, or a token that does not verify",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"...\" (malformed, unknown, expired, inactive, revoked, owner inactive, idle, unavailable)",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "A required scope is missing",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer error=\"insufficient_scope\", scope=\"...\"",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
+    "tags": [
+     "verification"
+    ]
+   }
+  },
   "/healthz": {
    "get": {
     "responses": {
@@ -1741,6 +1903,126 @@ enum OpenAPIDocument {
     "summary": "The process answers",
     "tags": [
      "ops"
+    ]
+   }
+  },
+  "/metrics": {
+   "get": {
+    "responses": {
+     "200": {
+      "content": {
+       "text/plain": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      },
+      "description": "Prometheus text exposition format"
+     }
+    },
+    "security": [],
+    "summary": "Prometheus metrics of this process",
+    "tags": [
+     "ops"
+    ]
+   }
+  },
+  "/oauth/introspect": {
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/x-www-form-urlencoded": {
+       "schema": {
+        "properties": {
+         "token": {
+          "type": "string"
+         },
+         "token_type_hint": {
+          "type": "string"
+         }
+        },
+        "required": [
+         "token"
+        ],
+        "type": "object"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Introspection"
+        }
+       }
+      },
+      "description": "Introspection response; exactly {\"active\": false} when not active"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing form field token"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "The caller's token lacks tokens:read"
+     },
+     "415": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not application/x-www-form-urlencoded"
+     },
+     "503": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Database unreachable or migrations pending"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "RFC 7662 token introspection; the caller's token needs tokens:read. Active only for a verifying token of the caller's organization",
+    "tags": [
+     "verification"
     ]
    }
   },

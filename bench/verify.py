@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""`make bench`: the verification hot path against baselines measured in the same run (issue #5).
+
+Starts a private PostgreSQL and two `tessera serve` processes (release build; one with the
+verification cache, one with it off), seeds N organization tokens (default 100,000), then runs wrk
+on loopback, one after the other, at the same concurrency:
+
+  baseline     GET /healthz (a trivial route through the same router and middleware)
+  malformed    GET /auth/verify with a token whose checksum is wrong (rejected offline)
+  cached       GET /auth/verify, random tokens from a warm set of 1,000
+  uncached     GET /auth/verify, random tokens from all N, cache off (one lookup per request)
+  pgbench      pgbench -M prepared: a single-row select on `tokens` by secret hash
+
+and prints req/s, p50/p99 and the ratios the issue asks for; writes bench/results/verify.json
+and bench/results/verify.txt. Settings: BENCH_TOKENS, BENCH_SECONDS, BENCH_CONNECTIONS."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+import random
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
+from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap  # noqa: E402
+
+TOKENS = int(os.environ.get("BENCH_TOKENS", "100000"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+THREADS = 2
+
+WRK_SCRIPT = r"""
+local tokens = {}
+local path = os.getenv("BENCH_TOKEN_FILE")
+if path then for line in io.lines(path) do tokens[#tokens + 1] = line end end
+local target = os.getenv("BENCH_PATH")
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
+request = function()
+  if #tokens == 0 then return wrk.format("GET", target) end
+  return wrk.format("GET", target, { ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)] })
+end
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH_JSON {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, " ..
+    "\"errors\": %d, \"non2xx\": %d}\n", summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout, summary.errors.status))
+end
+"""
+
+
+def make_token():
+    body = "%0120x" % random.getrandbits(480)
+    return f"tso_{body}{zlib.crc32(body.encode()):08x}"
+
+
+def seed(pg, work):
+    log(f"seeding {TOKENS} organization tokens")
+    tokens = [make_token() for _ in range(TOKENS)]
+    rows = os.path.join(work.path, "tokens.csv")
+    with open(rows, "w") as f:
+        for i, token in enumerate(tokens, 1):
+            f.write(f"{i},\\x{hashlib.sha256(token.encode()).hexdigest()},{token[:12]}\n")
+    os.chmod(rows, 0o644)
+    org = pg.psql("SELECT id FROM organizations WHERE slug = 'acme'")
+    pg.psql(f"""
+        CREATE TABLE bench_keys (i int PRIMARY KEY, h bytea NOT NULL, prefix text NOT NULL);
+        COPY bench_keys FROM '{rows}' WITH (FORMAT csv);
+        SET session_replication_role = replica;
+        INSERT INTO tokens (org_id, kind, username, name, scopes, secret_hash, token_prefix, expires_at,
+                            created_by, search_text)
+        SELECT '{org}', 'organization', 'bench-' || i, 'bench ' || i, '{{api:read}}', h, prefix,
+               now() + interval '30 days', 'bench', 'bench ' || i
+        FROM bench_keys;
+        SET session_replication_role = origin;
+        VACUUM ANALYZE tokens; VACUUM ANALYZE bench_keys;
+    """)
+    with open(os.path.join(work.path, "all.txt"), "w") as f:
+        f.write("\n".join(tokens) + "\n")
+    with open(os.path.join(work.path, "warm.txt"), "w") as f:
+        f.write("\n".join(tokens[:1000]) + "\n")
+    bad = tokens[0][:-1] + ("0" if tokens[0][-1] != "0" else "1")
+    with open(os.path.join(work.path, "malformed.txt"), "w") as f:
+        f.write(bad + "\n")
+    return tokens
+
+
+def wrk(work, server, path, token_file=None, seconds=SECONDS):
+    script = os.path.join(work.path, "bench.lua")
+    with open(script, "w") as f:
+        f.write(WRK_SCRIPT)
+    env = dict(os.environ, BENCH_PATH=path)
+    if token_file:
+        env["BENCH_TOKEN_FILE"] = os.path.join(work.path, token_file)
+    out = subprocess.run(["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency",
+                          "-s", script, f"http://{server.base}"], env=env, capture_output=True, text=True, check=True)
+    line = next(l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON "))
+    result = json.loads(line[len("BENCH_JSON "):])
+    return {"rps": result["requests"] / (result["duration_us"] / 1e6), "p50_ms": result["p50_us"] / 1000,
+            "p99_ms": result["p99_us"] / 1000, "errors": result["errors"], "non2xx": result["non2xx"]}
+
+
+def pgbench(work, pg):
+    script = os.path.join(work.path, "select.sql")
+    with open(script, "w") as f:
+        f.write(f"\\set i random(1, {TOKENS})\n"
+                "SELECT t.id, t.kind, t.org_id, t.username, t.scopes, t.expires_at, t.status "
+                "FROM tokens t WHERE t.secret_hash = (SELECT h FROM bench_keys WHERE i = :i);\n")
+    os.chmod(script, 0o644)
+    out = subprocess.run([os.path.join(pg.bin, "pgbench"), "-n", "-M", "prepared", "-c", str(CONNECTIONS),
+                          "-j", str(THREADS), "-T", str(SECONDS),
+                          "-h", "127.0.0.1", "-p", str(pg.port), "-U", "tessera", "-f", script, "-r",
+                          "--log", "--log-prefix", os.path.join(work.path, "pgbench"), "postgres"],
+                         capture_output=True, text=True, cwd=work.path)
+    if out.returncode != 0:
+        sys.exit("pgbench failed: " + out.stderr[-2000:])
+    tps = next(float(l.split("=")[1].split()[0]) for l in out.stdout.splitlines() if l.startswith("tps ="))
+    latencies = []
+    for name in os.listdir(work.path):
+        if name.startswith("pgbench."):
+            with open(os.path.join(work.path, name)) as f:
+                latencies += [int(l.split()[2]) for l in f if l.strip()]
+    latencies.sort()
+    pick = lambda p: latencies[min(len(latencies) - 1, int(p / 100 * (len(latencies) - 1)))] / 1000
+    return {"rps": tps, "p50_ms": pick(50), "p99_ms": pick(99), "errors": 0, "non2xx": 0}
+
+
+def main():
+    apt_install("wrk", "wrk")
+    binary = os.environ.get("TESSERA_BIN") or os.path.join(ROOT, ".build-release/release/tessera")
+    work = Workdir("bench")
+    pg = Postgres(work, shared_buffers="256MB", max_connections="300")
+    boot = migrate_and_bootstrap(pg.url)
+    seed(pg, work)
+    env = {"TESSERA_LOG_LEVEL": "warning"}
+    cached = Tessera(work, pg.url, name="cached", binary=binary, env=env)
+    uncached = Tessera(work, pg.url, name="uncached", binary=binary, env=dict(env, TESSERA_CACHE_TTL="0"))
+
+    client = Client(cached.base)
+    token = open(os.path.join(work.path, "warm.txt")).readline().strip()
+    assert client.get("/auth/verify", token=token)[0] == 200, "a seeded token does not verify"
+    assert Client(uncached.base).get("/auth/verify", token=token)[0] == 200
+
+    log(f"warming: {SECONDS // 2} s of cached verify and of uncached verify")
+    wrk(work, cached, "/auth/verify", "warm.txt", seconds=max(2, SECONDS // 2))
+    wrk(work, uncached, "/auth/verify", "all.txt", seconds=max(2, SECONDS // 2))
+    rss_before = cached.rss_kib()
+
+    results = {}
+    for name, run in [
+        ("baseline", lambda: wrk(work, cached, "/healthz")),
+        ("malformed", lambda: wrk(work, cached, "/auth/verify", "malformed.txt")),
+        ("cached", lambda: wrk(work, cached, "/auth/verify", "warm.txt")),
+        ("uncached", lambda: wrk(work, uncached, "/auth/verify", "all.txt")),
+        ("pgbench", lambda: pgbench(work, pg)),
+    ]:
+        log(f"measuring {name} ({SECONDS} s, {CONNECTIONS} connections)")
+        results[name] = run()
+        time.sleep(1)
+
+    ratios = {
+        "cached/baseline": results["cached"]["rps"] / results["baseline"]["rps"],
+        "malformed/baseline": results["malformed"]["rps"] / results["baseline"]["rps"],
+        "uncached/pgbench": results["uncached"]["rps"] / results["pgbench"]["rps"],
+    }
+    targets = {"cached/baseline": 0.9, "malformed/baseline": 0.95, "uncached/pgbench": 0.5}
+    lines = [f"# make bench, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {os.cpu_count()} cores, "
+             f"{TOKENS} tokens, {CONNECTIONS} connections, {SECONDS} s each",
+             f"{'run':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'non-2xx':>8}"]
+    for name, r in results.items():
+        lines.append(f"{name:<10} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7} {r['non2xx']:>8}")
+    lines.append("")
+    for name, value in ratios.items():
+        lines.append(f"{name:<20} {value:5.2f}   (target >= {targets[name]:.2f}: {'met' if value >= targets[name] else 'NOT met'})")
+    lines.append(f"server RSS after warm-up {rss_before // 1024} MiB, after the runs {cached.rss_kib() // 1024} MiB")
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench/results/verify.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(ROOT, "bench/results/verify.json"), "w") as f:
+        json.dump({"results": results, "ratios": ratios, "targets": targets, "tokens": TOKENS,
+                   "connections": CONNECTIONS, "seconds": SECONDS}, f, indent=2)
+    # The malformed run expects 401s; every other run must be all 2xx.
+    bad = [n for n, r in results.items() if r["errors"] or (r["non2xx"] and n != "malformed")]
+    if bad:
+        sys.exit(f"errors during {', '.join(bad)}")
+
+
+if __name__ == "__main__":
+    main()
