@@ -116,15 +116,14 @@ struct OrganizationController {
         let displayName = body.displayName ?? body.slug
         guard (1...200).contains(displayName.count) else { throw Problem.invalidField("displayName", "must be 1 to 200 characters") }
         do {
-            let created = try await store.transaction { connection in
-                let id = try await connection.insertOrganization(slug: body.slug, displayName: displayName, logger: context.logger)
-                try await connection.recordAudit(
-                    AuditEvent(orgID: id, actorUsername: actor.username, actorKind: actor.kind, action: "org.created",
-                               sourceIP: context.remoteAddress),
-                    logger: context.logger)
-                return try await info(connection, id: id, context)
-            }
-            return EditedResponse(status: .created, response: created)
+            let created = try await store.createOrganization(slug: body.slug, displayName: displayName, by: actor.auditActor(context))
+            return EditedResponse(
+                status: .created,
+                response: OrganizationInfo(
+                    record: created,
+                    scopes: try await store.client.withConnection {
+                        try await $0.scopeCatalog(orgID: created.id, logger: context.logger)
+                    }))
         } catch let error as PSQLError where error.isUniqueViolation {
             throw Problem(.conflict, "Organization \(body.slug) already exists")
         }
@@ -224,22 +223,9 @@ struct OrganizationController {
         guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) }) else {
             throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
         }
-        return try await store.transaction { connection in
-            let userID = try await connection.upsertUser(username: username, platformAdmin: false, logger: context.logger)
-            let existing = try await connection.membership(orgID: org.id, userID: userID, logger: context.logger)
-            try await connection.putMembership(
-                orgID: org.id, userID: userID, role: body.role ?? existing?.role ?? .member,
-                groups: body.groups ?? existing?.groups ?? [], logger: context.logger)
-            try await connection.recordAudit(
-                caller.auditEvent(
-                    context, action: existing == nil ? "member.added" : "member.updated", target: username,
-                    details: ["role": (body.role ?? existing?.role ?? .member).rawValue]),
-                logger: context.logger)
-            guard let member = try await connection.membership(orgID: org.id, userID: userID, logger: context.logger) else {
-                throw StoreError.noRows
-            }
-            return MemberInfo(member)
-        }
+        let (member, _) = try await store.putMember(
+            orgID: org.id, username: username, role: body.role, groups: body.groups, by: caller.auditActor(context))
+        return MemberInfo(member)
     }
 
     /// An admin removes a member, or a member leaves; their personal tokens in this org are
@@ -251,22 +237,8 @@ struct OrganizationController {
         if !leaving {
             _ = try await resolve(request, context, scope: "org:admin", admin: true)
         }
-        let removed = try await store.transaction { connection -> Bool in
-            guard let user = try await connection.user(username: username, logger: context.logger),
-                let revoked = try await connection.removeMembership(orgID: org.id, userID: user.id, logger: context.logger)
-            else { return false }
-            for tokenID in revoked {
-                try await connection.recordAudit(
-                    caller.auditEvent(
-                        context, action: "token.revoked", token: tokenID, target: username,
-                        details: ["reason": "owner_left_org"]),
-                    logger: context.logger)
-            }
-            try await connection.recordAudit(
-                caller.auditEvent(context, action: leaving ? "member.left" : "member.removed", target: username),
-                logger: context.logger)
-            return true
-        }
+        let removed = try await store.removeMember(
+            orgID: org.id, username: username, leaving: leaving, by: caller.auditActor(context))
         guard removed else { throw Problem(.notFound, "User \(username) is not a member of organization \(org.slug)") }
         return Message(message: "Member removed successfully")
     }
@@ -364,31 +336,14 @@ struct UserController {
             throw Problem.invalidField("status", "must be active or disabled")
         }
         let target = try await user(context)
-        try await store.transaction { connection in
-            if status == "disabled" && target.status != "disabled" {
-                try await revokeAll(connection, target, reason: "owner_disabled", actor: actor, context)
-            }
-            try await connection.setUser(id: target.id, status: status, platformAdmin: platformAdmin, logger: context.logger)
-            try await connection.recordAudit(
-                AuditEvent(orgID: nil, actorUsername: actor.username, actorKind: actor.kind, action: "user.updated",
-                           targetUsername: target.username, sourceIP: context.remoteAddress,
-                           details: ["status": status ?? target.status]),
-                logger: context.logger)
-        }
+        try await store.updateUser(target, status: status, platformAdmin: platformAdmin, by: actor.auditActor(context))
         return UserInfo(try await user(context))
     }
 
     @Sendable func delete(_ request: Request, context: TesseraRequestContext) async throws -> Message {
         let actor = try await resolver.platformAdmin(request, context: context)
         let target = try await user(context)
-        try await store.transaction { connection in
-            try await revokeAll(connection, target, reason: "owner_deleted", actor: actor, context)
-            try await connection.deleteUser(id: target.id, logger: context.logger)
-            try await connection.recordAudit(
-                AuditEvent(orgID: nil, actorUsername: actor.username, actorKind: actor.kind, action: "user.deleted",
-                           targetUsername: target.username, sourceIP: context.remoteAddress),
-                logger: context.logger)
-        }
+        try await store.deleteUser(target, by: actor.auditActor(context))
         return Message(message: "User deleted successfully")
     }
 
@@ -399,24 +354,16 @@ struct UserController {
         }
         return user
     }
-
-    func revokeAll(_ connection: PostgresConnection, _ user: UserRecord, reason: String, actor: PlatformActor,
-                   _ context: TesseraRequestContext) async throws {
-        let revoked = try await connection.revokePersonalTokens(userID: user.id, orgID: nil, reason: reason, logger: context.logger)
-        for token in revoked {
-            try await connection.recordAudit(
-                AuditEvent(orgID: token.orgID, actorUsername: actor.username, actorKind: actor.kind, action: "token.revoked",
-                           targetTokenID: token.id, targetUsername: user.username, sourceIP: context.remoteAddress,
-                           details: ["reason": reason]),
-                logger: context.logger)
-        }
-    }
 }
 
 /// A caller allowed on the platform routes.
 struct PlatformActor: Sendable {
     let username: String
     let kind: AuditActorKind
+
+    func auditActor(_ context: TesseraRequestContext) -> AuditActor {
+        AuditActor(username: username, kind: kind, sourceIP: context.remoteAddress)
+    }
 }
 
 extension CallerResolver {

@@ -76,14 +76,16 @@ struct CallerResolver: Sendable {
 
 extension Caller {
     /// An audit event of this caller in its acting org, from the request's peer address.
+    func auditActor(_ context: TesseraRequestContext) -> AuditActor {
+        AuditActor(
+            username: username, kind: token == nil ? .jwt : .token, tokenID: token?.tokenID, sourceIP: context.remoteAddress)
+    }
+
     func auditEvent(
         _ context: TesseraRequestContext, action: String, token: UUID? = nil, target: String? = nil,
         details: [String: String] = [:]
     ) -> AuditEvent {
-        AuditEvent(
-            orgID: orgID, actorUsername: username, actorKind: self.token == nil ? .jwt : .token,
-            actorTokenID: self.token?.tokenID, action: action, targetTokenID: token, targetUsername: target,
-            sourceIP: context.remoteAddress, details: details)
+        auditActor(context).event(orgID: orgID, action: action, token: token, target: target, details: details)
     }
 }
 
