@@ -92,6 +92,12 @@ let package = Package(
             ]
         ),
         // Runs the built `tessera` binary as a user would.
-        .testTarget(name: "TesseraCLITests", dependencies: ["TesseraTestSupport", "TesseraCore", "TesseraPostgres"]),
+        .testTarget(
+            name: "TesseraCLITests",
+            dependencies: [
+                "TesseraTestSupport", "TesseraCore", "TesseraPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
     ]
 )

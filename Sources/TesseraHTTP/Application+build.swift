@@ -15,11 +15,14 @@ public struct ServerConfiguration: Sendable {
     public var lastUsedFlushInterval: Duration
     /// The verification cache of `/auth/verify` and `/oauth/introspect`.
     public var cache: VerificationCacheSettings
+    /// How long a verification cache miss waits for the database before failing closed (nil: no limit).
+    public var lookupTimeout: Duration?
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, lastUsedFlushInterval: Duration = .seconds(60),
-        cache: VerificationCacheSettings = .init()
+        cache: VerificationCacheSettings = .init(), lookupTimeout: Duration? = .seconds(1)
     ) {
+        self.lookupTimeout = lookupTimeout
         self.host = host
         self.port = port
         self.lastUsedFlushInterval = lastUsedFlushInterval
@@ -38,12 +41,13 @@ public struct TesseraRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by the authentication middleware on API routes.
     public var identity: Identity?
-    /// Peer address, for audit events.
-    public var remoteAddress: String?
+    /// The peer, formatted only when asked for (audit events, last use): not on every request.
+    private let peer: SocketAddress?
+    public var remoteAddress: String? { peer?.ipAddress }
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.remoteAddress = source.channel.remoteAddress?.ipAddress
+        self.peer = source.channel.remoteAddress
     }
 
     /// Bodies over 1 MiB get 413 (DESIGN §4.3).
@@ -67,7 +71,8 @@ public func buildApplication(
     TesseraMetrics.bootstrap()
     let store = TesseraStore(client: client, logger: logger, clock: clock)
     let lastUsed = LastUsedRecorder(client: client, logger: logger, interval: configuration.lastUsedFlushInterval)
-    let verifier = TokenVerifier(store: store, cache: VerificationCache(settings: configuration.cache))
+    let verifier = TokenVerifier(
+        store: store, cache: VerificationCache(settings: configuration.cache), lookupTimeout: configuration.lookupTimeout)
     let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
     let router = buildRouter(
         store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt), lastUsed: lastUsed,

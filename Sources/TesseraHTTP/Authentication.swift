@@ -15,18 +15,29 @@ enum PresentedCredential: Equatable {
     }
 
     /// `Authorization: Bearer <t>` (any scheme case), a bare `Authorization: <t>` (LISA), or
-    /// `Api-Key: <t>` (LISA's serving API).
+    /// `Api-Key: <t>` (LISA's serving API). Pure Swift on purpose: Foundation's trimming bridges
+    /// through NSString and cost a fifth of the whole verify path.
     static func extract(from headers: HTTPFields) -> PresentedCredential? {
-        if let apiKey = headers[.apiKey]?.trimmingCharacters(in: .whitespaces), !apiKey.isEmpty {
-            return .apiToken(apiKey)
+        if let apiKey = headers[.apiKey].map(trimmed), !apiKey.isEmpty {
+            return .apiToken(String(apiKey))
         }
-        guard let authorization = headers[.authorization]?.trimmingCharacters(in: .whitespaces),
-            !authorization.isEmpty
-        else { return nil }
-        guard let space = authorization.firstIndex(of: " ") else { return .apiToken(authorization) }
-        guard authorization[..<space].lowercased() == "bearer" else { return nil }
-        let value = authorization[space...].trimmingCharacters(in: .whitespaces)
-        return value.isEmpty ? nil : .bearer(value)
+        guard let authorization = headers[.authorization].map(trimmed), !authorization.isEmpty else { return nil }
+        guard let space = authorization.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
+            return .apiToken(String(authorization))
+        }
+        let scheme = authorization[..<space]
+        guard scheme.count == 6, scheme.lowercased() == "bearer" else { return nil }
+        let value = trimmed(authorization[space...])
+        return value.isEmpty ? nil : .bearer(String(value))
+    }
+
+    private static func trimmed(_ text: some StringProtocol) -> Substring {
+        let view = Substring(text)
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let start = view.firstIndex(where: { !isSpace($0) }), let end = view.lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
+        return view[start...end]
     }
 }
 

@@ -72,7 +72,10 @@ struct VerifyController {
 
     /// `?scope=a&scope=b` and `X-Tessera-Required-Scopes: a b` (or comma-separated), together.
     static func requiredScopes(of request: Request) -> [String] {
-        var scopes = request.uri.queryParameters.getAll("scope").flatMap { $0.split(separator: " ") }.map(String.init)
+        var scopes: [String] = []
+        if request.uri.query != nil {  // parsing the query string is not free: only when there is one
+            scopes = request.uri.queryParameters.getAll("scope").flatMap { $0.split(separator: " ") }.map(String.init)
+        }
         for value in request.headers[values: .tesseraRequiredScopes] {
             scopes += value.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
         }

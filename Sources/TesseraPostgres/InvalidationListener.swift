@@ -94,6 +94,7 @@ public final class InvalidationListener: Service, Sendable {
             }
         }
         for continuation in waiting { continuation.resume(returning: false) }
+        verifier.setListening(value)
         connected.record(value ? 1 : 0)
     }
 

@@ -38,6 +38,37 @@ public enum Subprocess {
         )
     }
 
+    /// A child left running (a server in a test): output to `log`, stopped with ``stop()``.
+    public final class Running: Sendable {
+        public let pid: pid_t
+        public let log: String
+
+        init(pid: pid_t, log: String) {
+            self.pid = pid
+            self.log = log
+        }
+
+        /// SIGTERM, then waits; SIGKILL after 10 s.
+        public func stop() {
+            kill(pid, SIGTERM)
+            var status: Int32 = 0
+            for _ in 0..<1000 {
+                if waitpid(pid, &status, WNOHANG) == pid { return }
+                usleep(10_000)
+            }
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+        }
+
+        public var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+    }
+
+    public static func start(_ executable: String, _ arguments: [String], environment: [String: String]?) throws -> Running {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-child-\(UUID().uuidString).log").path
+        let pid = try spawn(executable, arguments, environment: environment, stdout: log, stderr: log + ".err")
+        return Running(pid: pid, log: log)
+    }
+
     /// Starts a program in a session of its own (no terminal signals), output discarded, not waited for.
     public static func detach(_ executable: String, _ arguments: [String]) throws {
         _ = try spawn("/usr/bin/setsid", [executable] + arguments, environment: nil, stdout: "/dev/null", stderr: "/dev/null")

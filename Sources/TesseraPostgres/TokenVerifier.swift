@@ -101,12 +101,17 @@ public final class TokenVerifier: Sendable {
     private let catalogs = Mutex<[UUID: (catalog: ScopeCatalog, expires: Date)]>([:])
     private static let catalogTTL: TimeInterval = 60
     /// A miss waits at most this long for the database; then it fails closed.
-    private let lookupTimeout: Duration
+    private let lookupTimeout: Duration?
     /// After a failed lookup, misses fail closed at once for a second instead of each waiting
     /// `lookupTimeout` (a gateway in front of a dead database stays fast).
     private let lastFailure = Mutex<ContinuousClock.Instant?>(nil)
+    /// Set by ``InvalidationListener`` while its connection is up.
+    private let listening = Mutex(false)
 
-    public init(store: TesseraStore, cache: VerificationCache, lookupTimeout: Duration = .seconds(1)) {
+    /// The listener's view of the database: connected (up) or not.
+    public func setListening(_ value: Bool) { listening.withLock { $0 = value } }
+
+    public init(store: TesseraStore, cache: VerificationCache, lookupTimeout: Duration? = .seconds(1)) {
         self.store = store
         self.cache = cache
         self.lookupTimeout = lookupTimeout
@@ -128,7 +133,14 @@ public final class TokenVerifier: Sendable {
                 return Self.count(.unavailable)
             }
             do {
-                lookup = try await withTimeout(lookupTimeout) { [self] in try await self.lookUp(secret.hash, now: now) }
+                // With the listener connected the database is known to be up: no timer per miss
+                // (it cost a fifth of uncached throughput). Otherwise a miss waits at most
+                // `lookupTimeout`.
+                if let lookupTimeout, !listening.withLock({ $0 }) {
+                    lookup = try await withTimeout(lookupTimeout) { [self] in try await self.lookUp(secret.hash, now: now) }
+                } else {
+                    lookup = try await lookUp(secret.hash, now: now)
+                }
             } catch {
                 lastFailure.withLock { $0 = .now }
                 store.logger.warning(

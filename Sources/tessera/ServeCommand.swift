@@ -41,7 +41,14 @@ struct ServerOptions: ParsableArguments {
             }
             cache.maxEntries = entries
         }
-        return ServerConfiguration(host: host, port: port, cache: cache)
+        var lookupTimeout: Duration? = .seconds(1)
+        if let raw = environment["TESSERA_VERIFY_TIMEOUT_MS"] {
+            guard let millis = Int(raw), millis >= 0, millis <= 60_000 else {
+                throw CLIError(message: "TESSERA_VERIFY_TIMEOUT_MS=\(raw) is not a number of milliseconds from 0 (no limit) to 60000")
+            }
+            lookupTimeout = millis == 0 ? nil : .milliseconds(millis)
+        }
+        return ServerConfiguration(host: host, port: port, cache: cache, lookupTimeout: lookupTimeout)
     }
 }
 

@@ -6,8 +6,12 @@ import Logging
 struct Tessera: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
-        abstract: "Multi-tenant organization tokens: server, migrations and administration.",
-        subcommands: [ServeCommand.self, MigrateCommand.self, BootstrapCommand.self, DevCommand.self]
+        abstract: "Multi-tenant organization tokens: server, migrations, administration and a client.",
+        subcommands: [
+            ServeCommand.self, MigrateCommand.self, BootstrapCommand.self, DevCommand.self, AdminCommand.self,
+            LoginCommand.self, WhoamiCommand.self, TokenCommand.self, MemberCommand.self, OrgCommand.self,
+            AuditCommand.self,
+        ]
     )
 
     /// One-line errors for people: our errors describe themselves; PostgreSQL errors are
@@ -32,6 +36,11 @@ struct Tessera: AsyncParsableCommand {
             if let message = describeDatabaseError(error) {
                 FileHandle.standardError.write(Data("tessera: error: \(message)\n".utf8))
                 Foundation.exit(1)
+            }
+            // Usage errors exit 2 (as most Unix tools do), not ArgumentParser's 64.
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
             }
             exit(withError: error)
         }

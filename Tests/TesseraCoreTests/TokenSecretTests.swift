@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import TesseraCore
@@ -136,5 +137,31 @@ struct ConstantGenerator: RandomNumberGenerator {
         #expect(!Validation.isValidScopeName(""))
         #expect(!Validation.isValidScopeName("a" + String(repeating: "b", count: 64)))
         #expect(BuiltInScope.all.allSatisfy { Validation.isValidScopeName($0.name) })
+    }
+}
+
+@Suite struct ExpirySpecTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)  // 2027-01-15T08:00:00Z
+
+    @Test func durationsDatesAndNever() throws {
+        #expect(try ExpirySpec.parse("30d", now: now) == .at(now.addingTimeInterval(30 * 86_400)))
+        #expect(try ExpirySpec.parse("1w", now: now) == .at(now.addingTimeInterval(7 * 86_400)))
+        #expect(try ExpirySpec.parse("24H", now: now) == .at(now.addingTimeInterval(86_400)))
+        #expect(try ExpirySpec.parse("never", now: now) == .never)
+        #expect(try ExpirySpec.parse("2027-12-31", now: now) == .at(Date(timeIntervalSince1970: 1_830_211_200)))
+        #expect(try ExpirySpec.parse("2027-12-31T18:00:00Z", now: now) == .at(Date(timeIntervalSince1970: 1_830_276_000)))
+        #expect(try ExpirySpec.parse("2027-12-31T20:00:00+02:00", now: now) == .at(Date(timeIntervalSince1970: 1_830_276_000)))
+        #expect(try ExpirySpec.parse("2027-12-31T18:00:00", now: now) == .at(Date(timeIntervalSince1970: 1_830_276_000)))
+    }
+
+    @Test(arguments: ["", "30", "d", "-3d", "0d", "3x", "1.5d", "30 days", "2027-13-01", "2027-02-30", "tomorrow", "2020-01-01", "999999d"])
+    func rejected(_ text: String) {
+        #expect(throws: ExpirySpec.ParseError.self) { try ExpirySpec.parse(text, now: now) }
+    }
+
+    @Test func pastIsNamed() {
+        #expect(throws: ExpirySpec.ParseError(description: "--expires 2020-01-01 is in the past")) {
+            try ExpirySpec.parse("2020-01-01", now: now)
+        }
     }
 }

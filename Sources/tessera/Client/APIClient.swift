@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Where the client commands send requests, and with which credential: `--endpoint`/`--org`,
+/// then `TESSERA_ENDPOINT`, `TESSERA_API_KEY`, `TESSERA_ORG`, then the file `tessera login`
+/// wrote (`$TESSERA_CONFIG`, default `~/.config/tessera/config.json`, mode 0600).
+struct ClientOptions: ParsableArguments {
+    @Option(help: "Tessera URL (default: $TESSERA_ENDPOINT, then the login file).")
+    var endpoint: String?
+
+    @Option(help: "Organization slug to act in (default: $TESSERA_ORG, then the login file; tokens act in their own).")
+    var org: String?
+
+    @Option(name: [.short, .customLong("output")], help: "Output: table, json or yaml.")
+    var output: OutputFormat = .table
+
+    var printer: Printer { Printer(format: output) }
+
+    func client() throws -> APIClient {
+        let environment = ProcessInfo.processInfo.environment
+        let saved = try ClientConfigFile.load()
+        guard let endpoint = endpoint ?? environment["TESSERA_ENDPOINT"].nonEmpty ?? saved?.endpoint else {
+            throw CLIError(message: "no server: run `tessera login`, or set TESSERA_ENDPOINT", exitCode: 2)
+        }
+        guard let key = environment["TESSERA_API_KEY"].nonEmpty ?? saved?.apiKey else {
+            throw CLIError(message: "no credential: run `tessera login`, or set TESSERA_API_KEY", exitCode: 2)
+        }
+        return try APIClient(endpoint: endpoint, apiKey: key, org: org ?? environment["TESSERA_ORG"].nonEmpty ?? saved?.org)
+    }
+}
+
+extension Optional where Wrapped == String {
+    var nonEmpty: String? { self?.isEmpty == false ? self : nil }
+}
+
+/// What `tessera login` saves.
+struct ClientConfigFile: Codable {
+    var endpoint: String
+    var apiKey: String
+    var org: String?
+
+    static var path: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let explicit = environment["TESSERA_CONFIG"].nonEmpty { return explicit }
+        let base = environment["XDG_CONFIG_HOME"].nonEmpty ?? (NSHomeDirectory() + "/.config")
+        return base + "/tessera/config.json"
+    }
+
+    static func load() throws -> ClientConfigFile? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        do {
+            return try JSONDecoder().decode(ClientConfigFile.self, from: data)
+        } catch {
+            throw CLIError(message: "\(path) is not a Tessera login file; run `tessera login` again")
+        }
+    }
+
+    /// Writes the file readable by its owner only (0600), in a 0700 folder.
+    func save() throws {
+        let path = Self.path
+        let folder = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(self)
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard descriptor >= 0 else { throw CLIError(message: "cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        fchmod(descriptor, 0o600)
+        let written = data.withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
+        guard written == data.count else { throw CLIError(message: "cannot write \(path)") }
+    }
+}
+
+/// A JSON client for the Tessera API. Errors become one line and exit 1: the server's problem
+/// detail, or why the server could not be reached.
+struct APIClient {
+    let endpoint: URL
+    let apiKey: String
+    let org: String?
+
+    init(endpoint: String, apiKey: String, org: String?) throws {
+        let trimmed = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+        guard let url = URL(string: trimmed), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+            throw CLIError(message: "endpoint \(endpoint) is not an http(s) URL", exitCode: 2)
+        }
+        self.endpoint = url
+        self.apiKey = apiKey
+        self.org = org
+    }
+
+    /// `/api-tokens…` in the chosen org (`/orgs/{org}/api-tokens…`), or the token's own.
+    func tokens(_ suffix: String = "") -> String {
+        (org.map { "/orgs/\(escape($0))" } ?? "") + "/api-tokens" + suffix
+    }
+
+    func escape(_ segment: String) -> String {
+        segment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? segment
+    }
+
+    @discardableResult
+    func send(_ method: String, _ path: String, query: [(String, String?)] = [], body: [String: Any]? = nil)
+        async throws -> Any
+    {
+        var components = URLComponents(url: endpoint, resolvingAgainstBaseURL: false)!
+        components.percentEncodedPath = endpoint.path + path
+        let items = query.compactMap { name, value in value.map { URLQueryItem(name: name, value: $0) } }
+        if !items.isEmpty { components.queryItems = items }
+        var request = URLRequest(url: components.url!)
+        request.httpMethod = method
+        request.timeoutInterval = 30
+        request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Accept")
+        if let org { request.setValue(org, forHTTPHeaderField: "X-Tessera-Org") }
+        if let body {
+            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let data: Data
+        let response: URLResponse
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch let error as URLError {
+            throw CLIError(message: "cannot reach Tessera at \(endpoint.absoluteString): \(Self.describe(error))")
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let json = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        guard (200..<300).contains(status) else {
+            let problem = json as? [String: Any]
+            let detail = problem?["detail"] as? String ?? problem?["message"] as? String ?? HTTPURLResponse.localizedString(forStatusCode: status)
+            let fields = (problem?["errors"] as? [[String: Any]])?.compactMap { error in
+                (error["field"] as? String).map { "\($0): \(error["message"] as? String ?? "")" }
+            } ?? []
+            throw CLIError(message: "\(status) \(detail)" + (fields.isEmpty ? "" : " (\(fields.joined(separator: "; ")))"))
+        }
+        return json ?? [String: Any]()
+    }
+
+    private static func describe(_ error: URLError) -> String {
+        switch error.code {
+        case .cannotConnectToHost: "connection refused (is the server running?)"
+        case .timedOut: "no answer within 30 s"
+        case .cannotFindHost, .dnsLookupFailed: "unknown host"
+        case .networkConnectionLost: "the connection was lost"
+        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate: "TLS failed"
+        default: error.localizedDescription
+        }
+    }
+}
