@@ -1,14 +1,20 @@
 # Tessera: `make run` serves on 127.0.0.1:8080 with a private PostgreSQL; `make test` runs the suite.
 SWIFT ?= swift
 BIN := $(CURDIR)/.build/debug/tessera
+# How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
+RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test e2e bench build postgres format clean-data
+.PHONY: run test e2e bench build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
 
 build:
 	$(SWIFT) build --product tessera
+
+# The deployable binary (.build/release/tessera); docker/Dockerfile runs the same build.
+release:
+	$(SWIFT) build $(RELEASE_FLAGS)
 
 # Private PostgreSQL under .tessera/ (kept between runs) unless DATABASE_URL is set,
 # migrations, a demo org bootstrapped once (its admin token printed that once), then the server.
@@ -29,7 +35,7 @@ e2e: postgres
 # The verification hot path against baselines of the same run (release build, private PostgreSQL,
 # 100,000 seeded tokens, wrk and pgbench on loopback). Prints and writes bench/results/verify.txt.
 bench: postgres
-	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
+	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(CURDIR)/.build-release
 	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/verify.py
 
 format:
