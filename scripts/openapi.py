@@ -101,7 +101,7 @@ paths = {
          "400": problem("Missing form field token"), "403": problem("The caller's token lacks tokens:read"),
          "415": problem("Not application/x-www-form-urlencoded"), **errors("503")},
         request={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
-            "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}, "token_type_hint": {"type": "string"}}}}}},
+            "type": "object", "required": ["token"], "properties": {"token": {"type": "string", "minLength": 1}, "token_type_hint": {"type": "string"}}}}}},
         tags=["verification"])},
     "/openapi.json": {"get": op("This document", ok("OpenAPI 3.1", {"type": "object"}), secured=False, tags=["ops"])},
     "/api-tokens/openapi.json": {"get": op("This document (LISA path)", ok("OpenAPI 3.1", {"type": "object"}), secured=False, tags=["ops"])},
@@ -161,6 +161,13 @@ token_props = {
     "updatedDate": I, "lastUsedDate": nullable(I), "tokenPrefix": S(),
 }
 scope = {"type": "object", "required": ["name"], "properties": {"name": S(pattern="^[a-z][a-z0-9_.:-]{0,63}$"), "description": S(), "adminOnly": B, "implies": A(S())}}
+# Input constraints the server enforces, so generated requests that pass the schema pass the
+# server's shape checks too (business rules such as "expiration in the future" stay in prose).
+NAME = S(minLength=1, maxLength=200, pattern="^[^\\u0000-\\u001f]*$")
+GROUPS = {**A(S(minLength=1, maxLength=200)), "maxItems": 100}
+SCOPES = {**A(S(pattern="^[a-z][a-z0-9_.:-]{0,63}$")), "minItems": 1, "maxItems": 100}
+DAYS = {"type": "integer", "minimum": 1, "maximum": 36500}
+USERNAME_S = S(pattern="^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$")
 org_props = {"slug": S(), "displayName": S(), "defaultTokenLifetimeDays": I, "maxTokenLifetimeDays": nullable(I), "allowNonExpiringTokens": B,
              "idleTimeoutDays": nullable(I), "apiGroup": nullable(S()), "userTokensEnabled": B, "defaultScopes": A(S()), "scopes": A(scope),
              "createdDate": I, "updatedDate": I}
@@ -170,9 +177,9 @@ schemas = {
         "errors": A({"type": "object", "properties": {"field": S(), "message": S()}})}},
     "Status": {"type": "object", "properties": {"status": S()}},
     "CreateTokenRequest": {"type": "object", "required": ["name"], "properties": {
-        "name": S(minLength=1, maxLength=200), "groups": A(S()), "isSystemToken": B,
+        "name": NAME, "groups": GROUPS, "isSystemToken": B,
         "tokenExpiration": {"oneOf": [I, {"type": "null"}], "description": "Epoch seconds; default now + the org's defaultTokenLifetimeDays; null: never expires (only where the org allows it and sets no maximum)"},
-        "description": S(maxLength=1000), "scopes": A(S())}},
+        "description": S(maxLength=1000), "scopes": SCOPES}},
     "RotateRequest": {"type": "object", "properties": {"overlapSeconds": {"type": "integer", "minimum": 0, "maximum": 86400}}},
     "TokenPatch": {"type": "object", "properties": {"name": S(minLength=1, maxLength=200), "description": nullable(S(maxLength=1000)),
                                                      "status": S(enum=["active", "inactive"])}},
@@ -183,8 +190,11 @@ schemas = {
     "Message": {"type": "object", "required": ["message"], "properties": {"message": S()}},
     "Organization": {"type": "object", "required": list(org_props), "properties": org_props},
     "OrganizationList": {"type": "object", "properties": {"organizations": A(ref("Organization"))}},
-    "CreateOrganizationRequest": {"type": "object", "required": ["slug"], "properties": {"slug": S(pattern="^[a-z0-9][a-z0-9-]{1,62}$"), "displayName": S()}},
-    "OrganizationPatch": {"type": "object", "properties": {k: v for k, v in org_props.items() if k not in ("slug", "createdDate", "updatedDate")}},
+    "CreateOrganizationRequest": {"type": "object", "required": ["slug"], "properties": {"slug": S(pattern="^[a-z0-9][a-z0-9-]{1,62}$"), "displayName": NAME}},
+    "OrganizationPatch": {"type": "object", "properties": {
+        "displayName": NAME, "defaultTokenLifetimeDays": DAYS, "maxTokenLifetimeDays": nullable(DAYS),
+        "allowNonExpiringTokens": B, "idleTimeoutDays": nullable(DAYS), "apiGroup": nullable(NAME), "userTokensEnabled": B,
+        "defaultScopes": SCOPES, "scopes": A(scope)}},
     "AuditEvent": {"type": "object", "properties": {
         "id": S(), "occurredDate": I, "actor": nullable(S()), "actorKind": S(enum=["token", "jwt", "cli", "system"]),
         "actorTokenUUID": nullable(S()), "action": S(), "tokenUUID": nullable(S()), "username": nullable(S()),
@@ -192,9 +202,9 @@ schemas = {
     "AuditPage": {"type": "object", "properties": {"events": A(ref("AuditEvent")), "nextCursor": S()}},
     "Member": {"type": "object", "properties": {"username": S(), "role": S(enum=["admin", "member"]), "groups": A(S()), "status": S(), "createdDate": I}},
     "MemberList": {"type": "object", "properties": {"members": A(ref("Member"))}},
-    "MemberRequest": {"type": "object", "properties": {"role": S(enum=["admin", "member"]), "groups": A(S())}},
+    "MemberRequest": {"type": "object", "properties": {"role": S(enum=["admin", "member"]), "groups": GROUPS}},
     "User": {"type": "object", "properties": {"username": S(), "status": S(enum=["active", "disabled"]), "platformAdmin": B, "createdDate": I}},
-    "CreateUserRequest": {"type": "object", "required": ["username"], "properties": {"username": S(), "platformAdmin": B}},
+    "CreateUserRequest": {"type": "object", "required": ["username"], "properties": {"username": USERNAME_S, "platformAdmin": B}},
     "Introspection": {"type": "object", "required": ["active"], "properties": {
         "active": B, "scope": S(), "username": S(), "sub": S(), "token_type": S(), "exp": I, "iat": I, "iss": S(),
         "org": S(), "token_id": S(), "kind": S(enum=["personal", "organization"]), "groups": A(S())}},

@@ -2,6 +2,16 @@
 /// validating here first lets callers get a clear message instead of a constraint violation.
 public enum Validation {
     /// Organization slug: `[a-z0-9][a-z0-9-]{1,62}`.
+    /// Free text (names, labels, groups, descriptions) holds no control characters: NUL cannot
+    /// be stored in PostgreSQL text, and the others only ever hide things. Descriptions may keep
+    /// line breaks and tabs.
+    public static func isPlainText(_ text: String, multiline: Bool = false) -> Bool {
+        text.unicodeScalars.allSatisfy { scalar in
+            if multiline && (scalar == "\n" || scalar == "\r" || scalar == "\t") { return true }
+            return scalar.value >= 0x20 && scalar.value != 0x7F
+        }
+    }
+
     public static func isValidSlug(_ slug: String) -> Bool {
         let bytes = Array(slug.utf8)
         guard (2...63).contains(bytes.count), isLowerAlnum(bytes[0]) else { return false }

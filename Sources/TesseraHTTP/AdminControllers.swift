@@ -73,8 +73,11 @@ struct MergePatch: Decodable {
         container = try decoder.container(keyedBy: AnyCodingKey.self)
     }
 
+    /// nil when absent; an explicit `null` for a field that cannot be null is a 422.
     func value<T: Decodable>(_ key: String, as type: T.Type = T.self) throws -> T? {
-        try container.decodeIfPresent(T.self, forKey: AnyCodingKey(key))
+        let codingKey = AnyCodingKey(key)
+        guard container.contains(codingKey) else { return nil }
+        return try container.decode(T.self, forKey: codingKey)
     }
 
     /// nil: absent; `.some(nil)`: explicit null; `.some(value)`.
@@ -114,7 +117,9 @@ struct OrganizationController {
             throw Problem.invalidField("slug", "must match [a-z0-9][a-z0-9-]{1,62}")
         }
         let displayName = body.displayName ?? body.slug
-        guard (1...200).contains(displayName.count) else { throw Problem.invalidField("displayName", "must be 1 to 200 characters") }
+        guard (1...200).contains(displayName.count), Validation.isPlainText(displayName) else {
+            throw Problem.invalidField("displayName", "must be 1 to 200 characters, without control characters")
+        }
         do {
             let created = try await store.createOrganization(slug: body.slug, displayName: displayName, by: actor.auditActor(context))
             return EditedResponse(
@@ -210,6 +215,15 @@ struct OrganizationController {
     struct MemberRequest: Decodable {
         var role: MembershipRole?
         var groups: [String]?
+
+        enum CodingKeys: String, CodingKey { case role, groups }
+
+        /// Absent keys keep what is there; `null` is not a role or a group list (422).
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            role = container.contains(.role) ? try container.decode(MembershipRole.self, forKey: .role) : nil
+            groups = container.contains(.groups) ? try container.decode([String].self, forKey: .groups) : nil
+        }
     }
 
     /// Adds or updates a member (creating the user record if new). A demotion takes effect on
@@ -220,7 +234,7 @@ struct OrganizationController {
         guard Validation.isValidUsername(username) else { throw Problem(.badRequest, "Username \(username) is invalid") }
         let body = try await request.decodeJSON(MemberRequest.self, context: context)
         let groups = body.groups ?? []
-        guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) }) else {
+        guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) && Validation.isPlainText($0) }) else {
             throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
         }
         let (member, _) = try await store.putMember(
@@ -268,8 +282,14 @@ struct OrganizationController {
     }
 
     func validate(_ patch: OrganizationPatch) throws {
-        if let name = patch.displayName, !(1...200).contains(name.count) {
-            throw Problem.invalidField("displayName", "must be 1 to 200 characters")
+        if let name = patch.displayName, !(1...200).contains(name.count) || !Validation.isPlainText(name) {
+            throw Problem.invalidField("displayName", "must be 1 to 200 characters, without control characters")
+        }
+        if let group = patch.apiGroup ?? nil, !(1...200).contains(group.count) || !Validation.isPlainText(group) {
+            throw Problem.invalidField("apiGroup", "must be 1 to 200 characters, without control characters")
+        }
+        for scope in patch.scopes ?? [] where scope.description.count > 1000 || !Validation.isPlainText(scope.description, multiline: true) {
+            throw Problem.invalidField("scopes", "description of \(scope.name) must be at most 1000 characters, without control characters")
         }
         for (field, value) in [("defaultTokenLifetimeDays", patch.defaultTokenLifetimeDays), ("maxTokenLifetimeDays", patch.maxTokenLifetimeDays ?? nil), ("idleTimeoutDays", patch.idleTimeoutDays ?? nil)] {
             if let value, !(1...36500).contains(value) { throw Problem.invalidField(field, "must be between 1 and 36500") }

@@ -96,6 +96,7 @@ func buildRouter(
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware())
+    router.add(middleware: URISanityMiddleware())
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
     MetricsController().addRoutes(to: router)
     for path in ["openapi.json", "api-tokens/openapi.json"] {

@@ -51,25 +51,26 @@ struct AuditController {
     }
 
     static func query(_ parameters: Parameters) throws -> AuditQuery {
+        try parameters.requireSingle("limit", "cursor", "actor", "action", "token", "since", "until")
         var query = AuditQuery()
-        if let raw = parameters.get("limit") {
+        if let raw = parameters.nonEmpty("limit") {
             guard let limit = Int(raw), (1...1000).contains(limit) else {
                 throw Problem(.badRequest, "limit must be an integer from 1 to 1000")
             }
             query.limit = limit
         }
-        if let raw = parameters.get("cursor") {
+        if let raw = parameters.nonEmpty("cursor") {
             guard let id = Int64(raw), id > 0 else { throw Problem(.badRequest, "cursor is not one this server issued") }
             query.beforeID = id
         }
-        query.actor = parameters.get("actor")
-        query.action = parameters.get("action")
-        if let raw = parameters.get("token") {
+        query.actor = parameters.nonEmpty("actor")
+        query.action = parameters.nonEmpty("action")
+        if let raw = parameters.nonEmpty("token") {
             guard let id = UUID(uuidString: raw) else { throw Problem(.badRequest, "token must be a token UUID") }
             query.tokenID = id
         }
         for (name, keyPath) in [("since", \AuditQuery.since), ("until", \AuditQuery.until)] {
-            if let raw = parameters.get(name) {
+            if let raw = parameters.nonEmpty(name) {
                 guard let seconds = Int64(raw), seconds >= 0 else { throw Problem(.badRequest, "\(name) must be epoch seconds") }
                 query[keyPath: keyPath] = Date(timeIntervalSince1970: TimeInterval(seconds))
             }

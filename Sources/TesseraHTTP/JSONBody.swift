@@ -77,3 +77,18 @@ struct AnyCodingKey: CodingKey {
     init(stringValue: String) { self.stringValue = stringValue }
     init?(intValue: Int) { nil }
 }
+
+extension Parameters {
+    /// An optional query parameter: absent and empty (`?cursor=`) mean the same.
+    func nonEmpty(_ name: String) -> String? {
+        guard let value = get(name), !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// A single-valued query parameter given twice is ambiguous: 400 rather than a silent pick.
+    func requireSingle(_ names: String...) throws {
+        for name in names where getAll(name).count > 1 {
+            throw Problem(.badRequest, "Query parameter \(name) is given more than once")
+        }
+    }
+}

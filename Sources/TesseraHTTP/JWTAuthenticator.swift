@@ -73,6 +73,10 @@ struct JWTAuthenticator: Sendable {
     }
 
     func authenticate(_ token: String) async throws -> String {
+        // Not three dot-separated parts: not a JWT (and not a Tessera token either).
+        guard token.utf8.count <= 16_384, token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+            throw Problem.invalidToken(.malformed)
+        }
         let claims: Claims
         do {
             claims = try await keys.verify(token, as: Claims.self)

@@ -103,6 +103,9 @@ enum OpenAPIDocument {
    "CreateOrganizationRequest": {
     "properties": {
      "displayName": {
+      "maxLength": 200,
+      "minLength": 1,
+      "pattern": "^[^\\u0000-\\u001f]*$",
       "type": "string"
      },
      "slug": {
@@ -123,8 +126,11 @@ enum OpenAPIDocument {
      },
      "groups": {
       "items": {
+       "maxLength": 200,
+       "minLength": 1,
        "type": "string"
       },
+      "maxItems": 100,
       "type": "array"
      },
      "isSystemToken": {
@@ -133,12 +139,16 @@ enum OpenAPIDocument {
      "name": {
       "maxLength": 200,
       "minLength": 1,
+      "pattern": "^[^\\u0000-\\u001f]*$",
       "type": "string"
      },
      "scopes": {
       "items": {
+       "pattern": "^[a-z][a-z0-9_.:-]{0,63}$",
        "type": "string"
       },
+      "maxItems": 100,
+      "minItems": 1,
       "type": "array"
      },
      "tokenExpiration": {
@@ -165,6 +175,7 @@ enum OpenAPIDocument {
       "type": "boolean"
      },
      "username": {
+      "pattern": "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$",
       "type": "string"
      }
     },
@@ -433,8 +444,11 @@ enum OpenAPIDocument {
     "properties": {
      "groups": {
       "items": {
+       "maxLength": 200,
+       "minLength": 1,
        "type": "string"
       },
+      "maxItems": 100,
       "type": "array"
      },
      "role": {
@@ -585,6 +599,9 @@ enum OpenAPIDocument {
      "apiGroup": {
       "oneOf": [
        {
+        "maxLength": 200,
+        "minLength": 1,
+        "pattern": "^[^\\u0000-\\u001f]*$",
         "type": "string"
        },
        {
@@ -594,21 +611,29 @@ enum OpenAPIDocument {
      },
      "defaultScopes": {
       "items": {
+       "pattern": "^[a-z][a-z0-9_.:-]{0,63}$",
        "type": "string"
       },
+      "maxItems": 100,
+      "minItems": 1,
       "type": "array"
      },
      "defaultTokenLifetimeDays": {
-      "format": "int64",
+      "maximum": 36500,
+      "minimum": 1,
       "type": "integer"
      },
      "displayName": {
+      "maxLength": 200,
+      "minLength": 1,
+      "pattern": "^[^\\u0000-\\u001f]*$",
       "type": "string"
      },
      "idleTimeoutDays": {
       "oneOf": [
        {
-        "format": "int64",
+        "maximum": 36500,
+        "minimum": 1,
         "type": "integer"
        },
        {
@@ -619,7 +644,8 @@ enum OpenAPIDocument {
      "maxTokenLifetimeDays": {
       "oneOf": [
        {
-        "format": "int64",
+        "maximum": 36500,
+        "minimum": 1,
         "type": "integer"
        },
        {
@@ -1935,6 +1961,7 @@ enum OpenAPIDocument {
        "schema": {
         "properties": {
          "token": {
+          "minLength": 1,
           "type": "string"
          },
          "token_type_hint": {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TesseraCore
 import TesseraPostgres
 
 /// An RFC 9457 problem. Bodies carry `message` too (same text as `detail`) for LISA clients.
@@ -67,10 +68,18 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let problem as Problem {
             return try problem.response(from: request, context: context)
+        } catch let error as HTTPError where error.status == .notFound {
+            // A documented path with another method: 405 and Allow (RFC 9110), not 404.
+            if let allowed = DocumentedRoutes.methods(for: request.uri.path) {
+                return try Problem(
+                    .methodNotAllowed, "Method \(request.method) is not allowed here; use \(allowed.joined(separator: ", "))",
+                    headers: [.allow: allowed.joined(separator: ", ")]
+                ).response(from: request, context: context)
+            }
+            return try Problem(.notFound, "No route for \(request.method) \(request.uri.path)").response(from: request, context: context)
         } catch let error as HTTPError {
             let detail: String =
                 switch error.status {
-                case .notFound: "No route for \(request.method) \(request.uri.path)"
                 case .contentTooLarge: "Request body is larger than 1 MiB"
                 default: error.body ?? error.status.reasonPhrase
                 }
@@ -84,5 +93,50 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
             return try Problem(.internalServerError, "Internal server error").response(from: request, context: context)
         }
+    }
+}
+
+/// The paths and methods of the OpenAPI document, to tell "no such path" (404) from "not with
+/// this method" (405).
+enum DocumentedRoutes {
+    static let table: [(segments: [String?], methods: Set<String>)] = {
+        guard let document = try? JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json.utf8)) as? [String: Any],
+            let paths = document["paths"] as? [String: [String: Any]]
+        else { return [] }
+        return paths.map { path, operations in
+            let segments: [String?] = path.split(separator: "/").map { $0.hasPrefix("{") ? nil : String($0) }
+            return (segments, Set(operations.keys.map { $0.uppercased() }))
+        }
+    }()
+
+    static func methods(for path: String) -> [String]? {
+        let parts = path.split(separator: "/").map(String.init)
+        var methods = Set<String>()
+        for route in table where route.segments.count == parts.count
+            && zip(route.segments, parts).allSatisfy({ $0 == nil || $0 == $1 })
+        {
+            methods.formUnion(route.methods)
+        }
+        return methods.isEmpty ? nil : methods.sorted()
+    }
+}
+
+/// Refuses a URI whose percent-decoded path or query holds control characters (NUL above all:
+/// PostgreSQL text cannot store it) or is not valid UTF-8: 400 before any handler or query.
+/// Costs one byte scan per request; decoding only happens when there is a `%`.
+struct URISanityMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        let raw = request.uri.description
+        if raw.utf8.contains(UInt8(ascii: "%")) {
+            guard let decoded = raw.removingPercentEncoding else {
+                throw Problem(.badRequest, "The request URI holds a malformed percent-encoding or invalid UTF-8")
+            }
+            if !Validation.isPlainText(decoded) {
+                throw Problem(.badRequest, "The request URI holds control characters")
+            }
+        }
+        return try await next(request, context)
     }
 }

@@ -157,8 +157,10 @@ struct TokenController {
         } catch let error as DecodingError {
             throw Problem.unprocessable(error)
         }
-        if let name, !(1...200).contains(name.count) { throw Problem.invalidField("name", "must be 1 to 200 characters") }
-        if let description = description ?? nil, description.count > 1000 {
+        if let name, !(1...200).contains(name.count) || !Validation.isPlainText(name) {
+            throw Problem.invalidField("name", "must be 1 to 200 characters, without control characters")
+        }
+        if let description = description ?? nil, description.count > 1000 || !Validation.isPlainText(description, multiline: true) {
             throw Problem.invalidField("description", "must be at most 1000 characters")
         }
         var status: TokenStatus?
@@ -322,32 +324,33 @@ struct TokenController {
     /// `limit` (1-1000, default 100), `cursor`, `search`, `kind`, `status`, `sort`
     /// (`-createdDate`, the default, or `createdDate`). Bad values are 400s that say what is allowed.
     static func listQuery(_ parameters: Parameters) throws -> TokenQuery {
+        try parameters.requireSingle("limit", "cursor", "search", "kind", "status", "sort")
         var query = TokenQuery()
-        if let raw = parameters.get("limit") {
+        if let raw = parameters.nonEmpty("limit") {
             guard let limit = Int(raw), (1...1000).contains(limit) else {
                 throw Problem(.badRequest, "limit must be an integer from 1 to 1000")
             }
             query.limit = limit
         }
-        if let raw = parameters.get("cursor") {
+        if let raw = parameters.nonEmpty("cursor") {
             guard let position = position(fromCursor: raw) else { throw Problem(.badRequest, "cursor is not one this server issued") }
             query.after = position
         }
-        if let search = parameters.get("search"), !search.isEmpty {
+        if let search = parameters.nonEmpty("search"), !search.isEmpty {
             guard search.count <= 200 else { throw Problem(.badRequest, "search must be at most 200 characters") }
             query.search = search
         }
-        if let raw = parameters.get("kind") {
+        if let raw = parameters.nonEmpty("kind") {
             guard let kind = TokenKind(rawValue: raw) else { throw Problem(.badRequest, "kind must be personal or organization") }
             query.kind = kind
         }
-        if let raw = parameters.get("status") {
+        if let raw = parameters.nonEmpty("status") {
             guard let status = TokenStatus(rawValue: raw) else {
                 throw Problem(.badRequest, "status must be active, inactive or revoked")
             }
             query.status = status
         }
-        switch parameters.get("sort") {
+        switch parameters.nonEmpty("sort") {
         case nil, "-createdDate": query.ascending = false
         case "createdDate": query.ascending = true
         default: throw Problem(.badRequest, "sort must be createdDate or -createdDate")
@@ -412,11 +415,13 @@ struct TokenController {
         _ body: CreateRequest, caller: Caller, org: OrganizationRecord, admin: Bool, kind: TokenKind,
         ownerUserID: UUID?, username: String, groups: [String]
     ) async throws -> NewTokenRow {
-        guard (1...200).contains(body.name.count) else { throw Problem.invalidField("name", "must be 1 to 200 characters") }
-        if let description = body.description, description.count > 1000 {
-            throw Problem.invalidField("description", "must be at most 1000 characters")
+        guard (1...200).contains(body.name.count), Validation.isPlainText(body.name) else {
+            throw Problem.invalidField("name", "must be 1 to 200 characters, without control characters")
         }
-        guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) }) else {
+        if let description = body.description, description.count > 1000 || !Validation.isPlainText(description, multiline: true) {
+            throw Problem.invalidField("description", "must be at most 1000 characters, without control characters")
+        }
+        guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) && Validation.isPlainText($0) }) else {
             throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
         }
         let now = store.clock.now()
@@ -487,6 +492,9 @@ struct TokenController {
             }
         } catch let error as PSQLError where error.constraintName == "tokens_one_live_personal_per_member" {
             throw Problem(.badRequest, duplicate)
+        } catch let error as PSQLError where error.isForeignKeyViolation && row.kind == .personal {
+            // The membership went away while this token was being made (a concurrent removal).
+            throw Problem(.badRequest, "User \(row.username) is not a member of organization \(caller.orgSlug)")
         }
         var info = TokenInfo(record: record, now: store.clock.now())
         info.token = row.secret.plaintext

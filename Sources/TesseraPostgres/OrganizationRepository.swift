@@ -107,6 +107,14 @@ extension PostgresConnection {
     /// Removes a membership after revoking the member's personal tokens in that org
     /// (`owner_left_org`); returns the revoked token ids, or nil when there was no membership.
     public func removeMembership(orgID: UUID, userID: UUID, logger: Logger) async throws -> [UUID]? {
+        // Lock the membership first: a token insert racing this removal either committed before
+        // (and is revoked below, READ COMMITTED sees it) or waits on the lock and then fails its
+        // foreign key. Revoking first and locking second let a token slip in between.
+        let locked = try await query(
+            "SELECT 1 FROM memberships WHERE org_id = \(orgID) AND user_id = \(userID) FOR UPDATE", logger: logger)
+        var exists = false
+        for try await _ in locked { exists = true }
+        guard exists else { return nil }
         let revoked = try await revokePersonalTokens(userID: userID, orgID: orgID, reason: "owner_left_org", logger: logger)
         let rows = try await query(
             "DELETE FROM memberships WHERE org_id = \(orgID) AND user_id = \(userID) RETURNING user_id", logger: logger)

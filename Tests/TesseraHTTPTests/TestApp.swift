@@ -45,7 +45,7 @@ struct TestApp {
     static func run(
         jwt settings: JWTSettings = JWTSettings(secret: jwtSecret),
         clock: any WallClock = SystemWallClock(),
-        configuration: ServerConfiguration = .init(),
+        configuration: ServerConfiguration = .init(lookupTimeout: .seconds(10)),
         listen: Bool = true,
         afterShutdown: (@Sendable (TestApp) async throws -> Void)? = nil,
         _ body: @escaping @Sendable (TestApp, any TestClientProtocol) async throws -> Void

@@ -136,7 +136,7 @@ extension Reply {
     }
 
     @Test func noCacheMeansEveryAnswerIsFresh() async throws {
-        try await TestApp.run(configuration: .init(cache: .off), listen: false) { app, client in
+        try await TestApp.run(configuration: .init(cache: .off, lookupTimeout: .seconds(10)), listen: false) { app, client in
             let root = app.root.token.plaintext
             #expect(try await client.verify(root).status == .ok)
             try await app.store.client.query("UPDATE tokens SET status = 'inactive' WHERE id = \(app.root.tokenUUID)")
