@@ -4,7 +4,7 @@ BIN := $(CURDIR)/.build/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test e2e bench build release postgres format clean-data
+.PHONY: run test e2e reliability bench build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -12,7 +12,8 @@ postgres:
 build:
 	$(SWIFT) build --product tessera
 
-# The deployable binary (.build/release/tessera); docker/Dockerfile runs the same build.
+# The deployable binary (.build/release/tessera); docker/Dockerfile runs the same build. Static
+# Foundation links libcurl: needs libcurl4-openssl-dev (in the official Swift images).
 release:
 	$(SWIFT) build $(RELEASE_FLAGS)
 
@@ -32,11 +33,18 @@ e2e: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera
 	TESSERA_BIN=$(BIN) python3 e2e/run.py
 
-# The verification hot path against baselines of the same run (release build, private PostgreSQL,
+# The verification hot path against baselines of the same run (release build, dynamic stdlib, private PostgreSQL,
 # 100,000 seeded tokens, wrk and pgbench on loopback). Prints and writes bench/results/verify.txt.
 bench: postgres
-	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(CURDIR)/.build-release
+	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
 	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/verify.py
+
+# Reliability and security on the binary `make test` built: schemathesis fuzzing (installed into
+# .venv-reliability), database outage under load, kill -9 mid-burst, secrets in logs, timing,
+# 60 s of held load. About 5 minutes.
+reliability: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera
+	TESSERA_BIN=$(BIN) python3 reliability/run.py
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

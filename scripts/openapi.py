@@ -23,8 +23,13 @@ USERNAME = param("username", "Username (or, with isSystemToken, the organization
 def body(schema): return {"required": True, "content": {"application/json": {"schema": schema}}}
 SEC = [{"bearer": []}, {"apiKey": []}]
 
-def op(summary, responses, params=(), request=None, secured=True, tags=()):
-    o = {"summary": summary, "responses": dict(responses), "tags": list(tags)}
+def op(summary, responses, params=(), request=None, secured=True, tags=(), strict=False):
+    responses = dict(responses)
+    # Any route may refuse a malformed URI (control characters, invalid UTF-8, a repeated or
+    # invalid query parameter) with 400; /auth/verify (strict) answers only 200/401/403.
+    if not strict and "400" not in responses:
+        responses["400"] = problem("Malformed request URI or query parameter")
+    o = {"summary": summary, "responses": responses, "tags": list(tags)}
     if params: o["parameters"] = list(params)
     if request: o["requestBody"] = request
     if secured: o["security"] = SEC
@@ -78,7 +83,7 @@ paths = {
     "/metrics": {"get": op("Prometheus metrics of this process", {"200": {"description": "Prometheus text exposition format",
                                                                             "content": {"text/plain": {"schema": {"type": "string"}}}}},
                            secured=False, tags=["ops"])},
-    "/auth/verify": {"get": op(
+    "/auth/verify": {method: op(
         "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). "
         "Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
         {"200": {"description": "The token verifies and holds the required scopes", "headers": {
@@ -94,7 +99,9 @@ paths = {
         [query("scope", "A required scope (repeatable; implications count)", {"type": "string"}),
          {"name": "X-Tessera-Required-Scopes", "in": "header", "required": False,
           "description": "Required scopes, comma- or space-separated", "schema": {"type": "string"}}],
-        tags=["verification"])},
+        tags=["verification"], strict=True)
+        # Envoy ext_authz forwards the original method: every method answers the same.
+        for method in ("get", "head", "post", "put", "patch", "delete", "options")},
     "/oauth/introspect": {"post": op(
         "RFC 7662 token introspection; the caller's token needs tokens:read. Active only for a verifying token of the caller's organization",
         {**ok("Introspection response; exactly {\"active\": false} when not active", ref("Introspection")), **AUTH,

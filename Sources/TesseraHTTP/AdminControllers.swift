@@ -160,7 +160,7 @@ struct OrganizationController {
 
     @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> OrganizationInfo {
         let (caller, org) = try await resolve(request, context, scope: "org:admin", admin: true)
-        let body = try await request.decodeJSON(MergePatch.self, context: context)
+        let body = try await request.decodeJSON(MergePatch.self, context: context, nullable: ["maxTokenLifetimeDays", "idleTimeoutDays", "apiGroup"])
         var patch = OrganizationPatch()
         do {
             patch.displayName = try body.value("displayName")

@@ -53,7 +53,7 @@ struct AuditController {
     static func query(_ parameters: Parameters) throws -> AuditQuery {
         try parameters.requireSingle("limit", "cursor", "actor", "action", "token", "since", "until")
         var query = AuditQuery()
-        if let raw = parameters.nonEmpty("limit") {
+        if let raw = parameters.get("limit") {
             guard let limit = Int(raw), (1...1000).contains(limit) else {
                 throw Problem(.badRequest, "limit must be an integer from 1 to 1000")
             }
@@ -65,12 +65,12 @@ struct AuditController {
         }
         query.actor = parameters.nonEmpty("actor")
         query.action = parameters.nonEmpty("action")
-        if let raw = parameters.nonEmpty("token") {
+        if let raw = parameters.get("token") {
             guard let id = UUID(uuidString: raw) else { throw Problem(.badRequest, "token must be a token UUID") }
             query.tokenID = id
         }
         for (name, keyPath) in [("since", \AuditQuery.since), ("until", \AuditQuery.until)] {
-            if let raw = parameters.nonEmpty(name) {
+            if let raw = parameters.get(name) {
                 guard let seconds = Int64(raw), seconds >= 0 else { throw Problem(.badRequest, "\(name) must be epoch seconds") }
                 query[keyPath: keyPath] = Date(timeIntervalSince1970: TimeInterval(seconds))
             }

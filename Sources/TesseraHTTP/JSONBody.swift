@@ -5,9 +5,11 @@ extension Request {
     /// Decodes a JSON body; shape errors become a 422 problem that names each offending field.
     /// Unknown fields are ignored. Bodies over 1 MiB get 413 (from the collect limit).
     /// `whenEmpty`: the value of an absent body, for routes whose body is optional.
-    func decodeJSON<Value: Decodable>(_ type: Value.Type, context: TesseraRequestContext, whenEmpty: Value? = nil)
-        async throws -> Value
-    {
+    /// `nullable`: the top-level keys that may be `null`; an explicit `null` anywhere else is a
+    /// 422 (a field that cannot be null is not silently treated as absent).
+    func decodeJSON<Value: Decodable>(
+        _ type: Value.Type, context: TesseraRequestContext, whenEmpty: Value? = nil, nullable: Set<String> = []
+    ) async throws -> Value {
         let buffer: ByteBuffer
         do {
             buffer = try await body.collect(upTo: context.maxUploadSize)
@@ -20,10 +22,22 @@ extension Request {
             throw Problem(.unprocessableContent, "Request body is empty: a JSON object is expected",
                           errors: [.init(field: "body", message: "is required")])
         }
+        let data = Data(buffer.readableBytesView)
+        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            for (key, value) in object where value is NSNull && !nullable.contains(key) {
+                throw Problem(
+                    .unprocessableContent, "Invalid request body: \(key) must not be null",
+                    errors: [.init(field: key, message: "must not be null")])
+            }
+        }
         do {
-            return try JSONDecoder().decode(Value.self, from: buffer)
+            return try JSONDecoder().decode(Value.self, from: data)
         } catch let error as DecodingError {
             throw Problem.unprocessable(error)
+        } catch {
+            // Foundation's own errors (a number no Swift type holds, ...): still the client's body.
+            throw Problem(.unprocessableContent, "Invalid request body: body is not valid JSON",
+                          errors: [.init(field: "body", message: "is not valid JSON")])
         }
     }
 }

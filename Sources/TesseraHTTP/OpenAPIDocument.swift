@@ -1240,6 +1240,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "OpenAPI 3.1"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      }
     },
     "security": [],
@@ -1342,6 +1352,16 @@ enum OpenAPIDocument {
       },
       "description": "Deleted"
      },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
      "401": {
       "content": {
        "application/problem+json": {
@@ -1409,6 +1429,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Token"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      },
      "401": {
       "content": {
@@ -1803,7 +1833,649 @@ enum OpenAPIDocument {
    }
   },
   "/auth/verify": {
+   "delete": {
+    "parameters": [
+     {
+      "description": "A required scope (repeatable; implications count)",
+      "in": "query",
+      "name": "scope",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Required scopes, comma- or space-separated",
+      "in": "header",
+      "name": "X-Tessera-Required-Scopes",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The token verifies and holds the required scopes",
+      "headers": {
+       "X-Tessera-Kind": {
+        "description": "personal or organization",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Org": {
+        "description": "Organization slug",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Scopes": {
+        "description": "Effective scopes, space-separated",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Token-Id": {
+        "description": "tokenUUID",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Username": {
+        "description": "Owner, or the organization token's label",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "No credential, or a token that does not verify",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"...\" (malformed, unknown, expired, inactive, revoked, owner inactive, idle, unavailable)",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "A required scope is missing",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer error=\"insufficient_scope\", scope=\"...\"",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
+    "tags": [
+     "verification"
+    ]
+   },
    "get": {
+    "parameters": [
+     {
+      "description": "A required scope (repeatable; implications count)",
+      "in": "query",
+      "name": "scope",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Required scopes, comma- or space-separated",
+      "in": "header",
+      "name": "X-Tessera-Required-Scopes",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The token verifies and holds the required scopes",
+      "headers": {
+       "X-Tessera-Kind": {
+        "description": "personal or organization",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Org": {
+        "description": "Organization slug",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Scopes": {
+        "description": "Effective scopes, space-separated",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Token-Id": {
+        "description": "tokenUUID",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Username": {
+        "description": "Owner, or the organization token's label",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "No credential, or a token that does not verify",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"...\" (malformed, unknown, expired, inactive, revoked, owner inactive, idle, unavailable)",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "A required scope is missing",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer error=\"insufficient_scope\", scope=\"...\"",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
+    "tags": [
+     "verification"
+    ]
+   },
+   "head": {
+    "parameters": [
+     {
+      "description": "A required scope (repeatable; implications count)",
+      "in": "query",
+      "name": "scope",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Required scopes, comma- or space-separated",
+      "in": "header",
+      "name": "X-Tessera-Required-Scopes",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The token verifies and holds the required scopes",
+      "headers": {
+       "X-Tessera-Kind": {
+        "description": "personal or organization",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Org": {
+        "description": "Organization slug",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Scopes": {
+        "description": "Effective scopes, space-separated",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Token-Id": {
+        "description": "tokenUUID",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Username": {
+        "description": "Owner, or the organization token's label",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "No credential, or a token that does not verify",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"...\" (malformed, unknown, expired, inactive, revoked, owner inactive, idle, unavailable)",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "A required scope is missing",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer error=\"insufficient_scope\", scope=\"...\"",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
+    "tags": [
+     "verification"
+    ]
+   },
+   "options": {
+    "parameters": [
+     {
+      "description": "A required scope (repeatable; implications count)",
+      "in": "query",
+      "name": "scope",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Required scopes, comma- or space-separated",
+      "in": "header",
+      "name": "X-Tessera-Required-Scopes",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The token verifies and holds the required scopes",
+      "headers": {
+       "X-Tessera-Kind": {
+        "description": "personal or organization",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Org": {
+        "description": "Organization slug",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Scopes": {
+        "description": "Effective scopes, space-separated",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Token-Id": {
+        "description": "tokenUUID",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Username": {
+        "description": "Owner, or the organization token's label",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "No credential, or a token that does not verify",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"...\" (malformed, unknown, expired, inactive, revoked, owner inactive, idle, unavailable)",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "A required scope is missing",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer error=\"insufficient_scope\", scope=\"...\"",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
+    "tags": [
+     "verification"
+    ]
+   },
+   "patch": {
+    "parameters": [
+     {
+      "description": "A required scope (repeatable; implications count)",
+      "in": "query",
+      "name": "scope",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Required scopes, comma- or space-separated",
+      "in": "header",
+      "name": "X-Tessera-Required-Scopes",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The token verifies and holds the required scopes",
+      "headers": {
+       "X-Tessera-Kind": {
+        "description": "personal or organization",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Org": {
+        "description": "Organization slug",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Scopes": {
+        "description": "Effective scopes, space-separated",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Token-Id": {
+        "description": "tokenUUID",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Username": {
+        "description": "Owner, or the organization token's label",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "No credential, or a token that does not verify",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"...\" (malformed, unknown, expired, inactive, revoked, owner inactive, idle, unavailable)",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "A required scope is missing",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer error=\"insufficient_scope\", scope=\"...\"",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
+    "tags": [
+     "verification"
+    ]
+   },
+   "post": {
+    "parameters": [
+     {
+      "description": "A required scope (repeatable; implications count)",
+      "in": "query",
+      "name": "scope",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Required scopes, comma- or space-separated",
+      "in": "header",
+      "name": "X-Tessera-Required-Scopes",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The token verifies and holds the required scopes",
+      "headers": {
+       "X-Tessera-Kind": {
+        "description": "personal or organization",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Org": {
+        "description": "Organization slug",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Scopes": {
+        "description": "Effective scopes, space-separated",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Token-Id": {
+        "description": "tokenUUID",
+        "schema": {
+         "type": "string"
+        }
+       },
+       "X-Tessera-Username": {
+        "description": "Owner, or the organization token's label",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "No credential, or a token that does not verify",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"...\" (malformed, unknown, expired, inactive, revoked, owner inactive, idle, unavailable)",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "A required scope is missing",
+      "headers": {
+       "WWW-Authenticate": {
+        "description": "Bearer error=\"insufficient_scope\", scope=\"...\"",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
+    "tags": [
+     "verification"
+    ]
+   },
+   "put": {
     "parameters": [
      {
       "description": "A required scope (repeatable; implications count)",
@@ -1923,6 +2595,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Up"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      }
     },
     "security": [],
@@ -1944,6 +2626,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Prometheus text exposition format"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      }
     },
     "security": [],
@@ -2065,6 +2757,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "OpenAPI 3.1"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      }
     },
     "security": [],
@@ -2152,6 +2854,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Created"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      },
      "401": {
       "content": {
@@ -2242,6 +2954,16 @@ enum OpenAPIDocument {
       },
       "description": "Deleted"
      },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
      "401": {
       "content": {
        "application/problem+json": {
@@ -2308,6 +3030,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Organization"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      },
      "401": {
       "content": {
@@ -2830,6 +3562,16 @@ enum OpenAPIDocument {
       },
       "description": "Deleted"
      },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
      "401": {
       "content": {
        "application/problem+json": {
@@ -2906,6 +3648,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Token"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      },
      "401": {
       "content": {
@@ -3495,6 +4247,16 @@ enum OpenAPIDocument {
       },
       "description": "Members"
      },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
      "401": {
       "content": {
        "application/problem+json": {
@@ -3572,6 +4334,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Removed"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      },
      "401": {
       "content": {
@@ -3747,6 +4519,16 @@ enum OpenAPIDocument {
       },
       "description": "Ready"
      },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
      "503": {
       "content": {
        "application/problem+json": {
@@ -3787,6 +4569,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "Created"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      },
      "401": {
       "content": {
@@ -3877,6 +4669,16 @@ enum OpenAPIDocument {
       },
       "description": "Deleted"
      },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
      "401": {
       "content": {
        "application/problem+json": {
@@ -3943,6 +4745,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "User"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      },
      "401": {
       "content": {
@@ -4020,6 +4832,16 @@ enum OpenAPIDocument {
        }
       },
       "description": "User"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
      },
      "401": {
       "content": {

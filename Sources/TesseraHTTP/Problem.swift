@@ -109,15 +109,18 @@ enum DocumentedRoutes {
         }
     }()
 
+    /// The methods of the most specific documented path matching `path` (literal segments win
+    /// over parameters, as in the router), or nil when no documented path matches.
     static func methods(for path: String) -> [String]? {
         let parts = path.split(separator: "/").map(String.init)
-        var methods = Set<String>()
-        for route in table where route.segments.count == parts.count
-            && zip(route.segments, parts).allSatisfy({ $0 == nil || $0 == $1 })
-        {
-            methods.formUnion(route.methods)
+        let matches = table.filter { route in
+            route.segments.count == parts.count && zip(route.segments, parts).allSatisfy { $0 == nil || $0 == $1 }
         }
-        return methods.isEmpty ? nil : methods.sorted()
+        guard let best = matches.map({ $0.segments.compactMap { $0 }.count }).max() else { return nil }
+        let methods = matches.filter { $0.segments.compactMap { $0 }.count == best }.reduce(into: Set<String>()) {
+            $0.formUnion($1.methods)
+        }
+        return methods.sorted()
     }
 }
 
@@ -129,7 +132,8 @@ struct URISanityMiddleware<Context: RequestContext>: RouterMiddleware {
         async throws -> Response
     {
         let raw = request.uri.description
-        if raw.utf8.contains(UInt8(ascii: "%")) {
+        // The verify path answers only 200/401/403 and never takes text from the URI to the database.
+        if raw.utf8.contains(UInt8(ascii: "%")) && !request.uri.path.hasPrefix("/auth/verify") {
             guard let decoded = raw.removingPercentEncoding else {
                 throw Problem(.badRequest, "The request URI holds a malformed percent-encoding or invalid UTF-8")
             }

@@ -143,7 +143,7 @@ struct TokenController {
         let record = try await visibleToken(request, context, caller)
         let mayChange = caller.isAdmin(catalog: .builtIn) || (record.kind == .personal && record.ownerUserID == caller.userID)
         guard mayChange else { throw Self.tokenNotFound }
-        let body = try await request.decodeJSON(MergePatch.self, context: context)
+        let body = try await request.decodeJSON(MergePatch.self, context: context, nullable: ["description"])
         let name: String?
         let description: String??
         let statusText: String?
@@ -272,7 +272,7 @@ struct TokenController {
     /// `POST /api-tokens`: a member's own personal token (groups = their current groups).
     @Sendable func createOwn(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<TokenInfo> {
         let (caller, org) = try await authorize(request, context, scope: "tokens:write")
-        let body = try await request.decodeJSON(CreateRequest.self, context: context)
+        let body = try await request.decodeJSON(CreateRequest.self, context: context, nullable: ["tokenExpiration"])
         guard let userID = caller.userID, caller.role != nil else {
             throw Problem(.forbidden, "Only members can create their own token; organization tokens cannot own tokens")
         }
@@ -296,7 +296,7 @@ struct TokenController {
             throw Problem(.unauthorized, "Only organization admins can create tokens for other users")
         }
         let username = try context.parameters.require("tokenUUID")
-        let body = try await request.decodeJSON(CreateRequest.self, context: context)
+        let body = try await request.decodeJSON(CreateRequest.self, context: context, nullable: ["tokenExpiration"])
         if body.isSystemToken == true {
             guard Validation.isValidUsername(username) else {
                 throw Problem(.badRequest, "Service label \"\(username)\" is invalid: use letters, digits and ._@+-")
@@ -326,7 +326,7 @@ struct TokenController {
     static func listQuery(_ parameters: Parameters) throws -> TokenQuery {
         try parameters.requireSingle("limit", "cursor", "search", "kind", "status", "sort")
         var query = TokenQuery()
-        if let raw = parameters.nonEmpty("limit") {
+        if let raw = parameters.get("limit") {
             guard let limit = Int(raw), (1...1000).contains(limit) else {
                 throw Problem(.badRequest, "limit must be an integer from 1 to 1000")
             }
@@ -340,17 +340,17 @@ struct TokenController {
             guard search.count <= 200 else { throw Problem(.badRequest, "search must be at most 200 characters") }
             query.search = search
         }
-        if let raw = parameters.nonEmpty("kind") {
+        if let raw = parameters.get("kind") {
             guard let kind = TokenKind(rawValue: raw) else { throw Problem(.badRequest, "kind must be personal or organization") }
             query.kind = kind
         }
-        if let raw = parameters.nonEmpty("status") {
+        if let raw = parameters.get("status") {
             guard let status = TokenStatus(rawValue: raw) else {
                 throw Problem(.badRequest, "status must be active, inactive or revoked")
             }
             query.status = status
         }
-        switch parameters.nonEmpty("sort") {
+        switch parameters.get("sort") {
         case nil, "-createdDate": query.ascending = false
         case "createdDate": query.ascending = true
         default: throw Problem(.badRequest, "sort must be createdDate or -createdDate")

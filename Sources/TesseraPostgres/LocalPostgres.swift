@@ -52,7 +52,8 @@ public struct LocalPostgres: Sendable {
             let candidate = Int.random(in: 20_000...60_000)
             var options = "-p \(candidate) -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
             if ephemeral {
-                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                // Test clusters: many databases and clients at once (every test has its own).
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500"
             }
             do {
                 try run("pg_ctl", ["-D", dataDirectory, "-l", dataDirectory + "/server.log", "-w", "-t", "60", "-o", options, "start"])

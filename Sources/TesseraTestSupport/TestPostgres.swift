@@ -78,7 +78,9 @@ public func withRunningClient<Result: Sendable>(
     precondition(url.host == "127.0.0.1" || url.host == "localhost", "tests only ever talk to a local database")
     var backgroundLogger = logger
     backgroundLogger.logLevel = .error
-    let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: backgroundLogger)
+    var configuration = try url.clientConfiguration()
+    configuration.options.maximumConnections = 4  // many tests run at once against one cluster
+    let client = PostgresClient(configuration: configuration, backgroundLogger: backgroundLogger)
     return try await withThrowingTaskGroup(of: Result?.self) { group in
         group.addTask {
             await client.run()

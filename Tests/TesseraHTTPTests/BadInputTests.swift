@@ -153,3 +153,17 @@ import TesseraPostgres
         }
     }
 }
+
+extension BadInputTests {
+    static let fuzzFound: [Case] = [
+        Case("policy with default scopes outside the catalog", .patch, "/orgs/acme", #"{"defaultScopes": ["a"], "scopes": []}"#, 400),
+        Case("a number no Swift type holds", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "tokenExpiration": 2.5890419884777833e-42}"#, 422),
+        Case("explicit null for a non-nullable field", .post, "/users", #"{"username": "pat", "platformAdmin": null}"#, 422),
+        Case("empty enum parameter", .get, "/api-tokens?kind=", nil, 400),
+    ]
+
+    @Test(arguments: fuzzFound)
+    func foundByFuzzing(_ bad: Case) async throws {
+        try await refusedClearlyAndNothingWritten(bad)
+    }
+}

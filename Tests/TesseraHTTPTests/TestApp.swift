@@ -56,7 +56,9 @@ struct TestApp {
         try await withRunningClient(url, logger: logger) { client, logger in
             let store = TesseraStore(client: client, logger: logger)
             let root = try await store.bootstrap(organization: "acme", admin: "root")
-            let appClient = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
+            var clientConfiguration = try url.clientConfiguration()
+            clientConfiguration.options.maximumConnections = 8  // many apps run at once
+            let appClient = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
             let app = try await buildApplication(
                 configuration: configuration, client: appClient, migrator: try Migrator(), logger: logger,
                 jwt: settings, clock: clock, notifications: listen ? try url.connectionConfiguration() : nil)

@@ -118,6 +118,13 @@ extension Reply {
             #expect(try await client.call(.delete, "/orgs/acme/members/carol", token: root).status.kind == .successful)
             let gone = try await client.verify(carol)
             #expect(gone.status == .unauthorized && gone.challenge.contains("revoked"))
+
+            // Defense in depth: a user disabled behind the API's back (no cascade ran) still fails.
+            try await app.addMember("dave")
+            let dave = try #require(try await client.call(.post, "/api-tokens/dave", token: root, json: #"{"name": "d"}"#).string("token"))
+            #expect(try await client.verify(dave).status == .ok)
+            try await app.store.client.query("UPDATE users SET status = 'disabled' WHERE username = 'dave'")
+            #expect(try await eventually { try await client.verify(dave).challenge.contains("no longer an active member") })
         }
     }
 
