@@ -19,7 +19,8 @@ def errors(*codes):
 def param(name, desc, schema=None): return {"name": name, "in": "path", "required": True, "description": desc, "schema": schema or {"type": "string"}}
 ORG = param("org", "Organization slug")
 TOKEN_ID = param("tokenUUID", "Token id", {"type": "string", "format": "uuid"})
-USERNAME = param("username", "Username (or, with isSystemToken, the organization token's service label)")
+# OpenAPI allows one template per path position, so POST's username lives in {tokenUUID}.
+USERNAME = param("tokenUUID", "For POST: the username (or, with isSystemToken, the organization token's service label)")
 def body(schema): return {"required": True, "content": {"application/json": {"schema": schema}}}
 SEC = [{"bearer": []}, {"apiKey": []}]
 
@@ -62,6 +63,10 @@ token_ops = lambda prefix_params, tag: {
         "patch": op("Change name, description or status (active|inactive); owner or admin, organization tokens admin only. Scopes never change; revoked is final",
                     {**ok("Token", ref("TokenInfo")), **AUTH, **errors("400", "403", "404", "409", "413", "422")},
                     prefix_params + [TOKEN_ID], body(ref("TokenPatch")), tags=[tag]),
+        "post": op("Admin: create a member's personal token, or with isSystemToken an organization token labelled {tokenUUID}. "
+                   "LISA documents this as POST /api-tokens/{username}: the same path position holds a username here",
+                   {**ok("Created; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "413", "422")},
+                   prefix_params + [USERNAME], body(ref("CreateTokenRequest")), tags=[tag]),
         "delete": op("Delete a token (owner or admin; organization tokens: admin)",
                      {**ok("Deleted", ref("Deleted")), **AUTH, **errors("403", "404")}, prefix_params + [TOKEN_ID], tags=[tag]),
     },
@@ -69,11 +74,6 @@ token_ops = lambda prefix_params, tag: {
         "post": op("New secret and tokenUUID, same metadata; the old secret stops at once or after overlapSeconds (<= 86400). Rotating a token already rotated away revokes its whole family (409)",
                    {**ok("Rotated; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "409", "413", "422")},
                    prefix_params + [TOKEN_ID], {"required": False, "content": {"application/json": {"schema": ref("RotateRequest")}}}, tags=[tag]),
-    },
-    "/{username}": {
-        "post": op("Admin: create a member's personal token, or with isSystemToken an organization token labelled username",
-                   {**ok("Created; `token` is shown once", ref("CreatedToken"), "201"), **AUTH, **errors("400", "403", "404", "413", "422")},
-                   prefix_params + [USERNAME], body(ref("CreateTokenRequest")), tags=[tag]),
     },
 }
 

@@ -1601,6 +1601,113 @@ enum OpenAPIDocument {
     "tags": [
      "api-tokens"
     ]
+   },
+   "post": {
+    "parameters": [
+     {
+      "description": "For POST: the username (or, with isSystemToken, the organization token's service label)",
+      "in": "path",
+      "name": "tokenUUID",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/CreateTokenRequest"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "201": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/CreatedToken"
+        }
+       }
+      },
+      "description": "Created; `token` is shown once"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     },
+     "413": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Body larger than 1 MiB"
+     },
+     "422": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed body; `errors` lists the fields"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: create a member's personal token, or with isSystemToken an organization token labelled {tokenUUID}. LISA documents this as POST /api-tokens/{username}: the same path position holds a username here",
+    "tags": [
+     "api-tokens"
+    ]
    }
   },
   "/api-tokens/{tokenUUID}/rotate": {
@@ -1718,115 +1825,6 @@ enum OpenAPIDocument {
      }
     ],
     "summary": "New secret and tokenUUID, same metadata; the old secret stops at once or after overlapSeconds (<= 86400). Rotating a token already rotated away revokes its whole family (409)",
-    "tags": [
-     "api-tokens"
-    ]
-   }
-  },
-  "/api-tokens/{username}": {
-   "post": {
-    "parameters": [
-     {
-      "description": "Username (or, with isSystemToken, the organization token's service label)",
-      "in": "path",
-      "name": "username",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
-     }
-    ],
-    "requestBody": {
-     "content": {
-      "application/json": {
-       "schema": {
-        "$ref": "#/components/schemas/CreateTokenRequest"
-       }
-      }
-     },
-     "required": true
-    },
-    "responses": {
-     "201": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/CreatedToken"
-        }
-       }
-      },
-      "description": "Created; `token` is shown once"
-     },
-     "400": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Validation failed (LISA messages)"
-     },
-     "401": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
-     },
-     "403": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Not allowed (scope, API group, policy, role)"
-     },
-     "404": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Not found or not visible"
-     },
-     "413": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Body larger than 1 MiB"
-     },
-     "422": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Malformed body; `errors` lists the fields"
-     }
-    },
-    "security": [
-     {
-      "bearer": []
-     },
-     {
-      "apiKey": []
-     }
-    ],
-    "summary": "Admin: create a member's personal token, or with isSystemToken an organization token labelled username",
     "tags": [
      "api-tokens"
     ]
@@ -3829,6 +3827,122 @@ enum OpenAPIDocument {
     "tags": [
      "org api-tokens"
     ]
+   },
+   "post": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "For POST: the username (or, with isSystemToken, the organization token's service label)",
+      "in": "path",
+      "name": "tokenUUID",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/CreateTokenRequest"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "201": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/CreatedToken"
+        }
+       }
+      },
+      "description": "Created; `token` is shown once"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     },
+     "413": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Body larger than 1 MiB"
+     },
+     "422": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed body; `errors` lists the fields"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: create a member's personal token, or with isSystemToken an organization token labelled {tokenUUID}. LISA documents this as POST /api-tokens/{username}: the same path position holds a username here",
+    "tags": [
+     "org api-tokens"
+    ]
    }
   },
   "/orgs/{org}/api-tokens/{tokenUUID}/rotate": {
@@ -3955,124 +4069,6 @@ enum OpenAPIDocument {
      }
     ],
     "summary": "New secret and tokenUUID, same metadata; the old secret stops at once or after overlapSeconds (<= 86400). Rotating a token already rotated away revokes its whole family (409)",
-    "tags": [
-     "org api-tokens"
-    ]
-   }
-  },
-  "/orgs/{org}/api-tokens/{username}": {
-   "post": {
-    "parameters": [
-     {
-      "description": "Organization slug",
-      "in": "path",
-      "name": "org",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
-     },
-     {
-      "description": "Username (or, with isSystemToken, the organization token's service label)",
-      "in": "path",
-      "name": "username",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
-     }
-    ],
-    "requestBody": {
-     "content": {
-      "application/json": {
-       "schema": {
-        "$ref": "#/components/schemas/CreateTokenRequest"
-       }
-      }
-     },
-     "required": true
-    },
-    "responses": {
-     "201": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/CreatedToken"
-        }
-       }
-      },
-      "description": "Created; `token` is shown once"
-     },
-     "400": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Validation failed (LISA messages)"
-     },
-     "401": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
-     },
-     "403": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Not allowed (scope, API group, policy, role)"
-     },
-     "404": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Not found or not visible"
-     },
-     "413": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Body larger than 1 MiB"
-     },
-     "422": {
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      },
-      "description": "Malformed body; `errors` lists the fields"
-     }
-    },
-    "security": [
-     {
-      "bearer": []
-     },
-     {
-      "apiKey": []
-     }
-    ],
-    "summary": "Admin: create a member's personal token, or with isSystemToken an organization token labelled username",
     "tags": [
      "org api-tokens"
     ]

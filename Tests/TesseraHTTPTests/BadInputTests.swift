@@ -158,6 +158,7 @@ extension BadInputTests {
     static let fuzzFound: [Case] = [
         Case("policy with default scopes outside the catalog", .patch, "/orgs/acme", #"{"defaultScopes": ["a"], "scopes": []}"#, 400),
         Case("a number no Swift type holds", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "tokenExpiration": 2.5890419884777833e-42}"#, 422),
+        Case("an unrepresentable number in a merge-patch", .patch, "/orgs/acme", #"{"idleTimeoutDays": 2.5890419884777833e-42}"#, 422),
         Case("explicit null for a non-nullable field", .post, "/users", #"{"username": "pat", "platformAdmin": null}"#, 422),
         Case("empty enum parameter", .get, "/api-tokens?kind=", nil, 400),
     ]
