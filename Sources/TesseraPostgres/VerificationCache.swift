@@ -87,6 +87,10 @@ public final class VerificationCache: Sendable {
             var evicted = 0
             if state.entries[hash] == nil && state.entries.count >= settings.maxEntries {
                 evicted = Self.makeRoom(in: &state, now: now)
+            } else if now.timeIntervalSince(state.lastSweep) >= 10 {
+                // Entries nobody asks for again (a flood of random guesses) expire but stay
+                // until swept: a sweep every 10 s keeps memory at the live working set.
+                evicted = Self.sweep(&state, now: now)
             }
             state.entries[hash] = Entry(lookup: lookup, expires: expires)
             if case .token(let stored, _) = lookup { state.byTokenID[stored.token.tokenID] = hash }
@@ -152,12 +156,17 @@ public final class VerificationCache: Sendable {
 
     /// Sweeps expired entries (at most once a second), else drops an arbitrary entry: dictionary
     /// order follows the per-process seeded hash of the key, so this is close to random eviction.
+    private static func sweep(_ state: inout State, now: Date) -> Int {
+        state.lastSweep = now
+        let expired = state.entries.filter { $0.value.expires <= now }.map(\.key)
+        for hash in expired { remove(hash, from: &state) }
+        return expired.count
+    }
+
     private static func makeRoom(in state: inout State, now: Date) -> Int {
         if now.timeIntervalSince(state.lastSweep) >= 1 {
-            state.lastSweep = now
-            let expired = state.entries.filter { $0.value.expires <= now }.map(\.key)
-            for hash in expired { remove(hash, from: &state) }
-            if !expired.isEmpty { return expired.count }
+            let swept = sweep(&state, now: now)
+            if swept > 0 { return swept }
         }
         guard let victim = state.entries.first?.key else { return 0 }
         remove(victim, from: &state)
