@@ -132,6 +132,7 @@ public final class TokenVerifier: Sendable {
             if let failed = lastFailure.withLock({ $0 }), failed.duration(to: .now) < .seconds(1) {
                 return Self.count(.unavailable)
             }
+            let generation = cache.generation
             do {
                 // With the listener connected the database is known to be up: no timer per miss
                 // (it cost a fifth of uncached throughput). Otherwise a miss waits at most
@@ -148,7 +149,7 @@ public final class TokenVerifier: Sendable {
                     metadata: ["error": "\(describeDatabaseFailure(error))"])
                 return Self.count(.unavailable)
             }
-            cache.store(lookup, for: secret.hash, now: now)
+            cache.store(lookup, for: secret.hash, now: now, generation: generation)
         }
         switch lookup {
         case .unknown:
@@ -183,9 +184,13 @@ public final class TokenVerifier: Sendable {
 
     private func catalog(for orgID: UUID, now: Date) async throws -> ScopeCatalog {
         if let cached = catalogs.withLock({ $0[orgID] }), cached.expires > now { return cached.catalog }
+        let generation = cache.generation
         let catalog = ScopeCatalog(
             try await store.client.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
-        catalogs.withLock { $0[orgID] = (catalog, now.addingTimeInterval(Self.catalogTTL)) }
+        // Kept only if no invalidation arrived while it was read (same rule as token states).
+        if cache.generation == generation {
+            catalogs.withLock { $0[orgID] = (catalog, now.addingTimeInterval(Self.catalogTTL)) }
+        }
         return catalog
     }
 

@@ -45,6 +45,9 @@ public final class VerificationCache: Sendable {
         /// token id → hash, to drop one token on a `t:` notification without a scan.
         var byTokenID: [UUID: TokenHash] = [:]
         var lastSweep = Date.distantPast
+        /// Bumped by every invalidation: a lookup that started before one must not be stored
+        /// after it (it may have read the row before the change committed).
+        var generation: UInt64 = 0
     }
 
     public let settings: VerificationCacheSettings
@@ -74,7 +77,12 @@ public final class VerificationCache: Sendable {
         return found
     }
 
-    public func store(_ lookup: CachedLookup, for hash: TokenHash, now: Date) {
+    /// The invalidation generation now; pass it to ``store(_:for:now:generation:)``.
+    public var generation: UInt64 { state.withLock { $0.generation } }
+
+    /// Stores a lookup made when the generation was `generation`; dropped when an invalidation
+    /// happened meanwhile (a NOTIFY that arrived while the database answered this lookup).
+    public func store(_ lookup: CachedLookup, for hash: TokenHash, now: Date, generation: UInt64? = nil) {
         guard settings.isEnabled else { return }
         let ttl: Duration
         switch lookup {
@@ -84,6 +92,7 @@ public final class VerificationCache: Sendable {
         guard ttl > .zero else { return }
         let expires = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
         let (evicted, count) = state.withLock { state -> (Int, Int) in
+            if let generation, generation != state.generation { return (0, state.entries.count) }
             var evicted = 0
             if state.entries[hash] == nil && state.entries.count >= settings.maxEntries {
                 evicted = Self.makeRoom(in: &state, now: now)
@@ -133,6 +142,7 @@ public final class VerificationCache: Sendable {
                 }
             }
             for hash in doomed { Self.remove(hash, from: &state) }
+            state.generation &+= 1
             return (doomed.count, state.entries.count)
         }
         if dropped > 0 { invalidations.increment(by: dropped) }
@@ -142,7 +152,11 @@ public final class VerificationCache: Sendable {
 
     /// Forgets everything (the listener reconnected and may have missed notifications).
     public func removeAll() {
-        state.withLock { $0 = State() }
+        state.withLock { state in
+            let generation = state.generation &+ 1
+            state = State()
+            state.generation = generation
+        }
         size.record(0)
     }
 

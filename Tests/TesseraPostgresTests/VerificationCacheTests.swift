@@ -44,6 +44,17 @@ import TesseraCore
         #expect(cache.count == 0)
     }
 
+    @Test func aLookupOverlappingAnInvalidationIsNotStored() {
+        let cache = VerificationCache(settings: .init(maxEntries: 10))
+        let h = hash()
+        let before = cache.generation
+        cache.invalidate(.user(UUID()))  // a NOTIFY arrives while the database answers
+        cache.store(.token(state(), effectiveScopes: []), for: h, now: now, generation: before)
+        #expect(cache.lookup(h, now: now) == nil)
+        cache.store(.token(state(), effectiveScopes: []), for: h, now: now, generation: cache.generation)
+        #expect(cache.lookup(h, now: now) != nil)
+    }
+
     @Test func boundedWithExpiredEntriesSweptFirst() {
         let cache = VerificationCache(settings: .init(ttl: .seconds(30), negativeTTL: .seconds(5), maxEntries: 3))
         for _ in 0..<3 { cache.store(.unknown, for: hash(), now: now) }
