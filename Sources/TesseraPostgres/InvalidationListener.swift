@@ -34,10 +34,22 @@ public final class InvalidationListener: Service, Sendable {
         case awaited(CheckedContinuation<Bool, Never>)
     }
 
-    public init(configuration: PostgresConnection.Configuration, verifier: TokenVerifier, logger: Logger) {
+    /// How often the listener checks that a notification it sends comes back.
+    let heartbeatInterval: Duration
+
+    enum ListenerError: Error {
+        case streamEnded
+        case heartbeatLost
+    }
+
+    public init(
+        configuration: PostgresConnection.Configuration, verifier: TokenVerifier, logger: Logger,
+        heartbeatInterval: Duration = .seconds(10)
+    ) {
         self.configuration = configuration
         self.verifier = verifier
         self.logger = logger
+        self.heartbeatInterval = heartbeatInterval
     }
 
     public var isConnected: Bool { state.withLock { $0.connected } }
@@ -72,8 +84,21 @@ public final class InvalidationListener: Service, Sendable {
                 verifier.invalidateAll()
                 setConnected(true)
                 logger.debug("invalidation listener connected")
-                for try await notification in notifications {
-                    handle(notification.payload)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await notification in notifications { self.handle(notification.payload) }
+                        throw ListenerError.streamEnded
+                    }
+                    // A half-open connection (no RST) would leave us "connected" and deaf: a
+                    // marker sent through the pool must come back, or we reconnect.
+                    group.addTask {
+                        while true {
+                            try await Task.sleep(for: self.heartbeatInterval)
+                            guard await self.roundTrip() else { throw ListenerError.heartbeatLost }
+                        }
+                    }
+                    _ = try await group.next()
+                    group.cancelAll()
                 }
             }
         } catch {
@@ -140,21 +165,22 @@ public final class InvalidationListener: Service, Sendable {
     /// verification on this replica already sees the write. When the listener is down or the
     /// marker is late (2 s), the whole cache is dropped instead: never stale, at worst cold.
     public func barrier(using client: PostgresClient) async {
-        guard isConnected else {
-            verifier.invalidateAll()
-            return
-        }
+        if await !roundTrip(using: client) { verifier.invalidateAll() }
+    }
+
+    /// Sends a `sync:` marker through `client` (default: the verifier's pool) and waits up to
+    /// 2 s for this listener to receive it. False when disconnected, failed or late.
+    func roundTrip(using client: PostgresClient? = nil) async -> Bool {
+        let client = client ?? verifier.store.client
+        guard isConnected else { return false }
         let marker = UUID().uuidString.lowercased()
         let registered = state.withLock { state -> Bool in
             guard state.connected else { return false }
             state.markers[marker] = .sent
             return true
         }
-        guard registered else {
-            verifier.invalidateAll()
-            return
-        }
-        let arrived = await withTaskGroup(of: Bool.self) { group in
+        guard registered else { return false }
+        return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
                     let early = self.state.withLock { state -> Bool? in
@@ -190,6 +216,5 @@ public final class InvalidationListener: Service, Sendable {
             group.cancelAll()
             return first
         }
-        if !arrived { verifier.invalidateAll() }
     }
 }

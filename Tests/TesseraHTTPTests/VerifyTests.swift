@@ -142,6 +142,23 @@ extension Reply {
         }
     }
 
+    @Test func theListenerReconnectsAfterItsConnectionIsKilled() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let secret = try #require(ci.string("token"))
+            let idText = try #require(ci.string("tokenUUID"))
+            let id = try #require(UUID(uuidString: idText))
+            #expect(try await client.verify(secret).status == .ok)  // cached now
+            try await app.store.client.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'")
+            try await Task.sleep(for: .milliseconds(300))
+            try await app.store.client.query("UPDATE tokens SET status = 'inactive' WHERE id = \(id)")
+            // Pushed by the reconnected listener (or dropped by its reconnect), never left for the TTL.
+            #expect(try await eventually(within: 6) { try await client.verify(secret).challenge.contains("inactive") })
+        }
+    }
+
     @Test func noCacheMeansEveryAnswerIsFresh() async throws {
         try await TestApp.run(configuration: .init(cache: .off, lookupTimeout: .seconds(10)), listen: false) { app, client in
             let root = app.root.token.plaintext
