@@ -17,6 +17,8 @@ public struct VerifiedToken: Sendable, Equatable {
     public let scopes: [String]
     public let expiresAt: Date?
     public let createdAt: Date
+    /// `tokenID` as the API writes it (lowercase), made once per lookup for the hot path.
+    public let tokenIDString: String
 
     public init(
         tokenID: UUID, kind: TokenKind, orgID: UUID, orgSlug: String, username: String, ownerUserID: UUID?,
@@ -35,6 +37,7 @@ public struct VerifiedToken: Sendable, Equatable {
         self.scopes = scopes
         self.expiresAt = expiresAt
         self.createdAt = createdAt
+        self.tokenIDString = tokenID.uuidString.lowercased()
     }
 }
 

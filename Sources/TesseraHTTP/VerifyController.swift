@@ -61,10 +61,10 @@ struct VerifyController {
             var headers = HTTPFields()
             headers.reserveCapacity(6)
             headers[.tesseraOrg] = token.orgSlug
-            headers[.tesseraTokenID] = token.tokenID.uuidString.lowercased()
+            headers[.tesseraTokenID] = token.tokenIDString
             headers[.tesseraKind] = token.kind.rawValue
             headers[.tesseraUsername] = token.username
-            headers[.tesseraScopes] = scopes.sorted().joined(separator: " ")
+            headers[.tesseraScopes] = scopes.header
             headers[.cacheControl] = "no-store"
             return Response(status: .ok, headers: headers)
         }
@@ -157,13 +157,13 @@ struct VerifyController {
         }
         var claims: [String: Any] = [
             "active": true,
-            "scope": scopes.sorted().joined(separator: " "),
+            "scope": scopes.header,
             "username": token.username,
             "sub": token.username,
             "token_type": "Bearer",
             "iat": Int64(token.createdAt.timeIntervalSince1970),
             "org": token.orgSlug,
-            "token_id": token.tokenID.uuidString.lowercased(),
+            "token_id": token.tokenIDString,
             "kind": token.kind.rawValue,
             "groups": token.groups,
             "iss": "tessera",

@@ -86,7 +86,7 @@ public enum DatabaseMetrics {
 /// How a verification ended.
 public enum VerificationOutcome: Sendable, Equatable {
     /// The token verifies; `scopes` are its effective scopes (implications, authority rule).
-    case verified(VerifiedToken, scopes: Set<String>)
+    case verified(VerifiedToken, scopes: EffectiveScopes)
     case failed(VerificationFailure)
     /// Not in the cache and the database did not answer: callers fail closed.
     case unavailable
@@ -168,7 +168,7 @@ public final class TokenVerifier: Sendable {
     private func lookUp(_ hash: TokenHash, now: Date) async throws -> CachedLookup {
         guard let state = try await store.storedState(of: hash) else { return .unknown }
         let catalog = try await catalog(for: state.token.orgID, now: now)
-        return .token(state, effectiveScopes: catalog.effectiveScopes(of: state.token))
+        return .token(state, effectiveScopes: EffectiveScopes(catalog.effectiveScopes(of: state.token)))
     }
 
     /// Drops what a notification covers: cached token states and, for an org, its catalog.

@@ -28,8 +28,25 @@ public struct VerificationCacheSettings: Sendable {
 /// What the database said about a token hash, with the effective scopes (implications expanded,
 /// authority rule applied) computed once per lookup.
 public enum CachedLookup: Sendable {
-    case token(StoredTokenState, effectiveScopes: Set<String>)
+    case token(StoredTokenState, effectiveScopes: EffectiveScopes)
     case unknown
+}
+
+/// A token's effective scopes, with the strings the hot path answers with made once per lookup
+/// (not per request): the space-separated list and the token id.
+public struct EffectiveScopes: Sendable, Equatable, ExpressibleByArrayLiteral {
+    public let set: Set<String>
+    /// Sorted, space-separated: `X-Tessera-Scopes` and introspection's `scope`.
+    public let header: String
+
+    public init(_ scopes: Set<String>) {
+        set = scopes
+        header = scopes.sorted().joined(separator: " ")
+    }
+
+    public init(arrayLiteral elements: String...) { self.init(Set(elements)) }
+
+    public func contains(_ scope: String) -> Bool { set.contains(scope) }
 }
 
 /// A bounded map from token hash to the last lookup, dropped by token, user or organization when
