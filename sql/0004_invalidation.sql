@@ -46,41 +46,23 @@ CREATE TRIGGER tokens_notify_delete AFTER DELETE ON tokens
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION tokens_notify();
 
--- Users: disabled, deleted, platform admin flag or name changed.
-CREATE FUNCTION users_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Users, memberships, organizations and scope catalogs: one row trigger function, told by its
+-- arguments what to notify and which column of the old row names it:
+--   users: disabled, deleted, platform admin flag or name changed    -> u:<id>
+--   memberships: role (authority rule) or groups changed, removed    -> u:<user_id>
+--   organizations: policy (idle timeout), slug, deletion             -> o:<id>
+--   scopes: an org's catalog entry changed or removed                -> o:<org_id>
+CREATE FUNCTION tessera_notify_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM tessera_notify('u', OLD.id);
+    PERFORM tessera_notify(TG_ARGV[0], (to_jsonb(OLD) ->> TG_ARGV[1])::uuid);
     RETURN NULL;
 END;
 $$;
 CREATE TRIGGER users_notify AFTER UPDATE OF status, platform_admin, username OR DELETE ON users
-    FOR EACH ROW EXECUTE FUNCTION users_notify();
-
--- Memberships: role (authority rule) or groups changed, member removed.
-CREATE FUNCTION memberships_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM tessera_notify('u', OLD.user_id);
-    RETURN NULL;
-END;
-$$;
+    FOR EACH ROW EXECUTE FUNCTION tessera_notify_row('u', 'id');
 CREATE TRIGGER memberships_notify AFTER UPDATE OF role, groups OR DELETE ON memberships
-    FOR EACH ROW EXECUTE FUNCTION memberships_notify();
-
--- Organizations: policy (idle timeout), slug, deletion; and their scope catalogs.
-CREATE FUNCTION organizations_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM tessera_notify('o', OLD.id);
-    RETURN NULL;
-END;
-$$;
+    FOR EACH ROW EXECUTE FUNCTION tessera_notify_row('u', 'user_id');
 CREATE TRIGGER organizations_notify AFTER UPDATE OR DELETE ON organizations
-    FOR EACH ROW EXECUTE FUNCTION organizations_notify();
-
-CREATE FUNCTION scopes_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM tessera_notify('o', coalesce(NEW.org_id, OLD.org_id));
-    RETURN NULL;
-END;
-$$;
+    FOR EACH ROW EXECUTE FUNCTION tessera_notify_row('o', 'id');
 CREATE TRIGGER scopes_notify AFTER UPDATE OR DELETE ON scopes
-    FOR EACH ROW EXECUTE FUNCTION scopes_notify();
+    FOR EACH ROW EXECUTE FUNCTION tessera_notify_row('o', 'org_id');

@@ -224,18 +224,10 @@ struct OrganizationController {
         return ["members": members.map(MemberInfo.init)]
     }
 
+    /// Absent keys keep what is there; an explicit `null` is refused by `decodeJSON` (422).
     struct MemberRequest: Decodable {
         var role: MembershipRole?
         var groups: [String]?
-
-        enum CodingKeys: String, CodingKey { case role, groups }
-
-        /// Absent keys keep what is there; `null` is not a role or a group list (422).
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            role = container.contains(.role) ? try container.decode(MembershipRole.self, forKey: .role) : nil
-            groups = container.contains(.groups) ? try container.decode([String].self, forKey: .groups) : nil
-        }
     }
 
     /// Adds or updates a member (creating the user record if new). A demotion takes effect on
