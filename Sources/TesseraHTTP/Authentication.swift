@@ -84,11 +84,12 @@ extension Problem {
 
     /// 401 for a credential that does not authenticate, telling why without echoing it.
     static func invalidToken(_ failure: VerificationFailure) -> Problem {
-        Problem(
-            .unauthorized, failure.description,
-            headers: [
-                .wwwAuthenticate:
-                    "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"\(failure.description)\""
-            ])
+        Problem(.unauthorized, failure.description, headers: [.wwwAuthenticate: invalidTokenChallenge(failure.description)])
+    }
+
+    /// `WWW-Authenticate` for a token that does not authenticate (RFC 6750 `invalid_token`),
+    /// shared by the management routes and `/auth/verify`.
+    static func invalidTokenChallenge(_ description: String) -> String {
+        "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"\(description)\""
     }
 }

@@ -101,16 +101,12 @@ struct VerifyController {
         uniqueKeysWithValues: VerificationFailure.allCases.map { failure in
             (
                 failure,
-                challenge(
-                    .unauthorized,
-                    "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"\(failure.description)\"",
-                    detail: failure.description)
+                challenge(.unauthorized, Problem.invalidTokenChallenge(failure.description), detail: failure.description)
             )
         })
 
     static let unavailable = challenge(
-        .unauthorized,
-        "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"Token verification is temporarily unavailable\"",
+        .unauthorized, Problem.invalidTokenChallenge("Token verification is temporarily unavailable"),
         detail: "Token verification is temporarily unavailable (database unreachable); failing closed")
 
     static func challenge(_ status: HTTPResponse.Status, _ authenticate: String, detail: String) -> Response {

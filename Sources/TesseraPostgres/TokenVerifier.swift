@@ -229,11 +229,7 @@ extension VerificationFailure {
 /// A short, secret-free description of a database failure for logs and problems.
 public func describeDatabaseFailure(_ error: any Error) -> String {
     if let timeout = error as? TimeoutError { return "no answer within \(timeout.duration)" }
-    if let error = error as? PSQLError {
-        if let message = error.serverInfo?[.message] { return message }
-        return "\(error.code)"
-    }
-    return String(describing: type(of: error))
+    return describeDatabaseError(error) ?? String(describing: type(of: error))
 }
 
 /// True for errors that mean "the database is not there right now" (as opposed to a bad query

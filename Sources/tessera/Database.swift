@@ -51,18 +51,3 @@ func withDatabase<Result: Sendable>(
         return try await body(client)
     }
 }
-
-/// A readable one-line reason for a PostgresNIO error, without query text or parameters.
-func describeDatabaseError(_ error: any Error) -> String? {
-    if let wrapped = error as? PostgresTransactionError {
-        return (wrapped.closureError ?? wrapped.beginError ?? wrapped.commitError).flatMap(describeDatabaseError)
-    }
-    guard let error = error as? PSQLError else { return nil }
-    if let message = error.serverInfo?[.message] {
-        return message
-    }
-    if let underlying = error.underlying {
-        return "\(underlying)"
-    }
-    return "\(error.code)"
-}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TesseraPostgres
 
 @main
 struct Tessera: AsyncParsableCommand {

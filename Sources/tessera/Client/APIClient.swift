@@ -139,6 +139,21 @@ struct APIClient {
         return json ?? [String: Any]()
     }
 
+    /// GETs a keyset-paginated list (`{items: [...], "nextCursor": ...}`): one page, or every
+    /// page with `all`. Returns the items and the cursor of the next page (nil on the last).
+    func pages(_ path: String, items key: String, all: Bool, query: [(String, String?)]) async throws
+        -> (items: [[String: Any]], next: String?)
+    {
+        var items: [[String: Any]] = []
+        var cursor: String?
+        repeat {
+            let page = try await send("GET", path, query: query + [("cursor", cursor)]) as? [String: Any]
+            items += page?[key] as? [[String: Any]] ?? []
+            cursor = page?["nextCursor"] as? String
+        } while all && cursor != nil
+        return (items, cursor)
+    }
+
     private static func describe(_ error: URLError) -> String {
         switch error.code {
         case .cannotConnectToHost: "connection refused (is the server running?)"

@@ -143,16 +143,9 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try options.client()
-            var tokens: [[String: Any]] = []
-            var cursor: String?
-            repeat {
-                let page = try await client.send(
-                    "GET", client.tokens(),
-                    query: [("search", search), ("kind", kind), ("status", status), ("limit", String(limit)), ("cursor", cursor)]
-                ) as? [String: Any]
-                tokens += page?["tokens"] as? [[String: Any]] ?? []
-                cursor = page?["nextCursor"] as? String
-            } while all && cursor != nil
+            let (tokens, cursor) = try await client.pages(
+                client.tokens(), items: "tokens", all: all,
+                query: [("search", search), ("kind", kind), ("status", status), ("limit", String(limit))])
             let printer = options.printer
             if printer.structured(["tokens": tokens, "nextCursor": cursor ?? NSNull()] as [String: Any]) { return }
             printer.table(TokenCommand.columns, tokens.map { TokenCommand.row($0, printer) })
@@ -465,17 +458,10 @@ struct AuditCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try options.client()
             let org = try await actingOrg(client)
-            var events: [[String: Any]] = []
-            var cursor: String?
-            repeat {
-                let page = try await client.send(
-                    "GET", "/orgs/\(client.escape(org))/audit-events",
-                    query: [("actor", actor), ("action", action), ("token", token), ("since", since.map(String.init)),
-                            ("until", until.map(String.init)), ("limit", String(limit)), ("cursor", cursor)]
-                ) as? [String: Any]
-                events += page?["events"] as? [[String: Any]] ?? []
-                cursor = page?["nextCursor"] as? String
-            } while all && cursor != nil
+            let (events, cursor) = try await client.pages(
+                "/orgs/\(client.escape(org))/audit-events", items: "events", all: all,
+                query: [("actor", actor), ("action", action), ("token", token), ("since", since.map(String.init)),
+                        ("until", until.map(String.init)), ("limit", String(limit))])
             let printer = options.printer
             if printer.structured(["events": events, "nextCursor": cursor ?? NSNull()] as [String: Any]) { return }
             printer.table(
