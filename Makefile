@@ -19,8 +19,11 @@ release:
 
 # Private PostgreSQL under .tessera/ (kept between runs) unless DATABASE_URL is set,
 # migrations, a demo org bootstrapped once (its admin token printed that once), then the server.
-run: postgres build
-	$(BIN) dev --data $(CURDIR)/.tessera
+# As root, when the postgres user cannot reach .tessera/, the cluster lives under ~postgres/tessera/
+# instead (.tessera/postgres.location says where). TESSERA_BIN=path runs a binary built elsewhere
+# instead of building here (CI's first-run check reuses the one debug build).
+run: postgres $(if $(TESSERA_BIN),,build)
+	$(or $(TESSERA_BIN),$(BIN)) dev --data $(CURDIR)/.tessera
 
 # One build (library, binary and tests), then the whole suite against its own PostgreSQL.
 test: postgres
@@ -31,6 +34,7 @@ test: postgres
 # upstream, two replicas on one database (revocation propagation), a database outage.
 e2e: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera
+	TESSERA_BIN=$(BIN) python3 e2e/first_run.py
 	TESSERA_BIN=$(BIN) python3 e2e/run.py
 
 # The verification hot path against baselines of the same run (release build, dynamic stdlib, private PostgreSQL,
@@ -49,6 +53,8 @@ reliability: postgres
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
 
-# Forget the local demo database (the next `make run` bootstraps again).
+# Forget the local demo database (the next `make run` bootstraps again), wherever it lives.
 clean-data:
+	@if [ -f $(CURDIR)/.tessera/postgres.location ]; then \
+		cluster=$$(cat $(CURDIR)/.tessera/postgres.location); echo "rm -rf $$cluster"; rm -rf "$$cluster" "$$cluster.log"; fi
 	rm -rf $(CURDIR)/.tessera

@@ -77,7 +77,13 @@ token_ops = lambda prefix_params, tag: {
     },
 }
 
+HTML = {"text/html": {"schema": {"type": "string"}}}
 paths = {
+    "/": {"get": op("What this service is: a small HTML page for browsers (Accept: text/html), this JSON index for everything else",
+                    {"200": {"description": "HTML page or JSON index", "content": {**HTML, "application/json": {"schema": ref("Index")}}}},
+                    secured=False, tags=["ops"])},
+    "/docs": {"get": op("The API reference as an HTML page, made from this document",
+                        {"200": {"description": "HTML page", "content": HTML}}, secured=False, tags=["ops"])},
     "/healthz": {"get": op("The process answers", ok("Up", ref("Status")), secured=False, tags=["ops"])},
     "/readyz": {"get": op("Database reachable, migrations applied", {**ok("Ready", ref("Status")), **errors("503")}, secured=False, tags=["ops"])},
     "/metrics": {"get": op("Prometheus metrics of this process", {"200": {"description": "Prometheus text exposition format",
@@ -194,12 +200,16 @@ schemas = {
     "CreatedToken": {"type": "object", "required": ["token"] + list(token_props), "properties": {"token": S(description="Shown once"), **token_props}},
     "TokenList": {"type": "object", "required": ["tokens"], "properties": {"tokens": A(ref("TokenInfo")), "nextCursor": S(description="Absent on the last page")}},
     "Deleted": {"type": "object", "required": ["message", "tokenUUID"], "properties": {"message": S(), "tokenUUID": S(format="uuid")}},
+    "Index": {"type": "object", "required": ["name", "links"], "properties": {
+        "name": S(), "description": S(), "links": {"type": "object", "additionalProperties": S()}}},
     "Message": {"type": "object", "required": ["message"], "properties": {"message": S()}},
     "Organization": {"type": "object", "required": list(org_props), "properties": org_props},
     "OrganizationList": {"type": "object", "properties": {"organizations": A(ref("Organization"))}},
     "CreateOrganizationRequest": {"type": "object", "required": ["slug"], "properties": {"slug": S(pattern="^[a-z0-9][a-z0-9-]{1,62}$"), "displayName": NAME}},
     "OrganizationPatch": {"type": "object", "properties": {
-        "displayName": NAME, "defaultTokenLifetimeDays": DAYS, "maxTokenLifetimeDays": nullable(DAYS),
+        "displayName": NAME, "defaultTokenLifetimeDays": DAYS,
+        "maxTokenLifetimeDays": {**nullable(DAYS), "description": "Longest lifetime a token may have (null: no cap). A cap set "
+                                 "without defaultTokenLifetimeDays lowers a larger default to the cap; giving both with the default above the cap is 400"},
         "allowNonExpiringTokens": B, "idleTimeoutDays": nullable(DAYS), "apiGroup": nullable(NAME), "userTokensEnabled": B,
         "defaultScopes": SCOPES, "scopes": A(scope)}},
     "AuditEvent": {"type": "object", "properties": {

@@ -97,6 +97,7 @@ func buildRouter(
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: URISanityMiddleware())
+    HomeController().addRoutes(to: router)
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
     MetricsController().addRoutes(to: router)
     for path in ["openapi.json", "api-tokens/openapi.json"] {

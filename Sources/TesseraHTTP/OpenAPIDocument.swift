@@ -348,6 +348,27 @@ enum OpenAPIDocument {
     ],
     "type": "object"
    },
+   "Index": {
+    "properties": {
+     "description": {
+      "type": "string"
+     },
+     "links": {
+      "additionalProperties": {
+       "type": "string"
+      },
+      "type": "object"
+     },
+     "name": {
+      "type": "string"
+     }
+    },
+    "required": [
+     "name",
+     "links"
+    ],
+    "type": "object"
+   },
    "Introspection": {
     "properties": {
      "active": {
@@ -642,6 +663,7 @@ enum OpenAPIDocument {
       ]
      },
      "maxTokenLifetimeDays": {
+      "description": "Longest lifetime a token may have (null: no cap). A cap set without defaultTokenLifetimeDays lowers a larger default to the cap; giving both with the default above the cap is 400",
       "oneOf": [
        {
         "maximum": 36500,
@@ -992,6 +1014,42 @@ enum OpenAPIDocument {
  },
  "openapi": "3.1.0",
  "paths": {
+  "/": {
+   "get": {
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Index"
+        }
+       },
+       "text/html": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      },
+      "description": "HTML page or JSON index"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     }
+    },
+    "security": [],
+    "summary": "What this service is: a small HTML page for browsers (Accept: text/html), this JSON index for everything else",
+    "tags": [
+     "ops"
+    ]
+   }
+  },
   "/api-tokens": {
    "get": {
     "parameters": [
@@ -2578,6 +2636,37 @@ enum OpenAPIDocument {
     "summary": "Forward-auth for gateways (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz; any method, also under /auth/verify/...). Only 200, 401 and 403, also when the database is down (cache, else fail closed)",
     "tags": [
      "verification"
+    ]
+   }
+  },
+  "/docs": {
+   "get": {
+    "responses": {
+     "200": {
+      "content": {
+       "text/html": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      },
+      "description": "HTML page"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     }
+    },
+    "security": [],
+    "summary": "The API reference as an HTML page, made from this document",
+    "tags": [
+     "ops"
     ]
    }
   },

@@ -21,12 +21,18 @@ public struct OrganizationPatch: Sendable {
 
 extension PostgresConnection {
     /// Applies `patch` in one statement (COALESCE keeps absent fields); returns false if no org.
+    /// A new maximum lifetime given without a default lowers the default to fit under it (an admin
+    /// asking for a cap gets the cap); both given and contradicting each other is a CHECK violation.
     public func updateOrganization(id: UUID, patch: OrganizationPatch, logger: Logger) async throws -> Bool {
         let rows = try await query(
             """
             UPDATE organizations SET
                 display_name = coalesce(\(patch.displayName), display_name),
-                default_token_lifetime_days = coalesce(\(patch.defaultTokenLifetimeDays), default_token_lifetime_days),
+                default_token_lifetime_days = CASE
+                    WHEN \(patch.defaultTokenLifetimeDays)::integer IS NOT NULL THEN \(patch.defaultTokenLifetimeDays)::integer
+                    WHEN \(patch.maxTokenLifetimeDays ?? nil)::integer IS NOT NULL
+                        THEN least(default_token_lifetime_days, \(patch.maxTokenLifetimeDays ?? nil)::integer)
+                    ELSE default_token_lifetime_days END,
                 max_token_lifetime_days = CASE WHEN \(patch.maxTokenLifetimeDays != nil) THEN \(patch.maxTokenLifetimeDays ?? nil) ELSE max_token_lifetime_days END,
                 allow_non_expiring_tokens = coalesce(\(patch.allowNonExpiringTokens), allow_non_expiring_tokens),
                 idle_timeout_days = CASE WHEN \(patch.idleTimeoutDays != nil) THEN \(patch.idleTimeoutDays ?? nil) ELSE idle_timeout_days END,

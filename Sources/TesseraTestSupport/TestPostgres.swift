@@ -37,7 +37,7 @@ public actor TestPostgres {
                      "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name) \(sql)"]
                 )
                 return try DatabaseURL(cluster.databaseURL(name))
-            } catch LocalPostgresError.commandFailed(_, _, let output)
+            } catch LocalPostgresError.commandFailed(_, _, let output, _)
                 where output.contains("being accessed by other users") && attempts < 50
             {
                 // the template's last session is still closing
@@ -55,8 +55,10 @@ public actor TestPostgres {
     }
 
     private static func startCluster() async throws -> LocalPostgres {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tessera-test-\(getpid())-\(UUID().uuidString.prefix(8))").path
+        // In TMPDIR, or (as root with a TMPDIR the postgres user cannot reach) in a folder it owns.
+        let directory = try LocalPostgres.placement(
+            for: FileManager.default.temporaryDirectory
+                .appendingPathComponent("tessera-test-\(getpid())-\(UUID().uuidString.prefix(8))").path)
         var cluster = try LocalPostgres(dataDirectory: directory, ephemeral: true)
         try cluster.initializeIfNeeded()
         try cluster.start()

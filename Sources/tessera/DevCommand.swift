@@ -54,7 +54,7 @@ struct DevCommand: AsyncParsableCommand {
         print(
             """
 
-            Tessera at \(base)  (database \(url))
+            Tessera at \(base)  (database \(url)\(local.map { ", data in \($0.dataDirectory)" } ?? ""))
             \(banner)
 
             Try:
@@ -67,19 +67,45 @@ struct DevCommand: AsyncParsableCommand {
     }
 
     private func startLocalPostgres(_ local: inout LocalPostgres?, logger: Logger) throws -> DatabaseURL {
-        let directory = URL(fileURLWithPath: data).standardizedFileURL.path + "/postgres"
+        let folder = URL(fileURLWithPath: data).standardizedFileURL.path
         do {
-            var cluster = try LocalPostgres(dataDirectory: directory)
+            var cluster = try LocalPostgres(dataDirectory: try clusterDirectory(in: folder))
             if try cluster.initializeIfNeeded() {
-                logger.info("created a private PostgreSQL cluster", metadata: ["data": "\(directory)"])
+                logger.info("created a private PostgreSQL cluster", metadata: ["data": "\(cluster.dataDirectory)"])
             }
             try cluster.start()
             local = cluster
             try cluster.createDatabaseIfNeeded("tessera")
-            logger.info("private PostgreSQL running", metadata: ["port": "\(cluster.port)"])
+            logger.info("private PostgreSQL running", metadata: ["port": "\(cluster.port)", "data": "\(cluster.dataDirectory)"])
             return try DatabaseURL(cluster.databaseURL("tessera"))
         } catch let error as LocalPostgresError {
             throw CLIError(message: "cannot start the private PostgreSQL: \(error)")
+        } catch let error as CocoaError {
+            throw CLIError(message: "cannot prepare \(folder) for the private PostgreSQL: \(error.localizedDescription)")
         }
+    }
+
+    /// `<data>/postgres`, unless we are root and the `postgres` user cannot reach it: then a folder
+    /// `postgres` owns (``LocalPostgres/placement(for:)``), named in `<data>/postgres.location` so
+    /// that the checkout still owns it. A relocated cluster without that note belongs to a data
+    /// folder that was deleted (`make clean-data`, `rm -rf .tessera`): it is removed, and the demo
+    /// org is bootstrapped again, exactly as when the cluster lived in the deleted folder.
+    private func clusterDirectory(in folder: String) throws -> String {
+        let requested = folder + "/postgres"
+        let directory = try LocalPostgres.placement(for: requested)
+        guard directory != requested else { return requested }
+        let note = folder + "/postgres.location"
+        if FileManager.default.contents(atPath: note) == nil, FileManager.default.fileExists(atPath: directory) {
+            let orphan = try LocalPostgres(dataDirectory: directory)
+            if orphan.isRunning { try? orphan.stop() }
+            try FileManager.default.removeItem(atPath: directory)
+        }
+        try Data((directory + "\n").utf8).write(to: URL(fileURLWithPath: note))
+        print(
+            """
+            The postgres user cannot reach \(requested) (a parent folder is closed to it), so the private
+            PostgreSQL cluster lives in \(directory) (noted in \(note); `make clean-data` removes both).
+            """)
+        return directory
     }
 }

@@ -162,6 +162,37 @@ struct CLIFailure: Error, CustomStringConvertible {
         #expect(down.stderr.split(separator: "\n").count == 1)
     }
 
+    /// The login file follows `$XDG_CONFIG_HOME`, then `$HOME`, as every Unix CLI does (#11); and
+    /// `org set-policy --max-lifetime-days` alone gets the cap (the default lifetime follows it).
+    @Test func loginFileFollowsXDGThenHomeAndACapIsACap() async throws {
+        let url = try await TestPostgres.shared.makeDatabase()
+        let databaseURL = "\(url.description)?sslmode=disable"
+        let boot = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root", "--json"], environment: ["DATABASE_URL": databaseURL])
+        let root = try #require((try JSONSerialization.jsonObject(with: Data(boot.stdout.utf8)) as? [String: String])?["token"])
+        let server = try await ServerProcess.start(databaseURL: databaseURL)
+        defer { server.running.stop() }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-home-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+
+        let home = ["HOME": folder + "/home", "XDG_CONFIG_HOME": "", "TESSERA_CONFIG": "", "NO_COLOR": "1"]
+        let login = try tessera(["login", "--endpoint", server.endpoint, "--token", root], home)
+        #expect(login.status == 0, "\(login.stderr)")
+        #expect(login.stderr.contains("saved to \(folder)/home/.config/tessera/config.json"))
+        #expect(FileManager.default.fileExists(atPath: folder + "/home/.config/tessera/config.json"))
+        #expect(try tessera(["whoami"], home).stdout.contains("root"))
+
+        var xdg = home
+        xdg["XDG_CONFIG_HOME"] = folder + "/xdg"
+        #expect(try tessera(["whoami"], xdg).status == 2, "not logged in under XDG_CONFIG_HOME yet")
+        #expect(try tessera(["login", "--endpoint", server.endpoint, "--token", root], xdg).status == 0)
+        #expect(FileManager.default.fileExists(atPath: folder + "/xdg/tessera/config.json"))
+
+        let capped = try tessera(["org", "set-policy", "--max-lifetime-days", "30", "-o", "json"], xdg)
+        #expect(capped.status == 0, "\(capped.stderr)")
+        let org = try #require(try JSONSerialization.jsonObject(with: Data(capped.stdout.utf8)) as? [String: Any])
+        #expect(org["maxTokenLifetimeDays"] as? Int == 30 && org["defaultTokenLifetimeDays"] as? Int == 30)
+    }
+
     @Test func adminCommandsWorkOnTheDatabaseWithTheSameCascade() async throws {
         let url = try await TestPostgres.shared.makeDatabase()
         let db = ["DATABASE_URL": "\(url.description)?sslmode=disable"]

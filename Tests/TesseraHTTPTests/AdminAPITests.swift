@@ -59,6 +59,38 @@ import TesseraPostgres
         }
     }
 
+    /// An admin asking for a cap gets the cap: a larger default lifetime is lowered to it (#11).
+    @Test func aCapAloneLowersTheDefaultLifetime() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let capped = try await client.call(.patch, "/orgs/acme", token: root, json: #"{"maxTokenLifetimeDays": 30}"#)
+            #expect(capped.status == .ok, "\(capped.text)")
+            #expect(capped.json["maxTokenLifetimeDays"] as? Int == 30)
+            #expect(capped.json["defaultTokenLifetimeDays"] as? Int == 30, "the default of 90 days is lowered to the cap")
+            // A token created without an expiration gets the (clamped) default, within the cap.
+            let created = try await client.call(.post, "/api-tokens/svc", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            #expect(created.status == .created, "\(created.text)")
+            let expiration = try #require(created.json["tokenExpiration"] as? Int)
+            #expect(abs(Double(expiration) - Date().addingTimeInterval(30 * 86_400).timeIntervalSince1970) < 120)
+            // Raising the cap leaves the default alone; a default below the cap is kept too.
+            let raised = try await client.call(.patch, "/orgs/acme", token: root, json: #"{"maxTokenLifetimeDays": 120}"#)
+            #expect(raised.json["defaultTokenLifetimeDays"] as? Int == 30)
+            let both = try await client.call(
+                .patch, "/orgs/acme", token: root, json: #"{"maxTokenLifetimeDays": 60, "defaultTokenLifetimeDays": 7}"#)
+            #expect(both.json["defaultTokenLifetimeDays"] as? Int == 7 && both.json["maxTokenLifetimeDays"] as? Int == 60)
+            // Asking for both with the default above the cap is a contradiction: 400, nothing changed.
+            let contradiction = try await client.call(
+                .patch, "/orgs/acme", token: root, json: #"{"maxTokenLifetimeDays": 10, "defaultTokenLifetimeDays": 20}"#)
+            #expect(contradiction.status == .badRequest)
+            #expect(contradiction.string("detail") == "Invalid policy: defaultTokenLifetimeDays must not exceed maxTokenLifetimeDays")
+            let unchanged = try await client.call(.get, "/orgs/acme", token: root)
+            #expect(unchanged.json["defaultTokenLifetimeDays"] as? Int == 7 && unchanged.json["maxTokenLifetimeDays"] as? Int == 60)
+            // Clearing the cap keeps the default.
+            let cleared = try await client.call(.patch, "/orgs/acme", token: root, json: #"{"maxTokenLifetimeDays": null}"#)
+            #expect(cleared.json["maxTokenLifetimeDays"] is NSNull && cleared.json["defaultTokenLifetimeDays"] as? Int == 7)
+        }
+    }
+
     @Test func membersDemotionAndRemoval() async throws {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext

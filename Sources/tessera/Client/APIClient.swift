@@ -45,7 +45,8 @@ struct ClientConfigFile: Codable {
     static var path: String {
         let environment = ProcessInfo.processInfo.environment
         if let explicit = environment["TESSERA_CONFIG"].nonEmpty { return explicit }
-        let base = environment["XDG_CONFIG_HOME"].nonEmpty ?? (NSHomeDirectory() + "/.config")
+        // XDG first, then $HOME (Foundation's NSHomeDirectory() reads the password database as root).
+        let base = environment["XDG_CONFIG_HOME"].nonEmpty ?? ((environment["HOME"].nonEmpty ?? NSHomeDirectory()) + "/.config")
         return base + "/tessera/config.json"
     }
 
