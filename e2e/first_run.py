@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ROOT, free_port, log, tessera_binary  # noqa: E402
 
-TOKEN = re.compile(r"\btsp_[0-9a-f]{136}\b")
+TOKEN = re.compile(r"\btsp_[0-9a-f]{128}\b")
 failures = []
 
 

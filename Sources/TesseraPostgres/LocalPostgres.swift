@@ -81,8 +81,9 @@ public struct LocalPostgres: Sendable {
         throw lastError ?? LocalPostgresError.commandFailed(command: "pg_ctl start", status: -1, output: "", log: serverLog)
     }
 
+    /// `pg_ctl status` (its "no server running" is an answer, not a failure to log).
     public var isRunning: Bool {
-        (try? run("pg_ctl", ["-D", dataDirectory, "status"])) != nil
+        (try? run("pg_ctl", ["-D", dataDirectory, "status"], logFailure: false)) != nil
     }
 
     /// Fast shutdown: active sessions are disconnected, data is flushed.
@@ -106,7 +107,7 @@ public struct LocalPostgres: Sendable {
 
     /// Runs one of the cluster's tools (as `postgres` when we are root); throws with its output on failure.
     @discardableResult
-    public func run(_ tool: String, _ arguments: [String]) throws -> String {
+    public func run(_ tool: String, _ arguments: [String], logFailure: Bool = true) throws -> String {
         let executable = binDirectory + "/" + tool
         let outcome =
             getuid() == 0
@@ -114,7 +115,7 @@ public struct LocalPostgres: Sendable {
             : try Subprocess.run(executable, arguments)
         guard outcome.status == 0 else {
             let output = outcome.stdout + "\n" + outcome.stderr
-            let logged = Self.append(
+            let logged = logFailure && Self.append(
                 "\(Date()) \(tool) \(arguments.joined(separator: " ")) exited with status \(outcome.status)\n\(output)\n",
                 to: failureLog)
             throw LocalPostgresError.commandFailed(
@@ -214,7 +215,7 @@ extension LocalPostgres {
         let script = """
             while kill -0 \(pid) 2>/dev/null; do sleep 0.5; done
             \(pgCtl) -D '\(dataDirectory)' -m immediate -w stop >/dev/null 2>&1
-            \(removeData ? "rm -rf '\(dataDirectory)'" : "")
+            \(removeData ? "rm -rf '\(dataDirectory)' '\(failureLog)'" : "")
             """
         try Subprocess.detach("/bin/sh", ["-c", script])
     }
