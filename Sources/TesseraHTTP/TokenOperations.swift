@@ -1,0 +1,323 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TesseraCore
+import TesseraPostgres
+
+/// What can be done to tokens, with its rules, transactions and audit events: one piece of code
+/// for every face of Tessera (the `/api-tokens` routes and the web console). Errors are
+/// ``Problem``s, which the API sends as problem+json and the console shows on the page.
+public struct TokenOperations: Sendable {
+    let store: TesseraStore
+
+    public init(store: TesseraStore) {
+        self.store = store
+    }
+
+    static let tokenNotFound = Problem(.notFound, "Token not found")
+
+    /// What a create asks for, whichever face it came through.
+    public struct CreateRequest: Decodable, Sendable {
+        public var name: String
+        public var groups: [String]?
+        public var isSystemToken: Bool?
+        public var tokenExpiration: Int64?
+        /// `"tokenExpiration": null` asks for a token that never expires (org policy permitting).
+        public var neverExpires = false
+        public var description: String?
+        public var scopes: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, groups, isSystemToken, tokenExpiration, description, scopes
+        }
+
+        public init(
+            name: String, description: String? = nil, scopes: [String]? = nil, tokenExpiration: Int64? = nil,
+            neverExpires: Bool = false, isSystemToken: Bool? = nil, groups: [String]? = nil
+        ) {
+            self.name = name
+            self.description = description
+            self.scopes = scopes
+            self.tokenExpiration = tokenExpiration
+            self.neverExpires = neverExpires
+            self.isSystemToken = isSystemToken
+            self.groups = groups
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decode(String.self, forKey: .name)
+            groups = try container.decodeIfPresent([String].self, forKey: .groups)
+            isSystemToken = try container.decodeIfPresent(Bool.self, forKey: .isSystemToken)
+            tokenExpiration = try container.decodeIfPresent(Int64.self, forKey: .tokenExpiration)
+            neverExpires = try container.contains(.tokenExpiration) && container.decodeNil(forKey: .tokenExpiration)
+            description = try container.decodeIfPresent(String.self, forKey: .description)
+            scopes = try container.decodeIfPresent([String].self, forKey: .scopes)
+        }
+    }
+
+    /// A token just made (created or rotated): its record and the secret, shown once.
+    public struct Issued: Sendable {
+        public let record: TokenRecord
+        public let secret: TokenSecret
+    }
+
+    // MARK: - Reading
+
+    /// A page of the tokens `caller` may see: admins all, members their own plus organization tokens.
+    public func list(caller: Caller, query: TokenQuery, logger: Logger) async throws -> TokenPage {
+        try await store.client.withConnection { connection in
+            try await connection.tokens(
+                orgID: caller.orgID, visibleTo: caller.userID, all: caller.isAdmin(catalog: .builtIn), query: query,
+                logger: logger)
+        }
+    }
+
+    /// The token `id` if the caller may see it: admins all, members their own personal tokens and
+    /// every organization token. Otherwise 404, whether or not it exists.
+    public func visible(_ id: UUID, caller: Caller, logger: Logger) async throws -> TokenRecord {
+        let record = try await store.client.withConnection { connection in
+            try await connection.token(id: id, orgID: caller.orgID, logger: logger)
+        }
+        guard let record else { throw Self.tokenNotFound }
+        let visible = caller.isAdmin(catalog: .builtIn) || record.kind == .organization || record.ownerUserID == caller.userID
+        guard visible else { throw Self.tokenNotFound }
+        return record
+    }
+
+    /// Owner or admin; organization tokens: admin.
+    public func mayManage(_ record: TokenRecord, caller: Caller) -> Bool {
+        caller.isAdmin(catalog: .builtIn) || (record.kind == .personal && record.ownerUserID == caller.userID)
+    }
+
+    // MARK: - Changing
+
+    /// Name, description, status (active|inactive). Scopes never change; revoked is final.
+    public func update(
+        _ record: TokenRecord, name: String?, description: String??, status: TokenStatus?, caller: Caller,
+        actor: AuditActor, logger: Logger
+    ) async throws -> TokenRecord {
+        guard mayManage(record, caller: caller) else { throw Self.tokenNotFound }
+        if let name, !(1...200).contains(name.count) || !Validation.isPlainText(name) {
+            throw Problem.invalidField("name", "must be 1 to 200 characters, without control characters")
+        }
+        if let description = description ?? nil, description.count > 1000 || !Validation.isPlainText(description, multiline: true) {
+            throw Problem.invalidField("description", "must be at most 1000 characters")
+        }
+        if status == .revoked {
+            throw Problem.invalidField("status", "must be active or inactive (delete a token to revoke it)")
+        }
+        if record.status == .revoked && status != nil {
+            throw Problem(.conflict, "A revoked token cannot be reactivated")
+        }
+        let updated = try await store.transaction { connection -> TokenRecord? in
+            guard try await connection.updateToken(
+                id: record.id, orgID: caller.orgID, name: name, description: description, status: status, logger: logger)
+            else { return nil }
+            var details: [String: String] = [:]
+            if let name { details["name"] = name }
+            if let status { details["status"] = status.rawValue }
+            let action = status.map { $0 != record.status ? "token.status_changed" : "token.updated" } ?? "token.updated"
+            try await connection.recordAudit(
+                actor.event(orgID: caller.orgID, action: action, token: record.id, target: record.username, details: details),
+                logger: logger)
+            return try await connection.token(id: record.id, orgID: caller.orgID, logger: logger)
+        }
+        guard let updated else { throw Self.tokenNotFound }
+        return updated
+    }
+
+    /// A new secret (and a new id) with the same metadata; the old secret stops at once, or after
+    /// `overlapSeconds` (≤ 86400). Rotating a token already rotated away revokes its whole family.
+    public func rotate(_ record: TokenRecord, overlapSeconds overlap: Int, caller: Caller, actor: AuditActor, logger: Logger)
+        async throws -> Issued
+    {
+        guard mayManage(record, caller: caller) else { throw Self.tokenNotFound }
+        guard (0...86_400).contains(overlap) else { throw Problem.invalidField("overlapSeconds", "must be from 0 to 86400") }
+        let now = store.clock.now()
+        let secret = TokenSecret.generate(kind: record.kind)
+        let outcome: RotationOutcome
+        do {
+            outcome = try await store.transaction { connection -> RotationOutcome in
+                let outcome = try await connection.rotateToken(
+                    id: record.id, orgID: caller.orgID, secret: secret, now: now,
+                    graceUntil: overlap > 0 ? now.addingTimeInterval(TimeInterval(overlap)) : nil, logger: logger)
+                switch outcome {
+                case .rotated(let newID):
+                    try await connection.recordAudit(
+                        actor.event(
+                            orgID: caller.orgID, action: "token.rotated", token: record.id, target: record.username,
+                            details: ["newTokenUUID": newID.uuidString.lowercased(), "overlapSeconds": String(overlap)]),
+                        logger: logger)
+                case .reuseDetected:
+                    try await connection.recordAudit(
+                        actor.event(orgID: caller.orgID, action: "token.rotation_reuse", token: record.id, target: record.username),
+                        logger: logger)
+                case .notFound: break
+                }
+                return outcome
+            }
+        } catch let error as PSQLError where error.constraintName == "expiry_after_creation" {
+            throw Problem(.badRequest, "An expired token cannot be rotated: create a new one")
+        }
+        switch outcome {
+        case .notFound:
+            throw Problem(.conflict, "A revoked token cannot be rotated")
+        case .reuseDetected:
+            throw Problem(.conflict, "This token was already rotated; every token of its family is now revoked")
+        case .rotated(let newID):
+            let fresh = try await store.client.withConnection { try await $0.token(id: newID, orgID: caller.orgID, logger: logger) }
+            guard let fresh else { throw Self.tokenNotFound }
+            return Issued(record: fresh, secret: secret)
+        }
+    }
+
+    public func delete(_ record: TokenRecord, caller: Caller, actor: AuditActor, logger: Logger) async throws {
+        guard mayManage(record, caller: caller) else { throw Self.tokenNotFound }
+        let deleted = try await store.transaction { connection in
+            guard try await connection.deleteToken(id: record.id, orgID: caller.orgID, logger: logger) else { return false }
+            try await connection.recordAudit(
+                actor.event(
+                    orgID: caller.orgID, action: "token.deleted", token: record.id, target: record.username,
+                    details: ["kind": record.kind.rawValue, "name": record.name]),
+                logger: logger)
+            return true
+        }
+        guard deleted else { throw Self.tokenNotFound }
+    }
+
+    // MARK: - Creating
+
+    /// The caller's own personal token (groups = their current groups).
+    public func createOwn(_ body: CreateRequest, caller: Caller, org: OrganizationRecord, actor: AuditActor, logger: Logger)
+        async throws -> Issued
+    {
+        guard let userID = caller.userID, caller.role != nil else {
+            throw Problem(.forbidden, "Only members can create their own token; organization tokens cannot own tokens")
+        }
+        let admin = caller.isAdmin(catalog: .builtIn)
+        if !admin && !org.userTokensEnabled {
+            throw Problem(.forbidden, "User-managed API tokens are disabled in this organization")
+        }
+        let row = try await newRow(
+            body, caller: caller, org: org, admin: admin, kind: .personal, ownerUserID: userID, username: caller.username,
+            groups: caller.groups, logger: logger)
+        return try await insert(
+            row, caller: caller, actor: actor, logger: logger,
+            duplicate: "Token for user already exists. Delete it first to create a new one.")
+    }
+
+    /// Admins: a member's personal token, or (`isSystemToken`) an organization token labelled `username`.
+    public func createFor(
+        _ username: String, _ body: CreateRequest, caller: Caller, org: OrganizationRecord, actor: AuditActor, logger: Logger
+    ) async throws -> Issued {
+        guard caller.isAdmin(catalog: .builtIn) else {
+            throw Problem(.unauthorized, "Only organization admins can create tokens for other users")
+        }
+        if body.isSystemToken == true {
+            guard Validation.isValidUsername(username) else {
+                throw Problem(.badRequest, "Service label \"\(username)\" is invalid: use letters, digits and ._@+-")
+            }
+            let row = try await newRow(
+                body, caller: caller, org: org, admin: true, kind: .organization, ownerUserID: nil, username: username,
+                groups: body.groups ?? [], logger: logger)
+            return try await insert(row, caller: caller, actor: actor, logger: logger, duplicate: "")
+        }
+        let member = try await store.client.withConnection { connection -> MemberRecord? in
+            guard let user = try await connection.user(username: username, logger: logger) else { return nil }
+            return try await connection.membership(orgID: org.id, userID: user.id, logger: logger)
+        }
+        guard let member else {
+            throw Problem(.badRequest, "User \(username) is not a member of organization \(org.slug)")
+        }
+        let row = try await newRow(
+            body, caller: caller, org: org, admin: true, kind: .personal, ownerUserID: member.userID,
+            username: member.username, groups: body.groups ?? member.groups, logger: logger)
+        return try await insert(
+            row, caller: caller, actor: actor, logger: logger, duplicate: "User \(username) already has a token")
+    }
+
+    /// Validates a create body against the field rules (422) and the org's policy and catalog (400).
+    func newRow(
+        _ body: CreateRequest, caller: Caller, org: OrganizationRecord, admin: Bool, kind: TokenKind,
+        ownerUserID: UUID?, username: String, groups: [String], logger: Logger
+    ) async throws -> NewTokenRow {
+        guard (1...200).contains(body.name.count), Validation.isPlainText(body.name) else {
+            throw Problem.invalidField("name", "must be 1 to 200 characters, without control characters")
+        }
+        if let description = body.description, description.count > 1000 || !Validation.isPlainText(description, multiline: true) {
+            throw Problem.invalidField("description", "must be at most 1000 characters, without control characters")
+        }
+        guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) && Validation.isPlainText($0) }) else {
+            throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
+        }
+        let now = store.clock.now()
+        let expiresAt: Date?
+        if body.neverExpires {
+            guard org.allowNonExpiringTokens, org.maxTokenLifetimeDays == nil else {
+                throw Problem(
+                    .badRequest,
+                    org.maxTokenLifetimeDays.map { "Tokens must expire within the organization's maximum lifetime of \($0) days" }
+                        ?? "This organization does not allow tokens that never expire")
+            }
+            expiresAt = nil
+        } else if let requested = body.tokenExpiration {
+            let date = Date(timeIntervalSince1970: TimeInterval(requested))
+            guard date > now else { throw Problem(.badRequest, "Token expiration must be in the future") }
+            if let maxDays = org.maxTokenLifetimeDays, date > now.addingTimeInterval(Double(maxDays) * 86_400) {
+                throw Problem(.badRequest, "Token expiration exceeds the organization's maximum lifetime of \(maxDays) days")
+            }
+            expiresAt = date
+        } else {
+            expiresAt = now.addingTimeInterval(Double(org.defaultTokenLifetimeDays) * 86_400)
+        }
+        let scopes = Array(Set(body.scopes ?? org.defaultScopes)).sorted()
+        guard !scopes.isEmpty, scopes.count <= 100 else {
+            throw Problem.invalidField("scopes", "must hold 1 to 100 scope names")
+        }
+        let catalog = ScopeCatalog(try await store.client.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
+        for scope in scopes {
+            guard let entry = catalog.entries[scope] else {
+                throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
+            }
+            if entry.adminOnly && !admin {
+                throw Problem(.badRequest, "Scope \(scope) can only be granted by an organization admin")
+            }
+        }
+        if scopes.contains("platform:admin") {
+            let ownerIsPlatformAdmin = kind == .personal && ownerUserID == caller.userID && caller.platformAdmin
+            guard ownerIsPlatformAdmin else {
+                throw Problem(.badRequest, "Scope platform:admin is only for a platform admin's own personal token")
+            }
+        }
+        return NewTokenRow(
+            orgID: org.id, kind: kind, ownerUserID: ownerUserID, username: username, name: body.name,
+            description: body.description, scopes: scopes, groups: groups, secret: .generate(kind: kind),
+            expiresAt: expiresAt, createdAt: now, createdBy: caller.username, createdByUserID: caller.userID)
+    }
+
+    /// Inserts the token and its audit event in one transaction; the one-live-personal-token
+    /// index turns a duplicate (even a concurrent one) into LISA's 400.
+    func insert(_ row: NewTokenRow, caller: Caller, actor: AuditActor, logger: Logger, duplicate: String) async throws -> Issued {
+        do {
+            let record = try await store.transaction { connection in
+                let id = try await connection.insertToken(row, logger: logger)
+                try await connection.recordAudit(
+                    actor.event(
+                        orgID: row.orgID, action: "token.created", token: id, target: row.username,
+                        details: ["kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " ")]),
+                    logger: logger)
+                guard let record = try await connection.token(id: id, orgID: row.orgID, logger: logger) else {
+                    throw StoreError.noRows
+                }
+                return record
+            }
+            return Issued(record: record, secret: row.secret)
+        } catch let error as PSQLError where error.constraintName == "tokens_one_live_personal_per_member" {
+            throw Problem(.badRequest, duplicate)
+        } catch let error as PSQLError where error.isForeignKeyViolation && row.kind == .personal {
+            // The membership went away while this token was being made (a concurrent removal).
+            throw Problem(.badRequest, "User \(row.username) is not a member of organization \(caller.orgSlug)")
+        }
+    }
+}
