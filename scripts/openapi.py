@@ -213,7 +213,7 @@ schemas = {
         "allowNonExpiringTokens": B, "idleTimeoutDays": nullable(DAYS), "apiGroup": nullable(NAME), "userTokensEnabled": B,
         "defaultScopes": SCOPES, "scopes": A(scope)}},
     "AuditEvent": {"type": "object", "properties": {
-        "id": S(), "occurredDate": I, "actor": nullable(S()), "actorKind": S(enum=["token", "jwt", "cli", "system"]),
+        "id": S(), "occurredDate": I, "actor": nullable(S()), "actorKind": S(enum=["token", "jwt", "cli", "system", "console"]),
         "actorTokenUUID": nullable(S()), "action": S(), "tokenUUID": nullable(S()), "username": nullable(S()),
         "sourceIP": nullable(S()), "details": {"type": "object", "additionalProperties": S()}}},
     "AuditPage": {"type": "object", "properties": {"events": A(ref("AuditEvent")), "nextCursor": S()}},

@@ -110,6 +110,13 @@ public struct TokenHash: Sendable, Hashable, CustomStringConvertible {
         self.bytes = bytes
     }
 
+    /// From ``hex`` (64 lowercase hex digits).
+    public init?(hex: String) {
+        let utf8 = Array(hex.utf8)
+        guard utf8.count == 64, utf8.allSatisfy(Hex.isLowercaseDigit) else { return nil }
+        self.bytes = stride(from: 0, to: 64, by: 2).map { UInt8(Hex.value(of: utf8[$0]) << 4 | Hex.value(of: utf8[$0 + 1])) }
+    }
+
     public static func == (lhs: TokenHash, rhs: TokenHash) -> Bool {
         var difference: UInt8 = 0
         for (left, right) in zip(lhs.bytes, rhs.bytes) { difference |= left ^ right }

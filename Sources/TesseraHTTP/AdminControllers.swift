@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import PostgresNIO
 import TesseraCore
 import TesseraPostgres
@@ -187,16 +188,24 @@ struct OrganizationController {
         } catch let error as DecodingError {
             throw Problem.unprocessable(error)
         }
+        try await Self.applyPolicy(patch, org: org, store: store, actor: caller.auditActor(context), logger: context.logger)
+        return try await store.client.withConnection { try await info($0, id: org.id, context) }
+    }
+
+    /// Validates and applies a policy change in one transaction with its audit event: the same
+    /// code for `PATCH /orgs/{org}` and the console's Policy page.
+    static func applyPolicy(
+        _ patch: OrganizationPatch, org: OrganizationRecord, store: TesseraStore, actor: AuditActor, logger: Logger
+    ) async throws {
         try validate(patch)
         do {
-            return try await store.transaction { connection in
-                _ = try await connection.updateOrganization(id: org.id, patch: patch, logger: context.logger)
-                let catalog = ScopeCatalog(try await connection.scopeCatalog(orgID: org.id, logger: context.logger))
+            try await store.transaction { connection in
+                _ = try await connection.updateOrganization(id: org.id, patch: patch, logger: logger)
+                let catalog = ScopeCatalog(try await connection.scopeCatalog(orgID: org.id, logger: logger))
                 for scope in patch.defaultScopes ?? [] where catalog.entries[scope] == nil {
                     throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
                 }
-                try await connection.recordAudit(caller.auditEvent(context, action: "org.policy_updated"), logger: context.logger)
-                return try await info(connection, id: org.id, context)
+                try await connection.recordAudit(actor.event(orgID: org.id, action: "org.policy_updated"), logger: logger)
             }
         } catch let error as PSQLError where error.isCheckViolation {
             let reason =
@@ -285,7 +294,7 @@ struct OrganizationController {
         return OrganizationInfo(record: record, scopes: try await connection.scopeCatalog(orgID: id, logger: context.logger))
     }
 
-    func validate(_ patch: OrganizationPatch) throws {
+    static func validate(_ patch: OrganizationPatch) throws {
         if let name = patch.displayName, !(1...200).contains(name.count) || !Validation.isPlainText(name) {
             throw Problem.invalidField("displayName", "must be 1 to 200 characters, without control characters")
         }

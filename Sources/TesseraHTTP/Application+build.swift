@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var cache: VerificationCacheSettings
     /// How long a verification cache miss waits for the database before failing closed (nil: no limit).
     public var lookupTimeout: Duration?
+    /// The web console under `/console/` (nil: no console).
+    public var console: ConsoleSettings? = ConsoleSettings()
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, lastUsedFlushInterval: Duration = .seconds(60),
@@ -74,10 +76,20 @@ public func buildApplication(
     let verifier = TokenVerifier(
         store: store, cache: VerificationCache(settings: configuration.cache), lookupTimeout: configuration.lookupTimeout)
     let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
+    var services: [any Service] = [client]
+    var console: ConsoleController?
+    if var settings = configuration.console {
+        if settings.secureCookies == false && !["127.0.0.1", "localhost", "::1"].contains(configuration.host) {
+            settings.secureCookies = true  // off loopback, cookies travel over TLS only
+        }
+        let driver = PostgresSessionDriver(client: client, logger: logger)
+        console = ConsoleController(
+            store: store, views: try await ConsoleViews.load(directory: settings.directory), settings: settings, sessionDriver: driver)
+        services.append(driver)
+    }
     let router = buildRouter(
         store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt), lastUsed: lastUsed,
-        verifier: verifier, listener: listener)
-    var services: [any Service] = [client]
+        verifier: verifier, listener: listener, console: console)
     if let listener { services.append(listener) }
     // Shut down in reverse order: the server stops, then last-used flushes, then the pool closes.
     services.append(lastUsed)
@@ -91,13 +103,13 @@ public func buildApplication(
 
 func buildRouter(
     store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?, lastUsed: LastUsedRecorder,
-    verifier: TokenVerifier, listener: InvalidationListener?
+    verifier: TokenVerifier, listener: InvalidationListener?, console: ConsoleController? = nil
 ) -> Router<TesseraRequestContext> {
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: URISanityMiddleware())
-    HomeController().addRoutes(to: router)
+    HomeController(console: console != nil).addRoutes(to: router)
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
     MetricsController().addRoutes(to: router)
     for path in ["openapi.json", "api-tokens/openapi.json"] {
@@ -125,6 +137,7 @@ func buildRouter(
     organizations.addRoutes(to: orgs)
     AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
     UserController(store: store, resolver: resolver).addRoutes(to: api("users"))
+    console?.addRoutes(to: router)
     return router
 }
 

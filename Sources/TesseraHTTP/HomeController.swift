@@ -11,6 +11,8 @@ import Hummingbird
 /// The pages carry no script, and their one stylesheet is allowed by its hash in the
 /// Content-Security-Policy, so nothing else can run or load.
 struct HomeController {
+    /// With the console, browsers opening `/` go to `/console/` (DESIGN §8).
+    var console = false
     struct Index: ResponseEncodable {
         let name: String
         let description: String
@@ -27,7 +29,8 @@ struct HomeController {
 
     func addRoutes(to router: Router<TesseraRequestContext>) {
         router.get("/") { request, context in
-            Self.acceptsHTML(request) ? Self.page(Self.home) : try Self.index.response(from: request, context: context)
+            guard Self.acceptsHTML(request) else { return try Self.index.response(from: request, context: context) }
+            return console ? Response(status: .seeOther, headers: [.location: "/console/", .vary: "Accept"]) : Self.page(Self.home)
         }
         router.get("docs") { _, _ in Self.page(Self.reference) }
     }

@@ -39,21 +39,11 @@ public struct Migration: Sendable, Equatable {
     /// Where the `sql/` folder is: `TESSERA_MIGRATIONS_DIR`, `./sql`, `<binary>/../share/tessera/sql`,
     /// or the checkout this binary was built from.
     public static func defaultDirectory() throws -> String {
-        let environment = ProcessInfo.processInfo.environment
-        var candidates: [String] = []
-        if let configured = environment["TESSERA_MIGRATIONS_DIR"], !configured.isEmpty {
-            return configured
+        do {
+            return try ResourceFolder.locate("sql", marker: "0001_init.sql", environment: "TESSERA_MIGRATIONS_DIR")
+        } catch ResourceFolderError.notFound(_, let places) {
+            throw MigrationError.directoryNotFound(places)
         }
-        candidates.append(FileManager.default.currentDirectoryPath + "/sql")
-        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
-        candidates.append(executable.deletingLastPathComponent().appendingPathComponent("../share/tessera/sql").path)
-        let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("sql").path
-        candidates.append(checkout)
-        for candidate in candidates where FileManager.default.fileExists(atPath: candidate + "/0001_init.sql") {
-            return candidate
-        }
-        throw MigrationError.directoryNotFound(candidates)
     }
 }
 

@@ -68,7 +68,7 @@ public struct NewTokenRow: Sendable {
 }
 
 public enum AuditActorKind: String, Sendable {
-    case token, jwt, cli, system
+    case token, jwt, cli, system, console
 }
 
 /// One line of the audit trail. `details` must never hold a secret.

@@ -1,0 +1,227 @@
+import Foundation
+import Hummingbird
+import HummingbirdAuth
+import Logging
+import PostgresNIO
+import TesseraCore
+import TesseraPostgres
+
+/// The admins' pages of the console: Members, Policy, Audit log. Same operations as the API's
+/// `/orgs/{org}/…` routes (``TesseraStore/putMember``, ``TesseraStore/removeMember``,
+/// ``OrganizationController/applyPolicy``), audited with actor kind `console`.
+struct ConsoleAdminPages {
+    let controller: ConsoleController
+    var store: TesseraStore { controller.store }
+    var views: ConsoleViews { controller.views }
+    var operations: TokenOperations { controller.operations }
+
+    func addRoutes(to pages: RouterGroup<ConsoleContext>) {
+        pages.get("members", use: members)
+        pages.post("members", use: putMember)
+        pages.get("members/:username/remove", use: confirmRemove)
+        pages.post("members/:username/remove", use: removeMember)
+        pages.post("members/:username/token", use: createMemberToken)
+        pages.get("policy", use: policy)
+        pages.post("policy", use: savePolicy)
+        pages.get("audit", use: audit)
+    }
+
+    static let adminsOnly = Problem(.forbidden, "Only organization admins can open this page.")
+
+    func admin(_ context: ConsoleContext) throws -> ConsoleUser {
+        let user = try context.signedIn()
+        guard user.isAdmin else { throw Self.adminsOnly }
+        return user
+    }
+
+    /// Query strings without empty fields (what a GET form sends for blank inputs), so links are
+    /// clean and the API's strict parameter rules apply to what is left.
+    static func dropEmptyParameters(_ request: Request) throws {
+        guard let components = URLComponents(string: request.uri.description),
+            let items = components.queryItems, items.contains(where: { ($0.value ?? "").isEmpty })
+        else { return }
+        var cleaned = components
+        let kept = items.filter { !($0.value ?? "").isEmpty }
+        cleaned.queryItems = kept.isEmpty ? nil : kept
+        throw ConsoleRedirect(location: cleaned.string ?? components.path)
+    }
+
+    // MARK: - Members
+
+    @Sendable func members(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        let members = try await store.client.withConnection { try await $0.members(orgID: user.org.id, logger: context.logger) }
+        let rows = members.map { member -> [String: Any] in
+            ["username": member.username, "role": member.role.rawValue, "isAdmin": member.role == .admin,
+             "groups": member.groups.joined(separator: ", "), "status": member.userStatus,
+             "since": ConsoleController.format(member.createdAt), "isMe": member.userID == user.caller.userID]
+        }
+        return views.page(
+            "members", ["title": "Members", "members": rows, "empty": members.isEmpty, "back": "/console/members"], user: user)
+    }
+
+    /// Adds a member, or changes a member's role and groups.
+    @Sendable func putMember(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        let back = "/console/members"
+        let form = context.form
+        try await flashing(context, back: back) {
+            guard let username = form.text("username"), Validation.isValidUsername(username) else {
+                throw Problem.invalidField("username", "must be 1-255 of A-Z a-z 0-9 ._@+- starting with a letter or digit")
+            }
+            guard let role = MembershipRole(rawValue: form["role"] ?? "member") else { throw Problem.invalidField("role", "must be admin or member") }
+            let groups = (form["groups"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) && Validation.isPlainText($0) }) else {
+                throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
+            }
+            let (_, added) = try await store.putMember(
+                orgID: user.org.id, username: username, role: role, groups: groups, by: context.actor)
+            controller.flash(context, added ? "\(username) was added as \(role.rawValue)." : "\(username) is now \(role.rawValue).")
+        }
+        throw ConsoleRedirect(location: back)
+    }
+
+    @Sendable func confirmRemove(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        let username = try context.parameters.require("username")
+        let tokens = try await store.client.withConnection { connection -> Int in
+            guard let target = try await connection.user(username: username, logger: context.logger),
+                try await connection.membership(orgID: user.org.id, userID: target.id, logger: context.logger) != nil
+            else { throw Problem(.notFound, "\(username) is not a member of \(user.org.slug)") }
+            let page = try await connection.tokens(
+                orgID: user.org.id, visibleTo: target.id, all: false, query: TokenQuery(limit: 1000, kind: .personal, status: .active),
+                logger: context.logger)
+            return page.records.count
+        }
+        return views.page(
+            "confirm-remove",
+            ["title": "Remove member", "username": username, "tokens": tokens, "hasTokens": tokens > 0,
+             "isMe": username == user.caller.username],
+            user: user)
+    }
+
+    /// Removes the member; their personal tokens in this org are revoked in the same transaction.
+    @Sendable func removeMember(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        let username = try context.parameters.require("username")
+        let back = "/console/members"
+        try await flashing(context, back: back) {
+            let removed = try await store.removeMember(
+                orgID: user.org.id, username: username, leaving: username == user.caller.username, by: context.actor)
+            guard removed else { throw Problem(.notFound, "\(username) is not a member of \(user.org.slug)") }
+            controller.flash(context, "\(username) was removed; their personal tokens in \(user.org.slug) are revoked.")
+        }
+        throw ConsoleRedirect(location: username == user.caller.username ? "/console/my-token" : back)
+    }
+
+    /// An admin creates a member's personal token (shown once, like any other).
+    @Sendable func createMemberToken(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        let username = try context.parameters.require("username")
+        let issued = try await flashing(context, back: "/console/members") {
+            let body = try await controller.createRequest(context.form, user: user, context: context)
+            return try await operations.createFor(username, body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
+        }
+        return controller.secretPage(issued, user: user, heading: "Token created for \(username)", back: "/console/members", request: request)
+    }
+
+    // MARK: - Policy
+
+    @Sendable func policy(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        let catalog = try await store.client.withConnection { try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger) }
+        let org = user.org
+        let scopes = catalog.sorted { $0.name < $1.name }.map { entry -> [String: Any] in
+            ["name": entry.name, "description": entry.description, "adminOnly": entry.adminOnly,
+             "implies": entry.implies.joined(separator: " "), "isDefault": org.defaultScopes.contains(entry.name),
+             "fieldID": "default-" + entry.name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()]
+        }
+        return views.page(
+            "policy",
+            ["title": "Policy", "defaultDays": org.defaultTokenLifetimeDays, "maxDays": org.maxTokenLifetimeDays.map(String.init) ?? "",
+             "allowNonExpiring": org.allowNonExpiringTokens, "idleDays": org.idleTimeoutDays.map(String.init) ?? "",
+             "apiGroup": org.apiGroup ?? "", "userTokensEnabled": org.userTokensEnabled, "displayName": org.displayName,
+             "scopes": scopes],
+            user: user)
+    }
+
+    /// The whole form is the new policy (blank = no limit); a new scope may be added to the catalog.
+    @Sendable func savePolicy(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        let form = context.form
+        let back = "/console/policy"
+        try await flashing(context, back: back) {
+            func days(_ field: String, label: String) throws -> Int? {
+                guard let text = form.text(field) else { return nil }
+                guard let value = Int(text), (1...36_500).contains(value) else {
+                    throw Problem.invalidField(label, "must be a number of days from 1 to 36500, or blank")
+                }
+                return value
+            }
+            var patch = OrganizationPatch()
+            patch.displayName = form.text("displayName")
+            guard let defaultDays = try days("defaultDays", label: "Default lifetime") else {
+                throw Problem.invalidField("Default lifetime", "is required")
+            }
+            patch.defaultTokenLifetimeDays = defaultDays
+            patch.maxTokenLifetimeDays = .some(try days("maxDays", label: "Maximum lifetime"))
+            patch.idleTimeoutDays = .some(try days("idleDays", label: "Idle timeout"))
+            patch.allowNonExpiringTokens = form["allowNonExpiring"] == "on"
+            patch.userTokensEnabled = form["userTokensEnabled"] == "on"
+            patch.apiGroup = .some(form.text("apiGroup"))
+            let defaults = form.all("defaultScopes")
+            guard !defaults.isEmpty else { throw Problem.invalidField("Default scopes", "must hold at least one scope") }
+            patch.defaultScopes = defaults
+            if let name = form.text("newScope") {
+                patch.scopes = [
+                    ScopeCatalog.Entry(
+                        name: name, description: form.text("newScopeDescription") ?? "", adminOnly: form["newScopeAdminOnly"] == "on",
+                        implies: [])
+                ]
+            }
+            try await OrganizationController.applyPolicy(patch, org: user.org, store: store, actor: context.actor, logger: context.logger)
+            controller.flash(context, "Policy saved.")
+        }
+        throw ConsoleRedirect(location: back)
+    }
+
+    // MARK: - Audit log
+
+    @Sendable func audit(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        try Self.dropEmptyParameters(request)
+        var query = try AuditController.query(request.uri.queryParameters)
+        if request.uri.queryParameters.get("limit") == nil { query.limit = 50 }
+        let (events, more) = try await store.client.withConnection {
+            try await $0.auditEvents(orgID: user.org.id, query: query, logger: context.logger)
+        }
+        let shown = events.prefix(query.limit)
+        let rows = shown.map { event -> [String: Any] in
+            ["when": ConsoleController.format(event.occurredAt), "actor": event.actorUsername ?? "—", "kind": event.actorKind,
+             "action": event.action, "target": event.targetUsername ?? "", "token": event.targetTokenID?.uuidString.lowercased() ?? "",
+             "source": event.sourceIP ?? "", "details": Self.details(event.details)]
+        }
+        var data: [String: Any] = [
+            "title": "Audit log", "events": rows, "empty": rows.isEmpty, "actor": query.actor ?? "", "action": query.action ?? "",
+        ]
+        if more, let last = shown.last {
+            var components = URLComponents()
+            components.path = "/console/audit"
+            components.queryItems = [("actor", query.actor), ("action", query.action), ("cursor", String(last.id))]
+                .compactMap { name, value in value.map { URLQueryItem(name: name, value: $0) } }
+            data["nextPage"] = components.string
+        }
+        return views.page("audit", data, user: user)
+    }
+
+    /// `{"a":"b","c":"d"}` as `a: b, c: d`.
+    static func details(_ json: String) -> String {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else { return "" }
+        return object.keys.sorted().map { "\($0): \(object[$0].map { "\($0)" } ?? "")" }.joined(separator: ", ")
+    }
+
+    @discardableResult
+    func flashing<T>(_ context: ConsoleContext, back: String, _ body: () async throws -> T) async throws -> T {
+        try await controller.flashing(context, back: back, body)
+    }
+}

@@ -1,0 +1,395 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdAuth
+import Logging
+import NIOCore
+import TesseraCore
+import TesseraPostgres
+
+/// The web console under `/console/` (DESIGN §8): server-rendered pages that work without
+/// JavaScript, calling the same operations as the API (``TokenOperations``, the store's member
+/// operations, ``OrganizationController/applyPolicy``), audited with actor kind `console`.
+/// Every change is a POST (CSRF-checked) answered by a redirect (POST-redirect-GET), except
+/// create and rotate, whose answer is the page showing the new secret once.
+struct ConsoleController {
+    let store: TesseraStore
+    let views: ConsoleViews
+    let settings: ConsoleSettings
+    let sessionDriver: PostgresSessionDriver
+    var operations: TokenOperations { TokenOperations(store: store) }
+
+    static let cookieName = "tessera_session"
+
+    func addRoutes(to router: Router<TesseraRequestContext>) {
+        let console = router.group("console", context: ConsoleContext.self)
+            .add(middleware: ConsoleHeadersMiddleware())
+            .add(middleware: ConsoleErrorMiddleware(views: views))
+            .add(
+                middleware: SessionMiddleware<ConsoleContext>(
+                    storage: sessionDriver,
+                    configuration: .init(
+                        sessionCookieParameters: .init(
+                            name: Self.cookieName, path: "/console", secure: settings.secureCookies, sameSite: .lax),
+                        defaultSessionExpiration: settings.idleTimeout)))
+            .add(middleware: ConsoleRedirectMiddleware())
+            .add(middleware: CSRFMiddleware())
+        console.get { _, context -> Response in
+            throw ConsoleRedirect(location: context.sessions.session == nil ? "/console/sign-in" : "/console/my-token")
+        }
+        console.get("static/:file", use: staticFile)
+        console.get("sign-in", use: signInPage)
+        console.post("sign-in", use: signIn)
+        console.post("sign-out", use: signOut)
+
+        let pages = console.group().add(middleware: ConsoleUserMiddleware(store: store, settings: settings))
+        pages.post("org", use: switchOrg)
+        pages.get("my-token", use: myToken)
+        pages.post("my-token", use: createMyToken)
+        pages.get("org-tokens", use: orgTokens)
+        pages.post("org-tokens", use: createOrgToken)
+        pages.post("tokens/:id/status", use: setStatus)
+        pages.post("tokens/:id/rotate", use: rotate)
+        pages.get("tokens/:id/delete", use: confirmDelete)
+        pages.post("tokens/:id/delete", use: delete)
+        ConsoleAdminPages(controller: self).addRoutes(to: pages)
+    }
+
+    // MARK: - Static files and sign-in
+
+    @Sendable func staticFile(_ request: Request, context: ConsoleContext) throws -> Response {
+        guard let name = context.parameters.get("file"), let file = views.files[name] else {
+            throw Problem(.notFound, "No such file")
+        }
+        return Response(
+            status: .ok, headers: [.contentType: file.type, .cacheControl: "public, max-age=300"],
+            body: .init(byteBuffer: file.body))
+    }
+
+    static let endedMessages = [
+        "token": "Your session ended: the token you signed in with no longer works (revoked, deactivated or expired).",
+        "expired": "Your session ended after its maximum lifetime. Sign in again.",
+        "user": "Your session ended: your account is disabled or was removed.",
+        "signed-out": "You are signed out.",
+    ]
+
+    @Sendable func signInPage(_ request: Request, context: ConsoleContext) throws -> Response {
+        if context.sessions.session != nil { throw ConsoleRedirect(location: "/console/my-token") }
+        let ended = request.uri.queryParameters.get("ended").flatMap { Self.endedMessages[$0] }
+        return signInResponse(request, message: ended, isError: ended != nil && request.uri.queryParameters.get("ended") != "signed-out")
+    }
+
+    /// The sign-in form, with a fresh double-submit CSRF cookie when there is none.
+    func signInResponse(_ request: Request, message: String?, isError: Bool, status: HTTPResponse.Status = .ok) -> Response {
+        let csrf = request.cookies[CSRFMiddleware.preSessionCookie]?.value ?? ConsoleSession.newCSRFToken()
+        var data: [String: Any] = ["title": "Sign in", "csrf": csrf]
+        if let message { data["message"] = ["text": message, "error": isError] }
+        var response = views.page("sign-in", data, user: nil, status: status)
+        response.setCookie(
+            Cookie(
+                name: CSRFMiddleware.preSessionCookie, value: csrf, path: "/console", secure: settings.secureCookies,
+                httpOnly: true, sameSite: .strict))
+        return response
+    }
+
+    /// Sign in with a personal API token: identity only (roles come from the database). The
+    /// session keeps the token's hash, so it ends when the token stops verifying.
+    @Sendable func signIn(_ request: Request, context: ConsoleContext) async throws -> Response {
+        guard let presented = context.form.text("token") else {
+            return signInResponse(request, message: "Paste your API token to sign in.", isError: true, status: .badRequest)
+        }
+        let outcome = try await store.verify(presented)
+        let token: VerifiedToken
+        switch outcome {
+        case .failure(let failure):
+            return signInResponse(request, message: "That token does not work. \(failure.description).", isError: true, status: .unauthorized)
+        case .success(let verified):
+            token = verified
+        }
+        guard token.kind == .personal else {
+            return signInResponse(
+                request, message: "Organization tokens belong to services, not people: sign in with your personal token.",
+                isError: true, status: .unauthorized)
+        }
+        try await startSession(
+            request, context,
+            ConsoleSession(
+                username: token.username, method: "token", tokenHash: TokenHash(of: presented).hex,
+                csrf: ConsoleSession.newCSRFToken(), signedInAt: store.clock.now(), org: token.orgSlug))
+        try await store.client.withConnection { connection in
+            try await connection.recordAudit(
+                AuditActor(username: token.username, kind: .console, tokenID: token.tokenID, sourceIP: context.remoteAddress)
+                    .event(orgID: token.orgID, action: "console.signed_in", details: ["method": "token"]),
+                logger: context.logger)
+        }
+        throw ConsoleRedirect(location: "/console/my-token")
+    }
+
+    /// A new session id at every sign-in; the row of any session the browser still had is deleted.
+    func startSession(_ request: Request, _ context: ConsoleContext, _ session: ConsoleSession) async throws {
+        if let old = request.cookies[Self.cookieName]?.value {
+            try await sessionDriver.remove(key: "hbs." + old)
+        }
+        context.sessions.createSession(session, expiresIn: settings.idleTimeout)
+    }
+
+    /// Deletes the session row and expires the cookie.
+    @Sendable func signOut(_ request: Request, context: ConsoleContext) async throws -> Response {
+        context.sessions.clearSession()
+        throw ConsoleRedirect(location: "/console/sign-in?ended=signed-out")
+    }
+
+    @Sendable func switchOrg(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        guard let slug = context.form.text("org") else { throw Problem(.notFound, "Organization not found") }
+        var allowed = user.organizations.contains { $0.slug == slug }
+        if !allowed && user.isPlatformAdmin { allowed = try await store.organization(slug: slug) != nil }
+        guard allowed else { throw Problem(.notFound, "Organization not found") }
+        context.sessions.withLockedSession { $0?.org = slug }
+        throw ConsoleRedirect(location: isSameOriginPath(context.form["back"] ?? "") ? context.form["back"]! : "/console/my-token")
+    }
+
+    // MARK: - Tokens
+
+    @Sendable func myToken(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        let page = try await store.client.withConnection { connection in
+            try await connection.tokens(
+                orgID: user.org.id, visibleTo: user.caller.userID, all: false, query: TokenQuery(limit: 100, kind: .personal),
+                logger: context.logger)
+        }
+        let mayCreate = user.caller.role != nil && (user.isAdmin || user.org.userTokensEnabled)
+        var data: [String: Any] = [
+            "title": "My token", "tokens": page.records.map { row($0, user) }, "empty": page.records.isEmpty,
+            "mayCreate": mayCreate, "back": "/console/my-token",
+        ]
+        if user.caller.role == nil {
+            data["notMember"] = true
+        } else if !mayCreate {
+            data["disabled"] = true
+        }
+        data.merge(try await createForm(user, context: context)) { _, new in new }
+        return views.page("my-token", data, user: user)
+    }
+
+    @Sendable func createMyToken(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        let issued = try await flashing(context, back: "/console/my-token") {
+            let body = try await createRequest(context.form, user: user, context: context)
+            return try await operations.createOwn(body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
+        }
+        return secretPage(issued, user: user, heading: "Token created", back: "/console/my-token", request: request)
+    }
+
+    @Sendable func orgTokens(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        try ConsoleAdminPages.dropEmptyParameters(request)
+        let parameters = request.uri.queryParameters
+        var query = try TokenController.listQuery(parameters)
+        if parameters.get("limit") == nil { query.limit = 25 }
+        let kind = parameters.get("kind")
+        if kind == nil { query.kind = .organization }
+        if kind == "all" { query.kind = nil }
+        if query.kind == .personal && !user.isAdmin { query.kind = .organization }
+        let page = try await operations.list(caller: user.caller, query: query, logger: context.logger)
+        func link(cursor: String?) -> String {
+            var items: [(String, String)] = []
+            if let search = query.search { items.append(("search", search)) }
+            if let raw = parameters.get("kind") { items.append(("kind", raw)) }
+            if let status = query.status { items.append(("status", status.rawValue)) }
+            if query.ascending { items.append(("sort", "createdDate")) }
+            if parameters.get("limit") != nil { items.append(("limit", String(query.limit))) }
+            if let cursor { items.append(("cursor", cursor)) }
+            var components = URLComponents()
+            components.path = "/console/org-tokens"
+            components.queryItems = items.isEmpty ? nil : items.map { URLQueryItem(name: $0.0, value: $0.1) }
+            return components.string ?? "/console/org-tokens"
+        }
+        let back = link(cursor: parameters.get("cursor"))
+        var data: [String: Any] = [
+            "title": "Organization tokens", "tokens": page.records.map { row($0, user) }, "empty": page.records.isEmpty,
+            "search": query.search ?? "", "back": back, "filtered": query.search != nil || query.status != nil,
+            "kindOptions": [("organization", "Organization tokens"), ("personal", "Personal tokens"), ("all", "All tokens")]
+                .filter { user.isAdmin || $0.0 == "organization" }
+                .map { ["value": $0.0, "label": $0.1, "selected": (kind ?? "organization") == $0.0] },
+            "statusOptions": [("", "Any status"), ("active", "Active"), ("inactive", "Inactive"), ("revoked", "Revoked")]
+                .map { ["value": $0.0, "label": $0.1, "selected": (query.status?.rawValue ?? "") == $0.0] },
+            "sortOptions": [("-createdDate", "Newest first"), ("createdDate", "Oldest first")]
+                .map { ["value": $0.0, "label": $0.1, "selected": (query.ascending ? "createdDate" : "-createdDate") == $0.0] },
+        ]
+        if let next = page.next { data["nextPage"] = link(cursor: TokenController.cursor(next)) }
+        if parameters.get("cursor") != nil { data["firstPage"] = link(cursor: nil) }
+        if user.isAdmin { data.merge(try await createForm(user, context: context)) { _, new in new } }
+        return views.page("org-tokens", data, user: user)
+    }
+
+    @Sendable func createOrgToken(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        let back = "/console/org-tokens"
+        let issued = try await flashing(context, back: back) {
+            guard let label = context.form.text("label") else {
+                throw Problem.invalidField("label", "is required: the service or pipeline that will use the token, e.g. ci-deploy")
+            }
+            var body = try await createRequest(context.form, user: user, context: context)
+            body.isSystemToken = true
+            return try await operations.createFor(label, body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
+        }
+        return secretPage(issued, user: user, heading: "Organization token created", back: back, request: request)
+    }
+
+    @Sendable func setStatus(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        let back = backPath(context)
+        try await flashing(context, back: back) {
+            let record = try await token(context, user)
+            let status: TokenStatus = context.form["status"] == "active" ? .active : .inactive
+            _ = try await operations.update(
+                record, name: nil, description: nil, status: status, caller: user.caller, actor: context.actor, logger: context.logger)
+            flash(context, "Token “\(record.name)” is now \(status == .active ? "active" : "inactive").")
+        }
+        throw ConsoleRedirect(location: back)
+    }
+
+    @Sendable func rotate(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        let back = backPath(context)
+        let issued = try await flashing(context, back: back) {
+            let record = try await token(context, user)
+            let overlap = Int(context.form["overlap"] ?? "0") ?? -1
+            return try await operations.rotate(
+                record, overlapSeconds: overlap, caller: user.caller, actor: context.actor, logger: context.logger)
+        }
+        return secretPage(issued, user: user, heading: "Token rotated", back: back, request: request)
+    }
+
+    @Sendable func confirmDelete(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        let back = request.uri.queryParameters.get("back").flatMap { isSameOriginPath($0) ? $0 : nil } ?? "/console/my-token"
+        guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw TokenOperations.tokenNotFound }
+        let record = try await operations.visible(id, caller: user.caller, logger: context.logger)
+        guard operations.mayManage(record, caller: user.caller) else { throw TokenOperations.tokenNotFound }
+        return views.page(
+            "confirm-delete",
+            ["title": "Delete token", "token": row(record, user), "back": back,
+             "consequence": record.kind == .organization
+                ? "Everything that uses it (CI pipelines, services labelled \(record.username)) will be refused at once."
+                : "Anything that uses it will be refused at once. You can create a new token afterwards."],
+            user: user)
+    }
+
+    @Sendable func delete(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        let back = backPath(context)
+        try await flashing(context, back: back) {
+            let record = try await token(context, user)
+            try await operations.delete(record, caller: user.caller, actor: context.actor, logger: context.logger)
+            flash(context, "Token “\(record.name)” was deleted; it no longer works.")
+        }
+        throw ConsoleRedirect(location: back)
+    }
+
+    // MARK: - Helpers
+
+    /// The secret, once, in the answer to the POST itself: never stored, never cached.
+    func secretPage(_ issued: TokenOperations.Issued, user: ConsoleUser, heading: String, back: String, request: Request) -> Response {
+        let origin = (settings.secureCookies ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1")
+        var response = views.page(
+            "token-secret",
+            ["title": heading, "heading": heading, "secret": issued.secret.plaintext, "token": row(issued.record, user), "back": back,
+             "origin": origin],
+            user: user)
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    func token(_ context: ConsoleContext, _ user: ConsoleUser) async throws -> TokenRecord {
+        guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw TokenOperations.tokenNotFound }
+        return try await operations.visible(id, caller: user.caller, logger: context.logger)
+    }
+
+    func backPath(_ context: ConsoleContext) -> String {
+        let back = context.form["back"] ?? ""
+        return isSameOriginPath(back) ? back : "/console/my-token"
+    }
+
+    /// Runs a change; a refusal (a problem) becomes a message on the page the form came from.
+    @discardableResult
+    func flashing<T>(_ context: ConsoleContext, back: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let problem as Problem where problem.status.code < 500 {
+            flash(context, problem.errors.isEmpty ? problem.detail : problem.errors.map { "\($0.field) \($0.message)" }.joined(separator: "; "), error: true)
+            throw ConsoleRedirect(location: back)
+        }
+    }
+
+    func flash(_ context: ConsoleContext, _ text: String, error: Bool = false) {
+        context.sessions.withLockedSession { $0?.flash = .init(text: text, isError: error) }
+    }
+
+    /// A token as the templates show it.
+    func row(_ record: TokenRecord, _ user: ConsoleUser) -> [String: Any] {
+        let now = store.clock.now()
+        let state: String
+        if record.status == .revoked {
+            state = "revoked"
+        } else if record.isExpired(at: now) {
+            state = "expired"
+        } else {
+            state = record.status.rawValue
+        }
+        let manageable = operations.mayManage(record, caller: user.caller) && record.status != .revoked
+        return [
+            "id": record.id.uuidString.lowercased(), "name": record.name, "description": record.description ?? "",
+            "kind": record.kind == .organization ? "organization" : "personal", "username": record.username,
+            "prefix": record.tokenPrefix, "state": state, "scopes": record.scopes.joined(separator: " "),
+            "expires": record.expiresAt.map(Self.format) ?? "never", "lastUsed": record.lastUsedAt.map(Self.format) ?? "never",
+            "created": Self.format(record.createdAt), "createdBy": record.createdBy,
+            "manageable": manageable, "isActive": record.status == .active, "rotatable": manageable && !record.isExpired(at: now),
+        ]
+    }
+
+    static func format(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
+        return formatter.string(from: date)
+    }
+
+    /// The fields of a create form: lifetimes the org allows, scopes from its catalog.
+    func createForm(_ user: ConsoleUser, context: ConsoleContext) async throws -> [String: Any] {
+        let catalog = try await store.client.withConnection { try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger) }
+        let org = user.org
+        var lifetimes: [[String: Any]] = [["value": "", "label": "Organization default (\(org.defaultTokenLifetimeDays) days)", "selected": true]]
+        for days in [7, 30, 60, 90, 180, 365] where org.maxTokenLifetimeDays.map({ days <= $0 }) ?? true {
+            lifetimes.append(["value": String(days), "label": "\(days) days", "selected": false])
+        }
+        if org.allowNonExpiringTokens && org.maxTokenLifetimeDays == nil {
+            lifetimes.append(["value": "never", "label": "Never", "selected": false])
+        }
+        let scopes = catalog.sorted { $0.name < $1.name }
+            .filter { !$0.adminOnly || user.isAdmin }
+            .filter { $0.name != "platform:admin" || user.isPlatformAdmin }
+            .map { entry -> [String: Any] in
+                ["name": entry.name, "description": entry.description, "checked": org.defaultScopes.contains(entry.name),
+                 "fieldID": "scope-" + entry.name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()]
+            }
+        return ["lifetimes": lifetimes, "scopeChoices": scopes]
+    }
+
+    func createRequest(_ form: Form, user: ConsoleUser, context: ConsoleContext) async throws -> TokenOperations.CreateRequest {
+        var body = TokenOperations.CreateRequest(name: form.text("name") ?? "")
+        body.description = form.text("description")
+        let scopes = form.all("scopes")
+        body.scopes = scopes.isEmpty ? nil : scopes
+        switch form.text("expires") {
+        case nil: break
+        case "never": body.neverExpires = true
+        case let days?:
+            guard let count = Int(days), (1...36_500).contains(count) else { throw Problem.invalidField("expires", "is not a lifetime") }
+            body.tokenExpiration = Int64(store.clock.now().timeIntervalSince1970) + Int64(count) * 86_400 - 60
+        }
+        return body
+    }
+}
