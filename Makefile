@@ -14,8 +14,12 @@ build:
 
 # The deployable binary (.build/release/tessera); docker/Dockerfile runs the same build. Static
 # Foundation links libcurl: needs libcurl4-openssl-dev (in the official Swift images).
+# Also lays out dist/ as the image does: bin/tessera beside share/tessera/{sql,web}, ready to copy.
 release:
 	$(SWIFT) build $(RELEASE_FLAGS)
+	rm -rf $(CURDIR)/dist && mkdir -p $(CURDIR)/dist/bin $(CURDIR)/dist/share/tessera
+	install -m 0755 "$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/tessera" $(CURDIR)/dist/bin/tessera
+	cp -r $(CURDIR)/sql $(CURDIR)/web $(CURDIR)/dist/share/tessera/
 
 # Private PostgreSQL under .tessera/ (kept between runs) unless DATABASE_URL is set,
 # migrations, a demo org bootstrapped once (its admin token printed that once), then the server.

@@ -79,9 +79,8 @@ public func buildApplication(
     var services: [any Service] = [client]
     var console: ConsoleController?
     if var settings = configuration.console {
-        if settings.secureCookies == false && !["127.0.0.1", "localhost", "::1"].contains(configuration.host) {
-            settings.secureCookies = true  // off loopback, cookies travel over TLS only
-        }
+        // Off loopback, cookies travel over TLS only (behind a TLS-terminating proxy).
+        settings.secureCookies = settings.secureCookies ?? !["127.0.0.1", "localhost", "::1"].contains(configuration.host)
         let driver = PostgresSessionDriver(client: client, logger: logger)
         console = ConsoleController(
             store: store, views: try await ConsoleViews.load(directory: settings.directory), settings: settings, sessionDriver: driver)

@@ -87,7 +87,7 @@ struct HomeController {
         body: """
             <h1>Tessera</h1>
             <p>This is a Tessera server: it issues organization and personal API tokens, and verifies them for
-            gateways and CI. It speaks HTTP and JSON; there is no web console on this server yet.</p>
+            gateways and CI. It speaks HTTP and JSON; its web console is turned off here.</p>
             <ul>
             <li><a href="/docs">API reference</a>: every route, who may call it, what it answers</li>
             <li><a href="/openapi.json">OpenAPI document</a> (<code>/openapi.json</code>), for clients and tools</li>

@@ -55,7 +55,7 @@ struct DevCommand: AsyncParsableCommand {
             """
 
             Tessera at \(base)  (database \(url)\(local.map { ", data in \($0.dataDirectory)" } ?? ""))
-            \(banner)
+            \(serverConfiguration.console == nil ? "" : "Console:      \(base)/console/  (sign in with the admin token)\n")\(banner)
 
             Try:
               curl \(base)/readyz

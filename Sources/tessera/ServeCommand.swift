@@ -48,7 +48,41 @@ struct ServerOptions: ParsableArguments {
             }
             lookupTimeout = millis == 0 ? nil : .milliseconds(millis)
         }
-        return ServerConfiguration(host: host, port: port, cache: cache, lookupTimeout: lookupTimeout)
+        var configuration = ServerConfiguration(host: host, port: port, cache: cache, lookupTimeout: lookupTimeout)
+        configuration.console = try Self.console(environment)
+        return configuration
+    }
+
+    /// `TESSERA_CONSOLE` (on|off, default on), `TESSERA_CONSOLE_IDLE_MINUTES` (120),
+    /// `TESSERA_CONSOLE_ABSOLUTE_HOURS` (12), `TESSERA_COOKIE_SECURE` (auto|true|false: auto means
+    /// off on loopback only), `TESSERA_WEB_DIR` (the templates and static files).
+    static func console(_ environment: [String: String]) throws -> ConsoleSettings? {
+        switch environment["TESSERA_CONSOLE"] ?? "on" {
+        case "on", "true", "1", "": break
+        case "off", "false", "0": return nil
+        case let other: throw CLIError(message: "TESSERA_CONSOLE=\(other) is not on or off")
+        }
+        var settings = ConsoleSettings()
+        if let raw = environment["TESSERA_CONSOLE_IDLE_MINUTES"] {
+            guard let minutes = Int(raw), (1...10_080).contains(minutes) else {
+                throw CLIError(message: "TESSERA_CONSOLE_IDLE_MINUTES=\(raw) is not a number of minutes from 1 to 10080")
+            }
+            settings.idleTimeout = .seconds(minutes * 60)
+        }
+        if let raw = environment["TESSERA_CONSOLE_ABSOLUTE_HOURS"] {
+            guard let hours = Int(raw), (1...720).contains(hours) else {
+                throw CLIError(message: "TESSERA_CONSOLE_ABSOLUTE_HOURS=\(raw) is not a number of hours from 1 to 720")
+            }
+            settings.absoluteTimeout = .seconds(hours * 3600)
+        }
+        switch environment["TESSERA_COOKIE_SECURE"] ?? "auto" {
+        case "auto", "": settings.secureCookies = nil
+        case "true", "on": settings.secureCookies = true
+        case "false", "off": settings.secureCookies = false
+        case let other: throw CLIError(message: "TESSERA_COOKIE_SECURE=\(other) is not auto, true or false")
+        }
+        settings.directory = environment["TESSERA_WEB_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        return settings
     }
 }
 

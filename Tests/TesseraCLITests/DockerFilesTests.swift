@@ -92,6 +92,7 @@ import TesseraPostgres
         #expect(dockerfile.contains("USER tessera"))
         #expect(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/readyz"))
         #expect(dockerfile.contains("share/tessera/sql"))  // where the binary looks for migrations
+        #expect(dockerfile.contains("share/tessera/web"))  // and for the console's templates
         #expect(dockerfile.contains(#"ENTRYPOINT ["tessera"]"#))
     }
 }

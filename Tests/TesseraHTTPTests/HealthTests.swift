@@ -57,6 +57,14 @@ import TesseraTestSupport
     /// `GET /` (#11): a browser gets a small HTML page, API clients a JSON index; `/docs` lists the API.
     @Test func theRootAnswersBrowsersWithHTMLAndClientsWithJSON() async throws {
         try await TestApp.run { _, client in
+            // With the console (the default), a browser goes there.
+            let console = try await client.call(.get, "/", headers: [.accept: "text/html,*/*;q=0.8"])
+            #expect(console.status == .seeOther && console.headers[.location] == "/console/")
+        }
+        var configuration = ServerConfiguration(lookupTimeout: .seconds(10))
+        configuration.console = nil
+        try await TestApp.run(configuration: configuration) { _, client in
+            #expect(try await client.call(.get, "/console/sign-in").status == .notFound)
             let browser = try await client.call(
                 .get, "/", headers: [.accept: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"])
             #expect(browser.status == .ok)

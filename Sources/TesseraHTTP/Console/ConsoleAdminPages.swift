@@ -163,7 +163,8 @@ struct ConsoleAdminPages {
             guard let defaultDays = try days("defaultDays", label: "Default lifetime") else {
                 throw Problem.invalidField("Default lifetime", "is required")
             }
-            patch.defaultTokenLifetimeDays = defaultDays
+            // An unchanged default under a new, lower cap follows the cap (as a PATCH with the cap alone).
+            patch.defaultTokenLifetimeDays = defaultDays == user.org.defaultTokenLifetimeDays ? nil : defaultDays
             patch.maxTokenLifetimeDays = .some(try days("maxDays", label: "Maximum lifetime"))
             patch.idleTimeoutDays = .some(try days("idleDays", label: "Idle timeout"))
             patch.allowNonExpiringTokens = form["allowNonExpiring"] == "on"

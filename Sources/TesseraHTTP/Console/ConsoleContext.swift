@@ -59,7 +59,7 @@ public struct ConsoleContext: ChildRequestContext, SessionRequestContext {
     var user: ConsoleUser?
 
     public init(context: TesseraRequestContext) throws {
-        self.coreContext = .init(source: context)
+        self.coreContext = context.coreContext  // keeps the route parameters (a fresh storage would drop them)
         self.sessions = .init()
         self.remoteAddress = context.remoteAddress
     }

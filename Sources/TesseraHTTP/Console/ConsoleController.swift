@@ -30,7 +30,7 @@ struct ConsoleController {
                     storage: sessionDriver,
                     configuration: .init(
                         sessionCookieParameters: .init(
-                            name: Self.cookieName, path: "/console", secure: settings.secureCookies, sameSite: .lax),
+                            name: Self.cookieName, path: "/console", secure: (settings.secureCookies ?? false), sameSite: .lax),
                         defaultSessionExpiration: settings.idleTimeout)))
             .add(middleware: ConsoleRedirectMiddleware())
             .add(middleware: CSRFMiddleware())
@@ -87,7 +87,7 @@ struct ConsoleController {
         var response = views.page("sign-in", data, user: nil, status: status)
         response.setCookie(
             Cookie(
-                name: CSRFMiddleware.preSessionCookie, value: csrf, path: "/console", secure: settings.secureCookies,
+                name: CSRFMiddleware.preSessionCookie, value: csrf, path: "/console", secure: (settings.secureCookies ?? false),
                 httpOnly: true, sameSite: .strict))
         return response
     }
@@ -292,7 +292,7 @@ struct ConsoleController {
 
     /// The secret, once, in the answer to the POST itself: never stored, never cached.
     func secretPage(_ issued: TokenOperations.Issued, user: ConsoleUser, heading: String, back: String, request: Request) -> Response {
-        let origin = (settings.secureCookies ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1")
+        let origin = ((settings.secureCookies ?? false) ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1")
         var response = views.page(
             "token-secret",
             ["title": heading, "heading": heading, "secret": issued.secret.plaintext, "token": row(issued.record, user), "back": back,

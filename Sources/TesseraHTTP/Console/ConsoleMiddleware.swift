@@ -93,8 +93,10 @@ struct CSRFMiddleware: RouterMiddleware {
         let body = try await request.collectBody(upTo: context.maxUploadSize)
         context.form = Form(body)
         let presented = context.form["csrf"] ?? request.headers[HTTPField.Name("X-CSRF-Token")!]
-        let expected = context.sessions.session?.csrf ?? request.cookies[Self.preSessionCookie]?.value
-        guard let presented, let expected, !expected.isEmpty, constantTimeEquals(presented, expected) else {
+        // The session's token; or the sign-in form's double-submit cookie (also when a session
+        // cookie is present: signing in again replaces that session).
+        let expected = [context.sessions.session?.csrf, request.cookies[Self.preSessionCookie]?.value].compactMap { $0 }
+        guard let presented, expected.contains(where: { !$0.isEmpty && constantTimeEquals(presented, $0) }) else {
             throw Self.refused
         }
         return try await next(request, context)

@@ -11,8 +11,8 @@ public struct ConsoleSettings: Sendable {
     public var idleTimeout: Duration = .seconds(2 * 3600)
     /// A session ends this long after sign-in whatever happens (`TESSERA_CONSOLE_ABSOLUTE_HOURS`, default 12).
     public var absoluteTimeout: Duration = .seconds(12 * 3600)
-    /// `Secure` cookies: on unless the server listens on loopback only.
-    public var secureCookies = false
+    /// `Secure` cookies; nil: on unless the server listens on loopback only.
+    public var secureCookies: Bool?
     /// The folder holding `templates/` and `static/` (see ``ConsoleViews/defaultDirectory()``).
     public var directory: String?
 
@@ -37,7 +37,7 @@ struct ConsoleViews: Sendable {
         let types = ["css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8", "svg": "image/svg+xml", "png": "image/png"]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/static")) ?? [] {
             guard let data = FileManager.default.contents(atPath: root + "/static/" + name),
-                let type = types[(name as NSString).pathExtension]
+                let type = types[URL(fileURLWithPath: name).pathExtension]
             else { continue }
             files[name] = (type, ByteBuffer(bytes: data))
         }
