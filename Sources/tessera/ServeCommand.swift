@@ -82,6 +82,18 @@ struct ServerOptions: ParsableArguments {
         case let other: throw CLIError(message: "TESSERA_COOKIE_SECURE=\(other) is not auto, true or false")
         }
         settings.directory = environment["TESSERA_WEB_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        func value(_ key: String) -> String? { environment[key].flatMap { $0.isEmpty ? nil : $0 } }
+        if let issuer = value("TESSERA_OIDC_ISSUER") {
+            guard let clientID = value("TESSERA_OIDC_CLIENT_ID") else {
+                throw CLIError(message: "TESSERA_OIDC_ISSUER is set but TESSERA_OIDC_CLIENT_ID is not")
+            }
+            guard issuer.hasPrefix("https://") || issuer.hasPrefix("http://127.0.0.1") || issuer.hasPrefix("http://localhost") else {
+                throw CLIError(message: "TESSERA_OIDC_ISSUER=\(issuer) must be an https:// URL (http only on loopback)")
+            }
+            settings.oidc = OIDCSettings(
+                issuer: issuer, clientID: clientID, clientSecret: value("TESSERA_OIDC_CLIENT_SECRET"),
+                usernameClaim: value("TESSERA_OIDC_USERNAME_CLAIM") ?? "preferred_username", publicURL: value("TESSERA_PUBLIC_URL"))
+        }
         return settings
     }
 }

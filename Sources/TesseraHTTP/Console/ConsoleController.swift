@@ -17,7 +17,16 @@ struct ConsoleController {
     let views: ConsoleViews
     let settings: ConsoleSettings
     let sessionDriver: PostgresSessionDriver
+    let oidc: OIDCClient?
     var operations: TokenOperations { TokenOperations(store: store) }
+
+    init(store: TesseraStore, views: ConsoleViews, settings: ConsoleSettings, sessionDriver: PostgresSessionDriver) {
+        self.store = store
+        self.views = views
+        self.settings = settings
+        self.sessionDriver = sessionDriver
+        self.oidc = settings.oidc.map(OIDCClient.init(settings:))
+    }
 
     static let cookieName = "tessera_session"
 
@@ -41,6 +50,8 @@ struct ConsoleController {
         console.get("sign-in", use: signInPage)
         console.post("sign-in", use: signIn)
         console.post("sign-out", use: signOut)
+        console.post("oidc/start", use: oidcStart)
+        console.get("oidc/callback", use: oidcCallback)
 
         let pages = console.group().add(middleware: ConsoleUserMiddleware(store: store, settings: settings))
         pages.post("org", use: switchOrg)
@@ -82,7 +93,7 @@ struct ConsoleController {
     /// The sign-in form, with a fresh double-submit CSRF cookie when there is none.
     func signInResponse(_ request: Request, message: String?, isError: Bool, status: HTTPResponse.Status = .ok) -> Response {
         let csrf = request.cookies[CSRFMiddleware.preSessionCookie]?.value ?? ConsoleSession.newCSRFToken()
-        var data: [String: Any] = ["title": "Sign in", "csrf": csrf]
+        var data: [String: Any] = ["title": "Sign in", "csrf": csrf, "oidc": oidc != nil]
         if let message { data["message"] = ["text": message, "error": isError] }
         var response = views.page("sign-in", data, user: nil, status: status)
         response.setCookie(
@@ -123,6 +134,86 @@ struct ConsoleController {
                 logger: context.logger)
         }
         throw ConsoleRedirect(location: "/console/my-token")
+    }
+
+    // MARK: - OpenID Connect
+
+    static let oidcCookie = "tessera_oidc"
+
+    func redirectURI(_ request: Request) -> String {
+        let origin = settings.oidc?.publicURL ?? ((settings.secureCookies ?? false ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1"))
+        return (origin.hasSuffix("/") ? String(origin.dropLast()) : origin) + "/console/oidc/callback"
+    }
+
+    /// "Sign in with SSO": state, nonce and PKCE verifier into a short HttpOnly cookie, then off
+    /// to the provider with the S256 challenge.
+    @Sendable func oidcStart(_ request: Request, context: ConsoleContext) async throws -> Response {
+        guard let oidc else { throw Problem(.notFound, "Single sign-on is not configured on this server") }
+        let pending = OIDCPending.make(now: store.clock.now())
+        let location: String
+        do {
+            location = try await oidc.authorizationURL(pending, redirectURI: redirectURI(request))
+        } catch let error as OIDCError {
+            return signInResponse(request, message: error.description, isError: true, status: .badGateway)
+        }
+        var response = Response(status: .seeOther, headers: [.location: location])
+        response.setCookie(
+            Cookie(
+                name: Self.oidcCookie, value: pending.cookieValue, maxAge: 600, path: "/console/oidc",
+                secure: settings.secureCookies ?? false, httpOnly: true, sameSite: .lax))
+        return response
+    }
+
+    /// The provider's answer: the state must match the cookie's, the code is exchanged with the
+    /// verifier, the ID token verified (issuer, audience, expiry, nonce); the user must exist in
+    /// Tessera (identity only: roles come from the database).
+    @Sendable func oidcCallback(_ request: Request, context: ConsoleContext) async throws -> Response {
+        guard let oidc else { throw Problem(.notFound, "Single sign-on is not configured on this server") }
+        let parameters = request.uri.queryParameters
+        let cookie = request.cookies[Self.oidcCookie].flatMap { OIDCPending(cookieValue: $0.value) }
+        let username: String
+        do {
+            if let error = parameters.get("error") {
+                throw OIDCError.providerRefused(parameters.get("error_description") ?? error)
+            }
+            guard let pending = cookie, let state = parameters.get("state"), constantTimeEquals(state, pending.state) else {
+                throw OIDCError.stateMismatch
+            }
+            guard store.clock.now().timeIntervalSince(pending.createdAt) < 600 else { throw OIDCError.expired }
+            guard let code = parameters.get("code"), !code.isEmpty, code.count < 4096 else {
+                throw OIDCError.providerRefused("no authorization code")
+            }
+            username = try await oidc.finish(code: code, pending: pending, redirectURI: redirectURI(request))
+        } catch let error as OIDCError {
+            var response = signInResponse(request, message: error.description, isError: true, status: .badRequest)
+            response.setCookie(Self.expired(Self.oidcCookie, path: "/console/oidc"))
+            return response
+        }
+        let user = try await store.user(named: username)
+        guard let user, user.status == "active" else {
+            return signInResponse(
+                request, message: "Signed in as \(username), but there is no active Tessera account by that name: ask an organization admin to add you.",
+                isError: true, status: .forbidden)
+        }
+        let orgs = try await store.client.withConnection { try await $0.organizations(memberUserID: user.id, logger: context.logger) }
+        try await startSession(
+            request, context,
+            ConsoleSession(
+                username: user.username, method: "oidc", tokenHash: nil, csrf: ConsoleSession.newCSRFToken(),
+                signedInAt: store.clock.now(), org: orgs.first?.slug))
+        try await store.client.withConnection { connection in
+            try await connection.recordAudit(
+                AuditActor(username: user.username, kind: .console, sourceIP: context.remoteAddress)
+                    .event(orgID: orgs.first?.id, action: "console.signed_in", details: ["method": "oidc"]),
+                logger: context.logger)
+        }
+        var response = Response(status: .seeOther, headers: [.location: "/console/my-token"])
+        response.setCookie(Self.expired(Self.oidcCookie, path: "/console/oidc"))
+        return response
+    }
+
+    static func expired(_ name: String, path: String) -> Cookie {
+        Cookie(name: name, value: "", expires: Date(timeIntervalSince1970: 0), path: path, httpOnly: true)
     }
 
     /// A new session id at every sign-in; the row of any session the browser still had is deleted.

@@ -13,8 +13,10 @@ public struct ConsoleSettings: Sendable {
     public var absoluteTimeout: Duration = .seconds(12 * 3600)
     /// `Secure` cookies; nil: on unless the server listens on loopback only.
     public var secureCookies: Bool?
-    /// The folder holding `templates/` and `static/` (see ``ConsoleViews/defaultDirectory()``).
+    /// The folder holding `templates/` and `static/` (`TESSERA_WEB_DIR`, else found like `sql/`).
     public var directory: String?
+    /// "Sign in with SSO", when configured.
+    public var oidc: OIDCSettings?
 
     public init() {}
 }
