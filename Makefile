@@ -4,7 +4,7 @@ BIN := $(CURDIR)/.build/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test e2e reliability bench build release postgres format clean-data
+.PHONY: run test e2e browser reliability bench build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -40,6 +40,15 @@ e2e: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera
 	TESSERA_BIN=$(BIN) python3 e2e/first_run.py
 	TESSERA_BIN=$(BIN) python3 e2e/run.py
+
+# The web console in a real headless Chromium (Debian's chromium + chromium-driver, selenium and
+# oidc-provider-mock in .venv-browser, installed by scripts/browser-deps when missing) on the binary
+# `make test` built: sign in with a token and with SSO, every token action, members, policy, audit,
+# escaping, axe-core on every page. Screenshots and results in e2e/browser-results/. About 1 minute.
+browser: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera
+	scripts/browser-deps
+	TESSERA_BIN=$(BIN) timeout 600 python3 e2e/browser.py
 
 # The verification hot path against baselines of the same run (release build, dynamic stdlib, private PostgreSQL,
 # 100,000 seeded tokens, wrk and pgbench on loopback). Prints and writes bench/results/verify.txt.

@@ -58,6 +58,24 @@ extension PostgresConnection {
         return records
     }
 
+    /// Users by name (for the platform console), optionally those whose name contains `search`.
+    public func users(search: String?, limit: Int, logger: Logger) async throws -> [UserRecord] {
+        let pattern = search.map { "%" + $0.replacingOccurrences(of: "\\", with: "\\\\")
+            .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
+        let rows = try await query(
+            """
+            SELECT id, username, status, platform_admin, created_at, updated_at FROM users
+            WHERE \(pattern)::text IS NULL OR username ILIKE \(pattern)
+            ORDER BY username LIMIT \(limit)
+            """,
+            logger: logger)
+        var users: [UserRecord] = []
+        for try await (id, username, status, platformAdmin, createdAt, updatedAt) in rows.decode((UUID, String, String, Bool, Date, Date).self) {
+            users.append(UserRecord(id: id, username: username, status: status, platformAdmin: platformAdmin, createdAt: createdAt, updatedAt: updatedAt))
+        }
+        return users
+    }
+
     public func scopeCatalog(orgID: UUID, logger: Logger) async throws -> [ScopeCatalog.Entry] {
         let rows = try await query(
             "SELECT name, description, admin_only, implies FROM scopes WHERE org_id = \(orgID) ORDER BY name",

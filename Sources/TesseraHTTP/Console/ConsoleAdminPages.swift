@@ -24,6 +24,9 @@ struct ConsoleAdminPages {
         pages.get("policy", use: policy)
         pages.post("policy", use: savePolicy)
         pages.get("audit", use: audit)
+        pages.get("platform", use: platform)
+        pages.post("platform/orgs", use: createOrganization)
+        pages.post("platform/users/:username", use: changeUser)
     }
 
     static let adminsOnly = Problem(.forbidden, "Only organization admins can open this page.")
@@ -213,6 +216,77 @@ struct ConsoleAdminPages {
             data["nextPage"] = components.string
         }
         return views.page("audit", data, user: user)
+    }
+
+    // MARK: - Platform (platform admins)
+
+    func platformAdmin(_ context: ConsoleContext) throws -> ConsoleUser {
+        let user = try context.signedIn()
+        guard user.isPlatformAdmin else { throw Problem(.forbidden, "Only platform admins can open this page.") }
+        return user
+    }
+
+    /// Every organization, and users (searchable): create orgs, disable, enable or delete users.
+    @Sendable func platform(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try platformAdmin(context)
+        try Self.dropEmptyParameters(request)
+        let search = request.uri.queryParameters.get("user").map { String($0.prefix(200)) }
+        let (orgs, users) = try await store.client.withConnection { connection in
+            (try await connection.organizations(memberUserID: nil, logger: context.logger),
+             try await connection.users(search: search, limit: 200, logger: context.logger))
+        }
+        return views.page(
+            "platform",
+            ["title": "Platform", "userSearch": search ?? "",
+             "organizations": orgs.map { ["slug": $0.slug, "name": $0.displayName, "created": ConsoleController.format($0.createdAt)] },
+             "users": users.map { ["username": $0.username, "status": $0.status, "active": $0.status == "active",
+                                   "platformAdmin": $0.platformAdmin, "isMe": $0.username == user.caller.username] },
+             "noUsers": users.isEmpty],
+            user: user)
+    }
+
+    @Sendable func createOrganization(_ request: Request, context: ConsoleContext) async throws -> Response {
+        _ = try platformAdmin(context)
+        let back = "/console/platform"
+        try await flashing(context, back: back) {
+            guard let slug = context.form.text("slug"), Validation.isValidSlug(slug) else {
+                throw Problem.invalidField("Slug", "must be 2-63 of a-z 0-9 and -, starting with a letter or digit")
+            }
+            let name = context.form.text("name") ?? slug
+            guard name.count <= 200, Validation.isPlainText(name) else { throw Problem.invalidField("Name", "must be 1 to 200 characters") }
+            do {
+                _ = try await store.createOrganization(slug: slug, displayName: name, by: context.actor)
+            } catch let error as PSQLError where error.isUniqueViolation {
+                throw Problem(.conflict, "Organization \(slug) already exists")
+            }
+            controller.flash(context, "Organization \(slug) was created. Switch to it to add members.")
+        }
+        throw ConsoleRedirect(location: back)
+    }
+
+    /// Disable (revokes their personal tokens everywhere), enable, or delete a user.
+    @Sendable func changeUser(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try platformAdmin(context)
+        let username = try context.parameters.require("username")
+        let back = "/console/platform"
+        try await flashing(context, back: back) {
+            guard username != user.caller.username else { throw Problem(.badRequest, "You cannot change your own account here.") }
+            guard let target = try await store.user(named: username) else { throw Problem(.notFound, "No user \(username)") }
+            switch context.form["action"] {
+            case "disable":
+                try await store.updateUser(target, status: "disabled", platformAdmin: nil, by: context.actor)
+                controller.flash(context, "\(username) is disabled; their personal tokens are revoked.")
+            case "enable":
+                try await store.updateUser(target, status: "active", platformAdmin: nil, by: context.actor)
+                controller.flash(context, "\(username) is enabled again (revoked tokens stay revoked).")
+            case "delete":
+                try await store.deleteUser(target, by: context.actor)
+                controller.flash(context, "\(username) was deleted; their personal tokens are revoked.")
+            default:
+                throw Problem(.badRequest, "Unknown action")
+            }
+        }
+        throw ConsoleRedirect(location: back)
     }
 
     /// `{"a":"b","c":"d"}` as `a: b, c: d`.

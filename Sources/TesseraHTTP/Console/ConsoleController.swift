@@ -50,7 +50,9 @@ struct ConsoleController {
         console.get("sign-in", use: signInPage)
         console.post("sign-in", use: signIn)
         console.post("sign-out", use: signOut)
-        console.post("oidc/start", use: oidcStart)
+        // A link, not a form: CSP's form-action would stop a form's redirect to the provider, and
+        // starting a sign-in changes nothing (the state cookie binds the callback to this browser).
+        console.get("oidc/start", use: oidcStart)
         console.get("oidc/callback", use: oidcCallback)
 
         let pages = console.group().add(middleware: ConsoleUserMiddleware(store: store, settings: settings))
@@ -249,9 +251,11 @@ struct ConsoleController {
                 orgID: user.org.id, visibleTo: user.caller.userID, all: false, query: TokenQuery(limit: 100, kind: .personal),
                 logger: context.logger)
         }
+        // Revoked tokens (deleted, rotated away, cascaded) are history: the audit log keeps them.
+        let live = page.records.filter { $0.status != .revoked }
         let mayCreate = user.caller.role != nil && (user.isAdmin || user.org.userTokensEnabled)
         var data: [String: Any] = [
-            "title": "My token", "tokens": page.records.map { row($0, user) }, "empty": page.records.isEmpty,
+            "title": "My token", "tokens": live.map { row($0, user) }, "empty": live.isEmpty,
             "mayCreate": mayCreate, "back": "/console/my-token",
         ]
         if user.caller.role == nil {
