@@ -21,6 +21,9 @@ public struct ConsoleSession: Codable, Sendable {
     var signedInAt: Date
     var org: String?
     var flash: Flash?
+    /// When the idle expiry was last pushed forward (at most every five minutes: a page view
+    /// does not write its session row).
+    var renewedAt: Date?
 
     struct Flash: Codable, Sendable {
         var text: String

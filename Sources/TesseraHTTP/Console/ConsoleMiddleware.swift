@@ -116,7 +116,7 @@ struct CSRFMiddleware: RouterMiddleware {
 /// Signed-in pages: loads the person behind the session, or sends the browser to sign in. A
 /// session ends (row deleted) past its absolute lifetime, when the user is disabled or deleted, and,
 /// for token sign-ins, as soon as the token stops verifying (revoked, expired, deactivated, owner
-/// gone). The idle expiry moves forward on every request.
+/// gone). The idle expiry moves forward as the session is used (every five minutes at most).
 struct ConsoleUserMiddleware: RouterMiddleware {
     typealias Context = ConsoleContext
     let store: TesseraStore
@@ -158,9 +158,15 @@ struct ConsoleUserMiddleware: RouterMiddleware {
         guard let resolved else { throw end("user") }
         var context = context
         context.user = resolved
-        context.sessions.withLockedSession { stored in
-            stored?.expiresIn = settings.idleTimeout
-            if request.method == .get { stored?.flash = nil }  // shown once, on the page this request renders
+        let renew = now.timeIntervalSince(session.renewedAt ?? session.signedInAt) > 300
+        if renew || (request.method == .get && session.flash != nil) {
+            context.sessions.withLockedSession { stored in
+                if renew {
+                    stored?.expiresIn = settings.idleTimeout
+                    stored?.renewedAt = now
+                }
+                if request.method == .get { stored?.flash = nil }  // shown once, on the page this request renders
+            }
         }
         return try await next(request, context)
     }
