@@ -79,8 +79,9 @@ token_ops = lambda prefix_params, tag: {
 
 HTML = {"text/html": {"schema": {"type": "string"}}}
 paths = {
-    "/": {"get": op("What this service is: a small HTML page for browsers (Accept: text/html), this JSON index for everything else",
-                    {"200": {"description": "HTML page or JSON index", "content": {**HTML, "application/json": {"schema": ref("Index")}}}},
+    "/": {"get": op("What this service is: browsers (Accept: text/html) go to the console, everything else gets this JSON index",
+                    {"200": {"description": "HTML page (console off) or JSON index", "content": {**HTML, "application/json": {"schema": ref("Index")}}},
+                     "303": {"description": "A browser (Accept: text/html) is sent to the console, /console/"}},
                     secured=False, tags=["ops"])},
     "/docs": {"get": op("The API reference as an HTML page, made from this document",
                         {"200": {"description": "HTML page", "content": HTML}}, secured=False, tags=["ops"])},

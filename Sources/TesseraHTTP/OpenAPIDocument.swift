@@ -26,7 +26,8 @@ enum OpenAPIDocument {
        "token",
        "jwt",
        "cli",
-       "system"
+       "system",
+       "console"
       ],
       "type": "string"
      },
@@ -1030,7 +1031,10 @@ enum OpenAPIDocument {
         }
        }
       },
-      "description": "HTML page or JSON index"
+      "description": "HTML page (console off) or JSON index"
+     },
+     "303": {
+      "description": "A browser (Accept: text/html) is sent to the console, /console/"
      },
      "400": {
       "content": {
@@ -1044,7 +1048,7 @@ enum OpenAPIDocument {
      }
     },
     "security": [],
-    "summary": "What this service is: a small HTML page for browsers (Accept: text/html), this JSON index for everything else",
+    "summary": "What this service is: browsers (Accept: text/html) go to the console, everything else gets this JSON index",
     "tags": [
      "ops"
     ]
