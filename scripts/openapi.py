@@ -184,7 +184,7 @@ DAYS = {"type": "integer", "minimum": 1, "maximum": 36500}
 USERNAME_S = S(pattern="^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$")
 org_props = {"slug": S(), "displayName": S(), "defaultTokenLifetimeDays": I, "maxTokenLifetimeDays": nullable(I), "allowNonExpiringTokens": B,
              "idleTimeoutDays": nullable(I), "apiGroup": nullable(S()), "userTokensEnabled": B, "defaultScopes": A(S()), "scopes": A(scope),
-             "createdDate": I, "updatedDate": I}
+             "personalTokenLimit": I, "createdDate": I, "updatedDate": I}
 schemas = {
     "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "message"], "properties": {
         "type": S(), "title": S(), "status": {"type": "integer"}, "detail": S(), "message": S(),
@@ -212,7 +212,9 @@ schemas = {
         "maxTokenLifetimeDays": {**nullable(DAYS), "description": "Longest lifetime a token may have (null: no cap). A cap set "
                                  "without defaultTokenLifetimeDays lowers a larger default to the cap; giving both with the default above the cap is 400"},
         "allowNonExpiringTokens": B, "idleTimeoutDays": nullable(DAYS), "apiGroup": nullable(NAME), "userTokensEnabled": B,
-        "defaultScopes": SCOPES, "scopes": A(scope)}},
+        "defaultScopes": SCOPES, "scopes": A(scope),
+        "personalTokenLimit": {"type": "integer", "minimum": 1, "maximum": 1000,
+                               "description": "Live personal tokens a member may hold in the org (1: LISA's rule)"}}},
     "AuditEvent": {"type": "object", "properties": {
         "id": S(), "occurredDate": I, "actor": nullable(S()), "actorKind": S(enum=["token", "jwt", "cli", "system", "console"]),
         "actorTokenUUID": nullable(S()), "action": S(), "tokenUUID": nullable(S()), "username": nullable(S()),

@@ -67,14 +67,17 @@ public struct OrganizationRecord: Sendable, Equatable {
     public var apiGroup: String?
     public var userTokensEnabled: Bool
     public var defaultScopes: [String]
+    /// Live personal tokens a member may hold in the org (1: LISA's rule).
+    public var personalTokenLimit: Int
     public var createdAt: Date
     public var updatedAt: Date
 
     public init(
         id: UUID, slug: String, displayName: String, defaultTokenLifetimeDays: Int, maxTokenLifetimeDays: Int?,
         allowNonExpiringTokens: Bool, idleTimeoutDays: Int?, apiGroup: String?, userTokensEnabled: Bool,
-        defaultScopes: [String], createdAt: Date, updatedAt: Date
+        defaultScopes: [String], personalTokenLimit: Int = 1, createdAt: Date, updatedAt: Date
     ) {
+        self.personalTokenLimit = personalTokenLimit
         self.id = id
         self.slug = slug
         self.displayName = displayName

@@ -12,7 +12,7 @@ struct OrganizationInfo: ResponseEncodable {
 
     enum Key: String, CodingKey {
         case slug, displayName, defaultTokenLifetimeDays, maxTokenLifetimeDays, allowNonExpiringTokens, idleTimeoutDays
-        case apiGroup, userTokensEnabled, defaultScopes, scopes, createdDate, updatedDate
+        case apiGroup, userTokensEnabled, defaultScopes, scopes, personalTokenLimit, createdDate, updatedDate
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -26,6 +26,7 @@ struct OrganizationInfo: ResponseEncodable {
         try c.encode(record.apiGroup, forKey: .apiGroup)
         try c.encode(record.userTokensEnabled, forKey: .userTokensEnabled)
         try c.encode(record.defaultScopes, forKey: .defaultScopes)
+        try c.encode(record.personalTokenLimit, forKey: .personalTokenLimit)
         try c.encode(scopes, forKey: .scopes)
         try c.encode(Int64(record.createdAt.timeIntervalSince1970), forKey: .createdDate)
         try c.encode(Int64(record.updatedAt.timeIntervalSince1970), forKey: .updatedDate)
@@ -185,6 +186,7 @@ struct OrganizationController {
             patch.userTokensEnabled = try body.value("userTokensEnabled")
             patch.defaultScopes = try body.value("defaultScopes")
             patch.scopes = try body.value("scopes")
+            patch.personalTokenLimit = try body.value("personalTokenLimit")
         } catch let error as DecodingError {
             throw Problem.unprocessable(error)
         }
@@ -306,6 +308,9 @@ struct OrganizationController {
         }
         for (field, value) in [("defaultTokenLifetimeDays", patch.defaultTokenLifetimeDays), ("maxTokenLifetimeDays", patch.maxTokenLifetimeDays ?? nil), ("idleTimeoutDays", patch.idleTimeoutDays ?? nil)] {
             if let value, !(1...36500).contains(value) { throw Problem.invalidField(field, "must be between 1 and 36500") }
+        }
+        if let limit = patch.personalTokenLimit, !(1...1000).contains(limit) {
+            throw Problem.invalidField("personalTokenLimit", "must be between 1 and 1000")
         }
         for scope in patch.scopes ?? [] where !Validation.isValidScopeName(scope.name) {
             throw Problem.invalidField("scopes", "name \(scope.name) must match [a-z][a-z0-9_.:-]{0,63}")

@@ -548,6 +548,10 @@ enum OpenAPIDocument {
        }
       ]
      },
+     "personalTokenLimit": {
+      "format": "int64",
+      "type": "integer"
+     },
      "scopes": {
       "items": {
        "properties": {
@@ -597,6 +601,7 @@ enum OpenAPIDocument {
      "userTokensEnabled",
      "defaultScopes",
      "scopes",
+     "personalTokenLimit",
      "createdDate",
      "updatedDate"
     ],
@@ -675,6 +680,12 @@ enum OpenAPIDocument {
         "type": "null"
        }
       ]
+     },
+     "personalTokenLimit": {
+      "description": "Live personal tokens a member may hold in the org (1: LISA's rule)",
+      "maximum": 1000,
+      "minimum": 1,
+      "type": "integer"
      },
      "scopes": {
       "items": {

@@ -204,7 +204,9 @@ public struct TokenOperations: Sendable {
             groups: caller.groups, logger: logger)
         return try await insert(
             row, caller: caller, actor: actor, logger: logger,
-            duplicate: "Token for user already exists. Delete it first to create a new one.")
+            duplicate: org.personalTokenLimit == 1
+                ? "Token for user already exists. Delete it first to create a new one."
+                : "You already have \(org.personalTokenLimit) tokens, the limit of this organization. Delete one first to create a new one.")
     }
 
     /// Admins: a member's personal token, or (`isSystemToken`) an organization token labelled `username`.
@@ -234,7 +236,10 @@ public struct TokenOperations: Sendable {
             body, caller: caller, org: org, admin: true, kind: .personal, ownerUserID: member.userID,
             username: member.username, groups: body.groups ?? member.groups, logger: logger)
         return try await insert(
-            row, caller: caller, actor: actor, logger: logger, duplicate: "User \(username) already has a token")
+            row, caller: caller, actor: actor, logger: logger,
+            duplicate: org.personalTokenLimit == 1
+                ? "User \(username) already has a token"
+                : "User \(username) already has \(org.personalTokenLimit) tokens, the limit of this organization")
     }
 
     /// Validates a create body against the field rules (422) and the org's policy and catalog (400).
@@ -296,8 +301,9 @@ public struct TokenOperations: Sendable {
             expiresAt: expiresAt, createdAt: now, createdBy: caller.username, createdByUserID: caller.userID)
     }
 
-    /// Inserts the token and its audit event in one transaction; the one-live-personal-token
-    /// index turns a duplicate (even a concurrent one) into LISA's 400.
+    /// Inserts the token and its audit event in one transaction; the personal token limit (a
+    /// trigger counting live tokens per membership) turns one too many, even a concurrent one,
+    /// into LISA's 400.
     func insert(_ row: NewTokenRow, caller: Caller, actor: AuditActor, logger: Logger, duplicate: String) async throws -> Issued {
         do {
             let record = try await store.transaction { connection in
@@ -313,7 +319,7 @@ public struct TokenOperations: Sendable {
                 return record
             }
             return Issued(record: record, secret: row.secret)
-        } catch let error as PSQLError where error.constraintName == "tokens_one_live_personal_per_member" {
+        } catch let error as PSQLError where error.constraintName == "tokens_personal_token_limit" {
             throw Problem(.badRequest, duplicate)
         } catch let error as PSQLError where error.isForeignKeyViolation && row.kind == .personal {
             // The membership went away while this token was being made (a concurrent removal).

@@ -15,6 +15,7 @@ public struct OrganizationPatch: Sendable {
     public var userTokensEnabled: Bool?
     public var defaultScopes: [String]?
     public var scopes: [ScopeCatalog.Entry]?
+    public var personalTokenLimit: Int?
 
     public init() {}
 }
@@ -39,6 +40,7 @@ extension PostgresConnection {
                 api_group = CASE WHEN \(patch.apiGroup != nil) THEN \(patch.apiGroup ?? nil) ELSE api_group END,
                 user_tokens_enabled = coalesce(\(patch.userTokensEnabled), user_tokens_enabled),
                 default_scopes = coalesce(\(patch.defaultScopes), default_scopes),
+                personal_token_limit = coalesce(\(patch.personalTokenLimit)::integer, personal_token_limit),
                 updated_at = now()
             WHERE id = \(id)
             RETURNING id

@@ -26,7 +26,7 @@ public struct UserRecord: Sendable, Equatable {
 extension PostgresConnection {
     static let organizationColumns = """
         id, slug, display_name, default_token_lifetime_days, max_token_lifetime_days, allow_non_expiring_tokens,
-        idle_timeout_days, api_group, user_tokens_enabled, default_scopes, created_at, updated_at
+        idle_timeout_days, api_group, user_tokens_enabled, default_scopes, created_at, updated_at, personal_token_limit
         """
 
     public func organization(slug: String, logger: Logger) async throws -> OrganizationRecord? {
@@ -153,6 +153,7 @@ extension PostgresConnection {
             apiGroup: try cells[7].decode(String?.self),
             userTokensEnabled: try cells[8].decode(Bool.self),
             defaultScopes: try cells[9].decode([String].self),
+            personalTokenLimit: try cells[12].decode(Int.self),
             createdAt: try cells[10].decode(Date.self),
             updatedAt: try cells[11].decode(Date.self)
         )

@@ -255,6 +255,30 @@ import TesseraPostgres
         }
     }
 
+    /// `personalTokenLimit` at 4 (#13): fifty concurrent self-creates, exactly four win, the rest
+    /// get a 400 naming the limit; the org policy shows it.
+    @Test func fiftyConcurrentSelfCreatesUnderALimitOfFour() async throws {
+        try await TestApp.run { app, client in
+            try await app.addMember("fay")
+            let raised = try await client.call(.patch, "/orgs/acme", token: app.root.token.plaintext, json: #"{"personalTokenLimit": 4}"#)
+            #expect(raised.status == .ok && raised.json["personalTokenLimit"] as? Int == 4)
+            #expect(try await client.call(.patch, "/orgs/acme", token: app.root.token.plaintext, json: #"{"personalTokenLimit": 0}"#).status == .unprocessableContent)
+            let jwt = try await TestApp.jwt("fay")
+            let replies = try await withThrowingTaskGroup(of: Reply.self) { group in
+                for index in 0..<50 {
+                    group.addTask { try await client.call(.post, "/api-tokens", token: jwt, json: #"{"name": "f\#(index)"}"#) }
+                }
+                return try await group.reduce(into: [Reply]()) { $0.append($1) }
+            }
+            #expect(replies.filter { $0.status == .created }.count == 4)
+            let refused = replies.filter { $0.status == .badRequest }
+            #expect(refused.count == 46)
+            #expect(refused.first?.string("detail") == "You already have 4 tokens, the limit of this organization. Delete one first to create a new one.")
+            let admin = try await client.call(.post, "/api-tokens/fay", token: app.root.token.plaintext, json: #"{"name": "more"}"#)
+            #expect(admin.status == .badRequest && admin.string("detail") == "User fay already has 4 tokens, the limit of this organization")
+        }
+    }
+
     @Test func leaversTokenStopsAtOnceButOrgTokensTheyCreatedLive() async throws {
         try await TestApp.run { app, client in
             try await app.addMember("erin", role: .admin)

@@ -77,7 +77,7 @@ import TesseraTestSupport
     @Test func secondLivePersonalTokenIsRejected() async throws {
         try await withFixture { client, logger, fixture in
             let first = try await insert(personalToken(fixture), client, logger)
-            await expectViolation("tokens_one_live_personal_per_member") {
+            await expectViolation("tokens_personal_token_limit") {
                 _ = try await insert(personalToken(fixture), client, logger)
             }
             // Once the first is revoked, a new one may be created.
@@ -96,6 +96,32 @@ import TesseraTestSupport
                 return await group.reduce(into: [Bool]()) { $0.append($1) }
             }
             #expect(outcomes.filter { $0 }.count == 1)
+        }
+    }
+
+    /// The org's `personal_token_limit` (#13): at N, twenty concurrent inserts give exactly N
+    /// live tokens; revoking one makes room for one more; the count follows deletes too.
+    @Test func theLimitHoldsAtNUnderConcurrency() async throws {
+        try await withFixture { client, logger, fixture in
+            try await client.query("UPDATE organizations SET personal_token_limit = 3 WHERE id = \(fixture.orgID)")
+            let outcomes = await withTaskGroup(of: Bool.self) { group in
+                for _ in 0..<20 {
+                    group.addTask { (try? await insert(personalToken(fixture), client, logger)) != nil }
+                }
+                return await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 }.count == 3)
+            await expectViolation("tokens_personal_token_limit") { _ = try await insert(personalToken(fixture), client, logger) }
+            try await client.query(
+                """
+                UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin'
+                WHERE id = (SELECT id FROM tokens WHERE owner_user_id = \(fixture.userID) AND status = 'active' LIMIT 1)
+                """)
+            _ = try await insert(personalToken(fixture), client, logger)
+            try await client.query("DELETE FROM tokens WHERE owner_user_id = \(fixture.userID) AND status = 'active'")
+            let count = try await client.values(
+                "SELECT live_personal_tokens FROM memberships WHERE user_id = \(fixture.userID)", as: Int.self)
+            #expect(count == [0])
         }
     }
 

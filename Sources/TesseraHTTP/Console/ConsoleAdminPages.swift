@@ -144,6 +144,7 @@ struct ConsoleAdminPages {
             ["title": "Policy", "defaultDays": org.defaultTokenLifetimeDays, "maxDays": org.maxTokenLifetimeDays.map(String.init) ?? "",
              "allowNonExpiring": org.allowNonExpiringTokens, "idleDays": org.idleTimeoutDays.map(String.init) ?? "",
              "apiGroup": org.apiGroup ?? "", "userTokensEnabled": org.userTokensEnabled, "displayName": org.displayName,
+             "personalTokenLimit": org.personalTokenLimit,
              "scopes": scopes],
             user: user)
     }
@@ -173,6 +174,10 @@ struct ConsoleAdminPages {
             patch.allowNonExpiringTokens = form["allowNonExpiring"] == "on"
             patch.userTokensEnabled = form["userTokensEnabled"] == "on"
             patch.apiGroup = .some(form.text("apiGroup"))
+            guard let limit = Int(form.text("personalTokenLimit") ?? "1"), (1...1000).contains(limit) else {
+                throw Problem.invalidField("Personal tokens per member", "must be a number from 1 to 1000")
+            }
+            patch.personalTokenLimit = limit
             let defaults = form.all("defaultScopes")
             guard !defaults.isEmpty else { throw Problem.invalidField("Default scopes", "must hold at least one scope") }
             patch.defaultScopes = defaults

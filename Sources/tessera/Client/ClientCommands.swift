@@ -387,6 +387,7 @@ struct OrgCommand: AsyncParsableCommand {
             ("Slug", Printer.text(org["slug"])), ("Name", Printer.text(org["displayName"])),
             ("Default lifetime", days(org["defaultTokenLifetimeDays"])),
             ("Max lifetime", days(org["maxTokenLifetimeDays"])),
+            ("Personal tokens per member", Printer.text(org["personalTokenLimit"])),
             ("Non-expiring allowed", Printer.text(org["allowNonExpiringTokens"])),
             ("Idle timeout", days(org["idleTimeoutDays"])), ("API group", Printer.text(org["apiGroup"])),
             ("User tokens", Printer.text(org["userTokensEnabled"])), ("Default scopes", Printer.text(org["defaultScopes"])),
@@ -414,6 +415,7 @@ struct OrgCommand: AsyncParsableCommand {
         @Option(help: "Tokens unused this many days stop working, or `none`.") var idleTimeoutDays: String?
         @Option(help: "Only members of this group may create their own token, or `none`.") var apiGroup: String?
         @Option(help: "Members may create their own tokens: true or false.") var userTokens: Bool?
+        @Option(help: "Live personal tokens each member may hold (1 to 1000; 1 is LISA's rule).") var personalTokenLimit: Int?
 
         func run() async throws {
             var body: [String: Any] = [:]
@@ -423,6 +425,7 @@ struct OrgCommand: AsyncParsableCommand {
             if let idleTimeoutDays { body["idleTimeoutDays"] = try Self.daysOrNone(idleTimeoutDays, "--idle-timeout-days") }
             if let apiGroup { body["apiGroup"] = apiGroup == "none" ? NSNull() : apiGroup }
             if let userTokens { body["userTokensEnabled"] = userTokens }
+            if let personalTokenLimit { body["personalTokenLimit"] = personalTokenLimit }
             guard !body.isEmpty else { throw CLIError(message: "nothing to change: see `tessera org set-policy --help`", exitCode: 2) }
             let client = try options.client()
             let org = try await actingOrg(client)
