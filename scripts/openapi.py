@@ -161,6 +161,29 @@ paths["/users/{username}"] = {
     "delete": op("Platform admin: delete a user (their personal tokens are revoked first)", {**ok("Deleted", ref("Message")), **AUTH, **errors("403", "404")},
                  [param("username", "Username")], tags=["users"]),
 }
+# BentoCloud's API-token surface (DESIGN §9), for the unmodified bentoml client: always 200.
+BENTO = ["bentocloud"]
+UID = param("uid", "Token id", {"type": "string", "format": "uuid"})
+paths["/api/v1/auth/current"] = {"get": op("BentoCloud: the caller (email: the username when it is an address, else \"\")",
+                                           {**ok("User", ref("BentoUser")), **AUTH, **errors("404")}, tags=BENTO)}
+paths["/api/v1/current_org"] = {"get": op("BentoCloud: the caller's organization (uid: its id, name: its slug)",
+                                          {**ok("Organization", ref("BentoOrganization")), **AUTH, **errors("404")}, tags=BENTO)}
+paths["/api/v1/api_tokens"] = {
+    "get": op("BentoCloud: the caller's visible live tokens, newest first",
+              {**ok("Tokens", ref("BentoTokenList")), **AUTH, **errors("400", "403", "404")},
+              [query("start", "Offset (default 0)", {"type": "integer", "minimum": 0, "maximum": 100000}),
+               query("count", "Page size, 1-1000 (default 20)", {"type": "integer", "minimum": 1, "maximum": 1000}),
+               query("search", "Substring of name, username, createdBy or groups", {"type": "string", "maxLength": 200})], tags=BENTO),
+    "post": op("BentoCloud: create your personal token; expired_at is UTC (naive date-times too), null means the org's default lifetime. "
+               "Answers 200 (the client refuses 201)",
+               {**ok("Created; `token` is shown once", ref("BentoToken")), **AUTH, **errors("400", "403", "404", "413", "422")},
+               request=body(ref("BentoCreateRequest")), tags=BENTO),
+}
+paths["/api/v1/api_tokens/{uid}"] = {
+    "get": op("BentoCloud: a visible live token", {**ok("Token", ref("BentoToken")), **AUTH, **errors("403", "404")}, [UID], tags=BENTO),
+    "delete": op("BentoCloud: delete (revoke) a token; answers it with 200 (the client refuses 204)",
+                 {**ok("Deleted", ref("BentoToken")), **AUTH, **errors("403", "404")}, [UID], tags=BENTO),
+}
 
 S = lambda **kw: {"type": "string", **kw}
 I = {"type": "integer", "format": "int64"}
@@ -228,6 +251,26 @@ schemas = {
     "Introspection": {"type": "object", "required": ["active"], "properties": {
         "active": B, "scope": S(), "username": S(), "sub": S(), "token_type": S(), "exp": I, "iat": I, "iss": S(),
         "org": S(), "token_id": S(), "kind": S(enum=["personal", "organization"]), "groups": A(S())}},
+    "BentoUser": {"type": "object", "required": ["name", "email", "first_name", "last_name"],
+                  "properties": {"name": S(), "email": S(), "first_name": S(), "last_name": S()}},
+    "BentoOrganization": {"type": "object", "required": ["uid", "name", "description", "created_at", "updated_at", "deleted_at", "resource_type", "labels"],
+                          "properties": {"uid": S(format="uuid"), "name": S(), "description": S(), "created_at": S(format="date-time"),
+                                         "updated_at": S(format="date-time"), "deleted_at": nullable(S(format="date-time")),
+                                         "resource_type": S(enum=["organization"]), "labels": A(S())}},
+    "BentoToken": {"type": "object", "required": ["uid", "created_at", "updated_at", "deleted_at", "name", "resource_type", "labels", "description",
+                                                  "scopes", "user", "organization", "expired_at", "last_used_at", "is_expired", "is_api_token",
+                                                  "is_organization_token", "is_global_access"],
+                   "properties": {"uid": S(format="uuid"), "created_at": S(format="date-time"), "updated_at": S(format="date-time"),
+                                  "deleted_at": nullable(S(format="date-time")), "name": S(), "resource_type": S(enum=["api_token"]),
+                                  "labels": A(S()), "description": S(), "scopes": A(S()), "user": ref("BentoUser"),
+                                  "organization": ref("BentoOrganization"), "expired_at": nullable(S(format="date-time")),
+                                  "last_used_at": nullable(S(format="date-time")), "is_expired": B, "is_api_token": B,
+                                  "is_organization_token": B, "is_global_access": B, "token": S(description="Only in the create answer")}},
+    "BentoTokenList": {"type": "object", "required": ["start", "count", "total", "items"],
+                       "properties": {"start": I, "count": I, "total": I, "items": A(ref("BentoToken"))}},
+    "BentoCreateRequest": {"type": "object", "required": ["name"], "properties": {
+        "name": NAME, "description": nullable(S(maxLength=1000)),
+        "scopes": nullable({**SCOPES}), "expired_at": nullable(S(maxLength=40, description="2026-12-23 19:10:05.952036 (UTC) or RFC 3339"))}},
     "UserPatch": {"type": "object", "properties": {"status": S(enum=["active", "disabled"]), "platformAdmin": B}},
 }
 document = {
@@ -237,7 +280,8 @@ document = {
     "paths": paths,
     "components": {"schemas": schemas, "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer", "description": "A Tessera token (tsp_/tso_), or an OIDC JWT when configured. A bare `Authorization: <token>` also works."},
-        "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"}}},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"},
+        "yataiToken": {"type": "apiKey", "in": "header", "name": "X-YATAI-API-TOKEN", "description": "BentoCloud's clients"}}},
 }
 text = json.dumps(document, indent=1, sort_keys=True)
 root = pathlib.Path(__file__).resolve().parent.parent

@@ -136,6 +136,7 @@ func buildRouter(
     organizations.addRoutes(to: orgs)
     AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
     UserController(store: store, resolver: resolver).addRoutes(to: api("users"))
+    BentoCloudController(store: store, resolver: resolver).addRoutes(to: api("api/v1"))
     console?.addRoutes(to: router)
     return router
 }

@@ -15,11 +15,14 @@ enum PresentedCredential: Equatable {
     }
 
     /// `Authorization: Bearer <t>` (any scheme case), a bare `Authorization: <t>` (LISA), or
-    /// `Api-Key: <t>` (LISA's serving API). Pure Swift on purpose: Foundation's trimming bridges
+    /// `Api-Key: <t>` (LISA's serving API), or `X-YATAI-API-TOKEN: <t>` (BentoCloud's clients). Pure Swift on purpose: Foundation's trimming bridges
     /// through NSString and cost a fifth of the whole verify path.
     static func extract(from headers: HTTPFields) -> PresentedCredential? {
         if let apiKey = headers[.apiKey].map(trimmed), !apiKey.isEmpty {
             return .apiToken(String(apiKey))
+        }
+        if let yatai = headers[.yataiToken].map(trimmed), !yatai.isEmpty {
+            return .apiToken(String(yatai))
         }
         guard let authorization = headers[.authorization].map(trimmed), !authorization.isEmpty else { return nil }
         guard let space = authorization.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
@@ -43,6 +46,7 @@ enum PresentedCredential: Equatable {
 
 extension HTTPField.Name {
     static let apiKey = Self("Api-Key")!
+    static let yataiToken = Self("X-YATAI-API-TOKEN")!
     static let tesseraOrg = Self("X-Tessera-Org")!
 }
 

@@ -101,6 +101,282 @@ enum OpenAPIDocument {
     },
     "type": "object"
    },
+   "BentoCreateRequest": {
+    "properties": {
+     "description": {
+      "oneOf": [
+       {
+        "maxLength": 1000,
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "expired_at": {
+      "oneOf": [
+       {
+        "description": "2026-12-23 19:10:05.952036 (UTC) or RFC 3339",
+        "maxLength": 40,
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "name": {
+      "maxLength": 200,
+      "minLength": 1,
+      "pattern": "^[^\\u0000-\\u001f]*$",
+      "type": "string"
+     },
+     "scopes": {
+      "oneOf": [
+       {
+        "items": {
+         "pattern": "^[a-z][a-z0-9_.:-]{0,63}$",
+         "type": "string"
+        },
+        "maxItems": 100,
+        "minItems": 1,
+        "type": "array"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     }
+    },
+    "required": [
+     "name"
+    ],
+    "type": "object"
+   },
+   "BentoOrganization": {
+    "properties": {
+     "created_at": {
+      "format": "date-time",
+      "type": "string"
+     },
+     "deleted_at": {
+      "oneOf": [
+       {
+        "format": "date-time",
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "description": {
+      "type": "string"
+     },
+     "labels": {
+      "items": {
+       "type": "string"
+      },
+      "type": "array"
+     },
+     "name": {
+      "type": "string"
+     },
+     "resource_type": {
+      "enum": [
+       "organization"
+      ],
+      "type": "string"
+     },
+     "uid": {
+      "format": "uuid",
+      "type": "string"
+     },
+     "updated_at": {
+      "format": "date-time",
+      "type": "string"
+     }
+    },
+    "required": [
+     "uid",
+     "name",
+     "description",
+     "created_at",
+     "updated_at",
+     "deleted_at",
+     "resource_type",
+     "labels"
+    ],
+    "type": "object"
+   },
+   "BentoToken": {
+    "properties": {
+     "created_at": {
+      "format": "date-time",
+      "type": "string"
+     },
+     "deleted_at": {
+      "oneOf": [
+       {
+        "format": "date-time",
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "description": {
+      "type": "string"
+     },
+     "expired_at": {
+      "oneOf": [
+       {
+        "format": "date-time",
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "is_api_token": {
+      "type": "boolean"
+     },
+     "is_expired": {
+      "type": "boolean"
+     },
+     "is_global_access": {
+      "type": "boolean"
+     },
+     "is_organization_token": {
+      "type": "boolean"
+     },
+     "labels": {
+      "items": {
+       "type": "string"
+      },
+      "type": "array"
+     },
+     "last_used_at": {
+      "oneOf": [
+       {
+        "format": "date-time",
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "name": {
+      "type": "string"
+     },
+     "organization": {
+      "$ref": "#/components/schemas/BentoOrganization"
+     },
+     "resource_type": {
+      "enum": [
+       "api_token"
+      ],
+      "type": "string"
+     },
+     "scopes": {
+      "items": {
+       "type": "string"
+      },
+      "type": "array"
+     },
+     "token": {
+      "description": "Only in the create answer",
+      "type": "string"
+     },
+     "uid": {
+      "format": "uuid",
+      "type": "string"
+     },
+     "updated_at": {
+      "format": "date-time",
+      "type": "string"
+     },
+     "user": {
+      "$ref": "#/components/schemas/BentoUser"
+     }
+    },
+    "required": [
+     "uid",
+     "created_at",
+     "updated_at",
+     "deleted_at",
+     "name",
+     "resource_type",
+     "labels",
+     "description",
+     "scopes",
+     "user",
+     "organization",
+     "expired_at",
+     "last_used_at",
+     "is_expired",
+     "is_api_token",
+     "is_organization_token",
+     "is_global_access"
+    ],
+    "type": "object"
+   },
+   "BentoTokenList": {
+    "properties": {
+     "count": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "items": {
+      "items": {
+       "$ref": "#/components/schemas/BentoToken"
+      },
+      "type": "array"
+     },
+     "start": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "total": {
+      "format": "int64",
+      "type": "integer"
+     }
+    },
+    "required": [
+     "start",
+     "count",
+     "total",
+     "items"
+    ],
+    "type": "object"
+   },
+   "BentoUser": {
+    "properties": {
+     "email": {
+      "type": "string"
+     },
+     "first_name": {
+      "type": "string"
+     },
+     "last_name": {
+      "type": "string"
+     },
+     "name": {
+      "type": "string"
+     }
+    },
+    "required": [
+     "name",
+     "email",
+     "first_name",
+     "last_name"
+    ],
+    "type": "object"
+   },
    "CreateOrganizationRequest": {
     "properties": {
      "displayName": {
@@ -1016,6 +1292,12 @@ enum OpenAPIDocument {
     "description": "A Tessera token (tsp_/tso_), or an OIDC JWT when configured. A bare `Authorization: <token>` also works.",
     "scheme": "bearer",
     "type": "http"
+   },
+   "yataiToken": {
+    "description": "BentoCloud's clients",
+    "in": "header",
+    "name": "X-YATAI-API-TOKEN",
+    "type": "apiKey"
    }
   }
  },
@@ -1900,6 +2182,478 @@ enum OpenAPIDocument {
     "summary": "New secret and tokenUUID, same metadata; the old secret stops at once or after overlapSeconds (<= 86400). Rotating a token already rotated away revokes its whole family (409)",
     "tags": [
      "api-tokens"
+    ]
+   }
+  },
+  "/api/v1/api_tokens": {
+   "get": {
+    "parameters": [
+     {
+      "description": "Offset (default 0)",
+      "in": "query",
+      "name": "start",
+      "required": false,
+      "schema": {
+       "maximum": 100000,
+       "minimum": 0,
+       "type": "integer"
+      }
+     },
+     {
+      "description": "Page size, 1-1000 (default 20)",
+      "in": "query",
+      "name": "count",
+      "required": false,
+      "schema": {
+       "maximum": 1000,
+       "minimum": 1,
+       "type": "integer"
+      }
+     },
+     {
+      "description": "Substring of name, username, createdBy or groups",
+      "in": "query",
+      "name": "search",
+      "required": false,
+      "schema": {
+       "maxLength": 200,
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/BentoTokenList"
+        }
+       }
+      },
+      "description": "Tokens"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "BentoCloud: the caller's visible live tokens, newest first",
+    "tags": [
+     "bentocloud"
+    ]
+   },
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/BentoCreateRequest"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/BentoToken"
+        }
+       }
+      },
+      "description": "Created; `token` is shown once"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     },
+     "413": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Body larger than 1 MiB"
+     },
+     "422": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed body; `errors` lists the fields"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "BentoCloud: create your personal token; expired_at is UTC (naive date-times too), null means the org's default lifetime. Answers 200 (the client refuses 201)",
+    "tags": [
+     "bentocloud"
+    ]
+   }
+  },
+  "/api/v1/api_tokens/{uid}": {
+   "delete": {
+    "parameters": [
+     {
+      "description": "Token id",
+      "in": "path",
+      "name": "uid",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/BentoToken"
+        }
+       }
+      },
+      "description": "Deleted"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "BentoCloud: delete (revoke) a token; answers it with 200 (the client refuses 204)",
+    "tags": [
+     "bentocloud"
+    ]
+   },
+   "get": {
+    "parameters": [
+     {
+      "description": "Token id",
+      "in": "path",
+      "name": "uid",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/BentoToken"
+        }
+       }
+      },
+      "description": "Token"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "BentoCloud: a visible live token",
+    "tags": [
+     "bentocloud"
+    ]
+   }
+  },
+  "/api/v1/auth/current": {
+   "get": {
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/BentoUser"
+        }
+       }
+      },
+      "description": "User"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "BentoCloud: the caller (email: the username when it is an address, else \"\")",
+    "tags": [
+     "bentocloud"
+    ]
+   }
+  },
+  "/api/v1/current_org": {
+   "get": {
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/BentoOrganization"
+        }
+       }
+      },
+      "description": "Organization"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "BentoCloud: the caller's organization (uid: its id, name: its slug)",
+    "tags": [
+     "bentocloud"
     ]
    }
   },

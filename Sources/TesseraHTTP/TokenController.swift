@@ -261,7 +261,13 @@ struct TokenController {
         -> (Caller, OrganizationRecord)
     {
         let (caller, org) = try await resolver.resolve(request, context: context, orgSlug: context.parameters.get("org"))
-        guard caller.holds(scope, catalog: .builtIn) else {
+        // Scopes of the org's own catalog may imply built-in ones (BentoCloud's names, #13): the
+        // catalog is read only when the token holds such a scope.
+        var catalog = ScopeCatalog.builtIn
+        if let token = caller.token, token.scopes.contains(where: { ScopeCatalog.builtIn.entries[$0] == nil }) {
+            catalog = ScopeCatalog(try await store.client.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: context.logger) })
+        }
+        guard caller.holds(scope, catalog: catalog) else {
             throw Problem(.forbidden, "This token lacks the \(scope) scope")
         }
         if let apiGroup = org.apiGroup, !caller.isAdmin(catalog: .builtIn), caller.token?.kind != .organization,

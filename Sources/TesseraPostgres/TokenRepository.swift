@@ -24,6 +24,8 @@ public struct TokenQuery: Sendable {
     public var kind: TokenKind?
     public var status: TokenStatus?
     public var ascending: Bool
+    /// Leave out revoked tokens (the BentoCloud list: a deleted token is gone).
+    public var liveOnly = false
 
     public init(
         limit: Int = 100, after: Position? = nil, search: String? = nil, kind: TokenKind? = nil,
@@ -68,6 +70,7 @@ extension PostgresConnection {
               AND (\(page.kind?.rawValue)::text IS NULL OR t.kind = \(page.kind?.rawValue))
               AND (\(page.status?.rawValue)::text IS NULL OR t.status = \(page.status?.rawValue))
               AND (\(pattern)::text IS NULL OR t.search_text LIKE lower(\(pattern)))
+              AND (NOT \(page.liveOnly) OR t.status <> 'revoked')
               AND (\(page.after?.micros)::bigint IS NULL OR
                    (t.created_at, t.id) \(unescaped: page.ascending ? ">" : "<")
                    (timestamptz 'epoch' + \(page.after?.micros) * interval '1 microsecond', \(page.after?.id)))
@@ -84,6 +87,27 @@ extension PostgresConnection {
         }
         guard records.count > page.limit else { return TokenPage(records: records, next: nil) }
         return TokenPage(records: Array(records.prefix(page.limit)), next: positions[page.limit - 1])
+    }
+
+    /// How many tokens ``tokens(orgID:visibleTo:all:query:logger:)`` would list over all pages.
+    public func countTokens(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery, logger: Logger)
+        async throws -> Int
+    {
+        let pattern = page.search.map { "%" + $0.replacingOccurrences(of: "\\", with: "\\\\")
+            .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
+        let rows = try await query(
+            """
+            SELECT count(*)::bigint FROM tokens t
+            WHERE t.org_id = \(orgID)
+              AND (\(all) OR t.kind = 'organization' OR t.owner_user_id = \(ownerUserID))
+              AND (\(page.kind?.rawValue)::text IS NULL OR t.kind = \(page.kind?.rawValue))
+              AND (\(page.status?.rawValue)::text IS NULL OR t.status = \(page.status?.rawValue))
+              AND (\(pattern)::text IS NULL OR t.search_text LIKE lower(\(pattern)))
+              AND (NOT \(page.liveOnly) OR t.status <> 'revoked')
+            """,
+            logger: logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
     }
 
     public func token(id: UUID, orgID: UUID, logger: Logger) async throws -> TokenRecord? {
