@@ -4,7 +4,7 @@ BIN := $(CURDIR)/.build/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test e2e browser reliability bench build release postgres format clean-data
+.PHONY: run test e2e browser bentoml reliability bench build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -49,6 +49,13 @@ browser: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera
 	scripts/browser-deps
 	TESSERA_BIN=$(BIN) timeout 600 python3 e2e/browser.py
+
+# The real BentoML client (pinned, installed into .venv-bentoml when missing) against a real
+# `tessera serve` on the binary `make test` built: login, api-token list/create/get/delete, env
+# configuration, a revoked token, the Python SDK. About a minute (plus the install once).
+bentoml: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera
+	TESSERA_BIN=$(BIN) timeout 1200 python3 e2e/bentoml_client.py
 
 # The verification hot path against baselines of the same run (release build, dynamic stdlib, private PostgreSQL,
 # 100,000 seeded tokens, wrk and pgbench on loopback). Prints and writes bench/results/verify.txt.

@@ -164,7 +164,7 @@ paths["/users/{username}"] = {
 # BentoCloud's API-token surface (DESIGN §9), for the unmodified bentoml client: always 200.
 BENTO = ["bentocloud"]
 UID = param("uid", "Token id", {"type": "string", "format": "uuid"})
-paths["/api/v1/auth/current"] = {"get": op("BentoCloud: the caller (email: the username when it is an address, else \"\")",
+paths["/api/v1/auth/current"] = {"get": op("BentoCloud: the caller (email carries the username: Tessera keeps no addresses)",
                                            {**ok("User", ref("BentoUser")), **AUTH, **errors("404")}, tags=BENTO)}
 paths["/api/v1/current_org"] = {"get": op("BentoCloud: the caller's organization (uid: its id, name: its slug)",
                                           {**ok("Organization", ref("BentoOrganization")), **AUTH, **errors("404")}, tags=BENTO)}

@@ -34,8 +34,8 @@ struct BentoCloudController {
         return formatter.string(from: date)
     }
 
-    /// `{name, email, first_name, last_name}`. Tessera keeps no email: a username that is an
-    /// address is the email, else the email is "".
+    /// `{name, email, first_name, last_name}`. Tessera keeps no email addresses: `email` carries
+    /// the username (the client prints it as "Logged in as …"); names are "".
     struct User: Encodable {
         let name: String
         let email: String
@@ -44,7 +44,7 @@ struct BentoCloudController {
 
         init(_ username: String) {
             name = username
-            email = username.contains("@") ? username : ""
+            email = username
         }
     }
 

@@ -2593,7 +2593,7 @@ enum OpenAPIDocument {
       "apiKey": []
      }
     ],
-    "summary": "BentoCloud: the caller (email: the username when it is an address, else \"\")",
+    "summary": "BentoCloud: the caller (email carries the username: Tessera keeps no addresses)",
     "tags": [
      "bentocloud"
     ]

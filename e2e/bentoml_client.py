@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The real BentoML client against a real `tessera serve` (issue #13), run by `make bentoml` (and
+so by `.ci/run`). bentoml is pinned (BENTOML_VERSION) and installed into .venv-bentoml when missing:
+a later bentoml whose schemas drift fails here, loudly.
+
+CLI: `cloud login --api-token`, `api-token list` (table, `-o json`, `--search`), `create` with
+`-d`, `-s`, `--expires 30d` and with none, `get`, `delete`, configuration by environment variables,
+a revoked token (a clean "log in" message, no traceback). Python SDK: `bentoml.api_token.list`,
+`create`, `get`, `delete`. Exit status 1 on any failed check."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ROOT, Client, Postgres, Tessera, Workdir, log, migrate_and_bootstrap  # noqa: E402
+
+# 1.4.40 asks for a certifi newer than the package index holds here; 1.4.39 is the newest that installs.
+BENTOML_VERSION = "1.4.39"
+VENV = os.path.join(ROOT, ".venv-bentoml")
+failures = []
+
+
+def check(condition, what):
+    what = re.sub(r"ts[po]_[0-9a-f]{128}", "ts?_<redacted>", what)  # never a secret in CI's log
+    log(("ok   " if condition else "FAIL ") + what)
+    if not condition:
+        failures.append(what)
+    return condition
+
+
+def ensure_bentoml():
+    python = os.path.join(VENV, "bin", "python")
+    probe = [python, "-c", "import importlib.metadata as m, sys; sys.exit(m.version('bentoml') != sys.argv[1])", BENTOML_VERSION]
+    if os.path.exists(python) and subprocess.run(probe, capture_output=True).returncode == 0:
+        return
+    log(f"installing bentoml=={BENTOML_VERSION} into {os.path.relpath(VENV, ROOT)}")
+    if not os.path.exists(python):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    subprocess.run([os.path.join(VENV, "bin", "pip"), "install", "-q", "--disable-pip-version-check", f"bentoml=={BENTOML_VERSION}"],
+                   check=True, timeout=900)
+
+
+def main():
+    started = time.monotonic()
+    ensure_bentoml()
+    work = Workdir("bentoml")
+    pg = Postgres(work)
+    root = migrate_and_bootstrap(pg.url)["token"]
+    server = Tessera(work, pg.url, env={"TESSERA_LOG_LEVEL": "warning"})
+    api = Client(server.base)
+    endpoint = f"http://{server.base}"
+    status = api.request("PATCH", "/orgs/acme", token=root, body={"personalTokenLimit": 10})[0]
+    check(status == 200, f"the org allows 10 personal tokens per member, as BentoCloud users expect ({status})")
+    home = tempfile.mkdtemp(prefix="bentoml-home.", dir=work.path)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("BENTO_CLOUD_")}
+    base_env.update(BENTOML_HOME=home, BENTOML_DO_NOT_TRACK="True", NO_COLOR="1", COLUMNS="200", PYTHONWARNINGS="ignore")
+    bentoml = os.path.join(VENV, "bin", "bentoml")
+
+    def run(*args, env=None):
+        out = subprocess.run([bentoml, *args], env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=120)
+        return out.returncode, out.stdout + out.stderr
+
+    code, out = run("cloud", "login", "--api-token", root, "--endpoint", endpoint)
+    check(code == 0 and "Logged in as root at acme organization" in out, f"cloud login --api-token ({code}: {out.strip()[-200:]})")
+
+    code, out = run("api-token", "create", "ci-one", "-d", "for ci", "-s", "api:read", "-s", "tokens:read", "--expires", "30d")
+    secret = next((word for word in out.replace("│", " ").split() if word.startswith("tsp_")), "")
+    check(code == 0 and "Token ci-one created successfully" in out and "Description: for ci" in out,
+          f"api-token create with -d, -s, --expires 30d ({code})")
+    # The boxed secret may wrap: take it from the JSON form instead when needed.
+    code, out = run("api-token", "create", "plain", "-o", "json")
+    created = json.loads(out[out.index("{"):]) if code == 0 and "{" in out else {}
+    check(code == 0 and created.get("name") == "plain" and created.get("token", "").startswith("tsp_"),
+          f"api-token create with no options, -o json ({code}: {out.strip()[-200:]})")
+    plain_secret, plain_uid = created.get("token", ""), created.get("uid", "")
+    if plain_secret:
+        check(api.get("/auth/verify", token=plain_secret)[0] == 200, "the created token verifies")
+
+    code, out = run("api-token", "list")
+    check(code == 0 and "ci-one" in out and "plain" in out and "bootstrap" in out, f"api-token list, table ({code})")
+    code, out = run("api-token", "list", "-o", "json")
+    items = json.loads(out[out.index("["):]) if code == 0 and "[" in out else []
+    names = sorted(item.get("name") for item in items)
+    check(code == 0 and names == ["bootstrap", "ci-one", "plain"], f"api-token list -o json ({names})")
+    ci = next((item for item in items if item.get("name") == "ci-one"), {})
+    check(ci.get("scopes") == ["api:read", "tokens:read"] and ci.get("description") == "for ci", f"scopes and description kept ({ci.get('scopes')})")
+    expires = ci.get("expired_at") or ""
+    check(expires[:10] == time.strftime("%Y-%m-%d", time.gmtime(time.time() + 30 * 86400)), f"--expires 30d is 30 days out ({expires})")
+    code, out = run("api-token", "list", "--search", "ci-one")
+    check(code == 0 and "ci-one" in out and "plain" not in out, f"api-token list --search ({code})")
+
+    code, out = run("api-token", "get", ci.get("uid", "-"))
+    check(code == 0 and "ci-one" in out, f"api-token get ({code}: {out.strip()[-200:]})")
+    code, out = run("api-token", "get", "00000000-0000-0000-0000-000000000000")
+    check(code != 0 and "Traceback" not in out, f"api-token get of an unknown uid fails cleanly ({code}: {out.strip()[-160:]})")
+    code, out = run("api-token", "delete", plain_uid or "-")
+    check(code == 0, f"api-token delete ({code}: {out.strip()[-200:]})")
+    if plain_secret:
+        check(api.get("/auth/verify", token=plain_secret)[0] == 401, "the deleted token is refused")
+
+    # Configuration by environment variables, in a home with no login file.
+    env_home = tempfile.mkdtemp(prefix="bentoml-env.", dir=work.path)
+    env = {"BENTOML_HOME": env_home, "BENTO_CLOUD_API_KEY": root, "BENTO_CLOUD_API_ENDPOINT": endpoint}
+    code, out = run("api-token", "list", "-o", "json", env=env)
+    check(code == 0 and "ci-one" in out, f"BENTO_CLOUD_API_KEY + BENTO_CLOUD_API_ENDPOINT ({code})")
+    # A revoked token: a clean message, not a traceback.
+    env["BENTO_CLOUD_API_KEY"] = plain_secret or "tsp_revoked"
+    code, out = run("api-token", "list", env=env)
+    check(code != 0 and "Traceback" not in out and "login" in out.lower(), f"a revoked token: clean 401 message ({code}: {out.strip()[-200:]})")
+
+    # The Python SDK, on the same server.
+    sdk = f"""
+import json, bentoml
+created = bentoml.api_token.create(name="sdk", description="from python", scopes=["api:read"])
+assert created.token.startswith("tsp_"), created
+listed = bentoml.api_token.list()
+got = bentoml.api_token.get(created.uid)
+bentoml.api_token.delete(created.uid)
+after = [t.name for t in bentoml.api_token.list()]
+print(json.dumps({{"created": created.name, "listed": sorted(t.name for t in listed), "got": got.name, "after": sorted(after)}}))
+"""
+    out = subprocess.run([os.path.join(VENV, "bin", "python"), "-c", sdk], env={**base_env, "BENTO_CLOUD_API_KEY": root,
+                         "BENTO_CLOUD_API_ENDPOINT": endpoint, "BENTOML_HOME": env_home}, capture_output=True, text=True, timeout=120)
+    result = {}
+    try:
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        pass
+    check(out.returncode == 0 and result.get("got") == "sdk" and "sdk" in result.get("listed", []) and "sdk" not in result.get("after", ["sdk"]),
+          f"Python SDK: bentoml.api_token.create, list, get, delete ({out.returncode}: {(out.stdout + out.stderr).strip()[-300:]})")
+
+    logs = server.logs()
+    check(root not in logs and (not secret or secret not in logs), "the server log holds no token")
+    log(f"bentoml {BENTOML_VERSION}: {len(failures)} failed checks in {time.monotonic() - started:.0f} s")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
