@@ -137,6 +137,7 @@ func buildRouter(
     AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
     UserController(store: store, resolver: resolver).addRoutes(to: api("users"))
     BentoCloudController(store: store, resolver: resolver).addRoutes(to: api("api/v1"))
+    CLILoginController(store: store).addRoutes(to: router)
     console?.addRoutes(to: router)
     return router
 }

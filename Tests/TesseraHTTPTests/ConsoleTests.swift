@@ -184,7 +184,7 @@ final class CookieBrowser: @unchecked Sendable {
             #expect(again.location == "/console/my-token")
             #expect(other.cookies["tessera_session"] != first)
             #expect(try await sessionRows(app).count == 1)
-            #expect(try await browser.get("/console/my-token").location == "/console/sign-in")
+            #expect(try await browser.get("/console/my-token").location == "/console/sign-in?next=/console/my-token")
             browser.cookies = other.cookies
             let stolen = try #require(browser.cookies["tessera_session"])
             let csrf = try #require(try await browser.get("/console/my-token").csrf)
@@ -195,7 +195,7 @@ final class CookieBrowser: @unchecked Sendable {
             let replay = try await client.execute(uri: "/console/my-token", method: .get, headers: [.cookie: "tessera_session=\(stolen)"]) {
                 $0
             }
-            #expect(replay.status == .seeOther && replay.headers[.location] == "/console/sign-in")
+            #expect(replay.status == .seeOther && replay.headers[.location] == "/console/sign-in?next=/console/my-token")
         }
     }
 
@@ -220,7 +220,7 @@ final class CookieBrowser: @unchecked Sendable {
             let admin = CookieBrowser(client)
             try await admin.signIn(app.root.token.plaintext)
             try await app.store.client.query("UPDATE console_sessions SET expires_at = now() - interval '1 second'")
-            #expect(try await admin.get("/console/my-token").location == "/console/sign-in")
+            #expect(try await admin.get("/console/my-token").location == "/console/sign-in?next=/console/my-token")
             // Absolute lifetime: signed in 13 hours ago.
             try await admin.signIn(app.root.token.plaintext)
             try await app.store.client.query(

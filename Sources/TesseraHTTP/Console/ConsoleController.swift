@@ -65,6 +65,8 @@ struct ConsoleController {
         pages.post("tokens/:id/rotate", use: rotate)
         pages.get("tokens/:id/delete", use: confirmDelete)
         pages.post("tokens/:id/delete", use: delete)
+        pages.get("cli-login", use: cliLoginPage)
+        pages.post("cli-login", use: cliLogin)
         ConsoleAdminPages(controller: self).addRoutes(to: pages)
     }
 
@@ -89,6 +91,7 @@ struct ConsoleController {
     @Sendable func signInPage(_ request: Request, context: ConsoleContext) throws -> Response {
         if context.sessions.session != nil { throw ConsoleRedirect(location: "/console/my-token") }
         let ended = request.uri.queryParameters.get("ended").flatMap { Self.endedMessages[$0] }
+            ?? (request.uri.queryParameters.get("next") != nil ? "Sign in to continue." : nil)
         return signInResponse(request, message: ended, isError: ended != nil && request.uri.queryParameters.get("ended") != "signed-out")
     }
 
@@ -96,6 +99,7 @@ struct ConsoleController {
     func signInResponse(_ request: Request, message: String?, isError: Bool, status: HTTPResponse.Status = .ok) -> Response {
         let csrf = request.cookies[CSRFMiddleware.preSessionCookie]?.value ?? ConsoleSession.newCSRFToken()
         var data: [String: Any] = ["title": "Sign in", "csrf": csrf, "oidc": oidc != nil]
+        if let next = Self.nextPath(request.uri.queryParameters.get("next")) { data["next"] = next }
         if let message { data["message"] = ["text": message, "error": isError] }
         var response = views.page("sign-in", data, user: nil, status: status)
         response.setCookie(
@@ -135,6 +139,64 @@ struct ConsoleController {
                     .event(orgID: token.orgID, action: "console.signed_in", details: ["method": "token"]),
                 logger: context.logger)
         }
+        throw ConsoleRedirect(location: Self.nextPath(context.form["next"]) ?? "/console/my-token")
+    }
+
+    /// Where to go after signing in: a console path only.
+    static func nextPath(_ path: String?) -> String? {
+        guard let path, isSameOriginPath(path), path != "/console/sign-in" else { return nil }
+        return path
+    }
+
+    // MARK: - Browser login for command-line clients
+
+    /// The page `bentoml cloud login` and `tessera login --web` open: the code, which client asks,
+    /// and an approval that creates a personal token for you (delivered to the client, once).
+    @Sendable func cliLoginPage(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        guard let raw = request.uri.queryParameters.get("code"), let code = CLILogin.normalize(raw) else {
+            throw Problem(.badRequest, "This login link has no valid code. Start the login again from your terminal.")
+        }
+        guard let pending = try await CLILogin.pending(code, client: store.client, logger: context.logger) else {
+            throw Problem(.notFound, "This login code is unknown, expired or already used. Start the login again from your terminal.")
+        }
+        let live = try await store.client.withConnection { connection -> Int in
+            try await connection.tokens(
+                orgID: user.org.id, visibleTo: user.caller.userID, all: false,
+                query: TokenQuery(limit: 1000, kind: .personal), logger: context.logger
+            ).records.filter { $0.status != .revoked }.count
+        }
+        let atLimit = live >= user.org.personalTokenLimit
+        let display = stride(from: 0, to: 16, by: 4).map { String(Array(code)[$0..<$0 + 4]) }.joined(separator: "-")
+        return views.page(
+            "cli-login",
+            ["title": "Approve a command-line login", "code": display, "client": pending.client, "from": pending.sourceIP ?? "unknown",
+             "asked": Self.format(pending.createdAt), "approved": pending.approved, "atLimit": atLimit && !pending.approved,
+             "limit": user.org.personalTokenLimit, "mayCreate": user.caller.role != nil && (user.isAdmin || user.org.userTokensEnabled),
+             "tokenName": "CLI login " + Self.format(store.clock.now())],
+            user: user)
+    }
+
+    @Sendable func cliLogin(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try context.signedIn()
+        guard let code = context.form["code"].flatMap(CLILogin.normalize) else { throw Problem(.badRequest, "No valid code") }
+        let back = "/console/cli-login?code=" + code
+        if context.form["decision"] == "deny" {
+            try await CLILogin.deny(code, store: store)
+            flash(context, "The login was denied; the code no longer works.")
+            throw ConsoleRedirect(location: "/console/my-token")
+        }
+        let name = context.form.text("name") ?? "CLI login"
+        try await flashing(context, back: back) {
+            guard name.count <= 200, Validation.isPlainText(name) else { throw Problem.invalidField("Name", "must be 1 to 200 characters") }
+            guard let userID = user.caller.userID, user.caller.role != nil else {
+                throw Problem(.forbidden, "You are not a member of \(user.org.slug): switch to an organization of yours")
+            }
+            guard try await CLILogin.approve(code, userID: userID, org: user.org, tokenName: name, actor: context.actor, store: store) else {
+                throw Problem(.notFound, "This login code is unknown, expired or already used. Start the login again from your terminal.")
+            }
+        }
+        flash(context, "Approved. Your terminal receives a new personal token “\(name)” in \(user.org.slug); you can close this page.")
         throw ConsoleRedirect(location: "/console/my-token")
     }
 

@@ -123,7 +123,15 @@ struct ConsoleUserMiddleware: RouterMiddleware {
     let settings: ConsoleSettings
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let session = context.sessions.session else { throw ConsoleRedirect.signIn }
+        guard let session = context.sessions.session else {
+            // Back here after signing in (the login page a command-line client opened, say).
+            let path = request.uri.description
+            guard request.method == .get, isSameOriginPath(path), path.count < 500 else { throw ConsoleRedirect.signIn }
+            var components = URLComponents()
+            components.path = "/console/sign-in"
+            components.queryItems = [URLQueryItem(name: "next", value: path)]
+            throw ConsoleRedirect(location: components.string ?? "/console/sign-in")
+        }
         let now = store.clock.now()
         func end(_ reason: String) -> ConsoleRedirect {
             context.sessions.clearSession()
