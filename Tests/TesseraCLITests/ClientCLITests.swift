@@ -193,6 +193,52 @@ struct CLIFailure: Error, CustomStringConvertible {
         #expect(org["maxTokenLifetimeDays"] as? Int == 30 && org["defaultTokenLifetimeDays"] as? Int == 30)
     }
 
+    /// `tessera login --web` (#13): prints the page and the code, polls, saves the token it gets
+    /// once the code is approved (here straight in the database; the console's approval page has
+    /// its own tests).
+    @Test func loginWebWaitsForTheApprovalAndSavesTheToken() async throws {
+        let url = try await TestPostgres.shared.makeDatabase()
+        let databaseURL = "\(url.description)?sslmode=disable"
+        _ = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root", "--json"], environment: ["DATABASE_URL": databaseURL])
+        let server = try await ServerProcess.start(databaseURL: databaseURL)
+        defer { server.running.stop() }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-web-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(["TESSERA_CONFIG": folder + "/config.json", "DISPLAY": "", "TESSERA_API_KEY": ""]) { _, new in new }
+        environment["DISPLAY"] = nil
+        let login = try Subprocess.start(CLI.binary, ["login", "--web", "--endpoint", server.endpoint], environment: environment)
+        defer { login.stop() }
+        var code: String?
+        for _ in 0..<100 where code == nil {
+            let printed = (try? String(contentsOfFile: login.log + ".err", encoding: .utf8)) ?? ""
+            code = printed.range(of: #"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}"#, options: .regularExpression).map { String(printed[$0]) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(code != nil, "the login page and code are printed")
+        try await withRunningClient(url) { client, _ in
+            try await client.query(
+                """
+                UPDATE cli_login_codes SET approved_by = (SELECT id FROM users WHERE username = 'root'),
+                    org_id = (SELECT id FROM organizations WHERE slug = 'acme'), token_name = 'web login', approved_at = now(),
+                    last_poll_at = NULL
+                """)
+            try await client.query("UPDATE organizations SET personal_token_limit = 2")
+        }
+        var status: Int32 = -1
+        for _ in 0..<100 {
+            var raw: Int32 = 0
+            if waitpid(login.pid, &raw, WNOHANG) == login.pid { status = (raw >> 8) & 0xFF; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let printed = (try? String(contentsOfFile: login.log + ".err", encoding: .utf8)) ?? ""
+        #expect(status == 0, "\(printed)")
+        #expect(printed.contains("Logged in to \(server.endpoint) as root"))
+        let saved = try #require(FileManager.default.contents(atPath: folder + "/config.json"))
+        let key = try #require((try JSONSerialization.jsonObject(with: saved) as? [String: Any])?["apiKey"] as? String)
+        #expect(try await server.verify(key) == 200)
+    }
+
     @Test func adminCommandsWorkOnTheDatabaseWithTheSameCascade() async throws {
         let url = try await TestPostgres.shared.makeDatabase()
         let db = ["DATABASE_URL": "\(url.description)?sslmode=disable"]

@@ -113,7 +113,7 @@ struct APIClient {
         var request = URLRequest(url: components.url!)
         request.httpMethod = method
         request.timeoutInterval = 30
-        request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
+        if !apiKey.isEmpty { request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization") }
         request.setValue("application/json", forHTTPHeaderField: "Accept")
         if let org { request.setValue(org, forHTTPHeaderField: "X-Tessera-Org") }
         if let body {

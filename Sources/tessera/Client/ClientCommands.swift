@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TesseraCore
+import TesseraPostgres
 
 // `tessera login|whoami|token|member|org|audit`: client commands that talk to a running server.
 
@@ -18,9 +19,20 @@ struct LoginCommand: AsyncParsableCommand {
     @Option(help: "Organization slug to act in (JWT users in several orgs, platform admins).")
     var org: String?
 
+    @Flag(help: "Log in through the browser: approve a code in the console, get a new personal token.")
+    var web = false
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let endpoint = endpoint ?? environment["TESSERA_ENDPOINT"].nonEmpty ?? "http://127.0.0.1:8080"
+        if web {
+            let secret = try await Self.browserLogin(endpoint)
+            let client = try APIClient(endpoint: endpoint, apiKey: secret, org: org)
+            let who = try await Identity.fetch(client)
+            try ClientConfigFile(endpoint: endpoint, apiKey: secret, org: org).save()
+            FileHandle.standardError.write(Data("Logged in to \(endpoint) as \(who.summary); saved to \(ClientConfigFile.path)\n".utf8))
+            return
+        }
         var secret = token ?? environment["TESSERA_API_KEY"].nonEmpty
         if secret == nil {
             if isatty(STDIN_FILENO) == 1 { FileHandle.standardError.write(Data("Token: ".utf8)) }
@@ -33,6 +45,33 @@ struct LoginCommand: AsyncParsableCommand {
         let who = try await Identity.fetch(client)
         try ClientConfigFile(endpoint: endpoint, apiKey: secret, org: org).save()
         FileHandle.standardError.write(Data("Logged in to \(endpoint) as \(who.summary); saved to \(ClientConfigFile.path)\n".utf8))
+    }
+}
+
+extension LoginCommand {
+    /// The browser flow (as `gh auth login --web`): a code from the server, the approval page opened
+    /// (or printed), then a poll once a second for up to ten minutes until the token arrives.
+    static func browserLogin(_ endpoint: String) async throws -> String {
+        let anonymous = try APIClient(endpoint: endpoint, apiKey: "", org: nil)
+        let answer = try await anonymous.send("GET", "/api/v1/auth/code") as? [String: Any]
+        guard let code = answer?["code"] as? String else { throw CLIError(message: "the server gave no login code") }
+        let page = anonymous.endpoint.absoluteString + "/api_tokens?code=" + code
+        FileHandle.standardError.write(Data("Open \(page)\nand approve the code \(code) (waiting up to 10 minutes; Ctrl-C to stop)\n".utf8))
+        let environment = ProcessInfo.processInfo.environment
+        if environment["DISPLAY"] != nil || environment["WAYLAND_DISPLAY"] != nil, FileManager.default.isExecutableFile(atPath: "/usr/bin/xdg-open") {
+            _ = try? Subprocess.detach("/usr/bin/xdg-open", [page])
+        }
+        let deadline = Date().addingTimeInterval(600)
+        while Date() < deadline {
+            try await Task.sleep(for: .seconds(1))
+            do {
+                let issued = try await anonymous.send("GET", "/api/v1/auth/token", query: [("code", code)]) as? [String: Any]
+                if let token = issued?["token"] as? String { return token }
+            } catch let error as CLIError where error.message.hasPrefix("404 ") || error.message.hasPrefix("429 ") {
+                continue  // not approved yet
+            }
+        }
+        throw CLIError(message: "the code \(code) was not approved within 10 minutes")
     }
 }
 
