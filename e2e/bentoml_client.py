@@ -5,16 +5,22 @@ a later bentoml whose schemas drift fails here, loudly.
 
 CLI: `cloud login --api-token`, `api-token list` (table, `-o json`, `--search`), `create` with
 `-d`, `-s`, `--expires 30d` and with none, `get`, `delete`, configuration by environment variables,
-a revoked token (a clean "log in" message, no traceback). Python SDK: `bentoml.api_token.list`,
-`create`, `get`, `delete`. Exit status 1 on any failed check."""
+a revoked token (a clean "log in" message, no traceback), and the interactive browser login
+(`cloud login` with no token, in a pseudo-terminal, approved through the console over HTTP).
+Python SDK: `bentoml.api_token.list`, `create`, `get`, `delete`. Exit status 1 on any failed check."""
 
+import http.cookiejar
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +50,71 @@ def ensure_bentoml():
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
     subprocess.run([os.path.join(VENV, "bin", "pip"), "install", "-q", "--disable-pip-version-check", f"bentoml=={BENTOML_VERSION}"],
                    check=True, timeout=900)
+
+
+def approve_in_console(endpoint, token, code):
+    """What a person does in the browser: sign in (landing back on the code's page), approve."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def csrf(html):
+        return re.search(r'name="csrf" value="([^"]*)"', html).group(1)
+
+    page = opener.open(f"{endpoint}/api_tokens?code={code}", timeout=10)  # → console → sign-in?next=
+    html = page.read().decode()
+    check("/console/sign-in" in page.geturl() and 'name="next"' in html, f"the client's page leads to sign-in ({page.geturl()})")
+    next_path = re.search(r'name="next" value="([^"]*)"', html).group(1).replace("&amp;", "&")
+    form = urllib.parse.urlencode({"csrf": csrf(html), "token": token, "next": next_path}).encode()
+    page = opener.open(f"{endpoint}/console/sign-in", data=form, timeout=10)  # → back to the code's page
+    html = page.read().decode()
+    check("/console/cli-login" in page.geturl() and code in html, f"after sign-in, the approval page shows the code ({page.geturl()})")
+    form = urllib.parse.urlencode({"csrf": csrf(html), "code": code, "name": "bentoml cli", "decision": "approve"}).encode()
+    page = opener.open(f"{endpoint}/console/cli-login", data=form, timeout=10)
+    check("Approved" in page.read().decode(), "Approve")
+
+
+def browser_login(bentoml, base_env, endpoint, token, work):
+    """`bentoml cloud login` with no token: its menu (web browser), "open the page?" (no), then it
+    polls while the page is approved in the console; it must end logged in."""
+    home = tempfile.mkdtemp(prefix="bentoml-web.", dir=work.path)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(bentoml, [bentoml, "cloud", "login", "--endpoint", endpoint], {**base_env, "BENTOML_HOME": home, "TERM": "xterm"})
+    output, answered, code, deadline = "", set(), None, time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096).decode(errors="replace")
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+            if "How would you like" in plain and "menu" not in answered:
+                answered.add("menu")
+                os.write(fd, b"\r")  # the first choice: create a new API token with a web browser
+            if "in your browser?" in plain and "open" not in answered:
+                answered.add("open")
+                os.write(fd, b"n\r")
+            match = re.search(r"api_tokens\?code=([A-Z2-9-]+)", plain)
+            if match and code is None:
+                code = match.group(1)
+                approve_in_console(endpoint, token, code)
+            if "Logged in as" in plain:
+                break
+        _, status = os.waitpid(pid, 0)
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    check(code is not None, "bentoml cloud login (browser) printed the page with a code")
+    check("Logged in as root at acme organization" in plain and os.waitstatus_to_exitcode(status) == 0,
+          f"bentoml cloud login (browser): approved in the console, logged in ({plain.strip()[-200:]!r})")
 
 
 def main():
@@ -134,6 +205,8 @@ print(json.dumps({{"created": created.name, "listed": sorted(t.name for t in lis
         pass
     check(out.returncode == 0 and result.get("got") == "sdk" and "sdk" in result.get("listed", []) and "sdk" not in result.get("after", ["sdk"]),
           f"Python SDK: bentoml.api_token.create, list, get, delete ({out.returncode}: {(out.stdout + out.stderr).strip()[-300:]})")
+
+    browser_login(bentoml, base_env, endpoint, root, work)
 
     logs = server.logs()
     check(root not in logs and (not secret or secret not in logs), "the server log holds no token")
