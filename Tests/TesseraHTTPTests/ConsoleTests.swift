@@ -114,6 +114,10 @@ final class CookieBrowser: @unchecked Sendable {
             #expect(!keys[0].contains(browser.cookies["tessera_session"] ?? "-"))
             // Static files come with the binary.
             #expect(try await browser.get("/console/static/console.css").headers[.contentType] == "text/css; charset=utf-8")
+            // An unknown console path is a page, not a problem document.
+            let missing = try await browser.get("/console/no/such/page")
+            #expect(missing.status == .notFound && missing.headers[.contentType] == "text/html; charset=utf-8")
+            #expect(missing.text.contains("There is no such page in the console."))
             // A browser opening / lands in the console.
             let home = try await browser.get("/", headers: [.accept: "text/html"])
             #expect(home.status == .seeOther && home.location == "/console/")

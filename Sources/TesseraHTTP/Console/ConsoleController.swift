@@ -68,6 +68,8 @@ struct ConsoleController {
         pages.get("cli-login", use: cliLoginPage)
         pages.post("cli-login", use: cliLogin)
         ConsoleAdminPages(controller: self).addRoutes(to: pages)
+        // Anything else under /console/ is a page too: a readable 404, not a problem document.
+        console.get("**") { _, _ -> Response in throw Problem(.notFound, "There is no such page in the console.") }
     }
 
     // MARK: - Static files and sign-in
