@@ -127,7 +127,7 @@ func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrati
     try await withDatabase(url, logger: logger) { client in
         try await ensureMigrated(migrator, migrate: migrate, client: client, logger: logger)
     }
-    let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
+    let client = PostgresClient(configuration: try poolConfiguration(url), backgroundLogger: logger)
     do {
         let app = try await buildApplication(
             configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment(),
@@ -136,4 +136,24 @@ func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrati
     } catch let error as JWTConfigurationError {
         throw CLIError(message: error.description)
     }
+}
+
+/// The server's pool. `TESSERA_DB_POOL_SIZE=N` (1-200) keeps exactly N connections open, with no
+/// idle timeout and no keep-alive: PostgresNIO 1.33 otherwise arms two timers (a 30 s keep-alive,
+/// a 60 s idle timeout) each time a connection goes idle and cancels them at the next lease, and a
+/// cancelled `Task.sleep` keeps its memory until its deadline (swiftlang/swift#60441), so a busy
+/// uncached verify path holds ~90 s worth of dead timers (issue #14). Unset: PostgresNIO's defaults.
+func poolConfiguration(_ url: DatabaseURL, environment: [String: String] = ProcessInfo.processInfo.environment) throws
+    -> PostgresClient.Configuration
+{
+    var configuration = try url.clientConfiguration()
+    if let raw = environment["TESSERA_DB_POOL_SIZE"], !raw.isEmpty {
+        guard let size = Int(raw), (1...200).contains(size) else {
+            throw CLIError(message: "TESSERA_DB_POOL_SIZE=\(raw) is not a number of connections from 1 to 200")
+        }
+        configuration.options.minimumConnections = size
+        configuration.options.maximumConnections = size
+        configuration.options.keepAliveBehavior = nil
+    }
+    return configuration
 }

@@ -66,6 +66,15 @@ struct CLI {
         #expect(!outcome.stderr.contains("short\""))
     }
 
+    @Test func badPoolSizeIsAClearError() async throws {
+        let url = try await TestPostgres.shared.makeDatabase()
+        let outcome = try CLI.run(
+            ["serve", "--port", "0"],
+            environment: ["DATABASE_URL": "\(url.description)?sslmode=disable", "TESSERA_DB_POOL_SIZE": "lots"])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr == "tessera: error: TESSERA_DB_POOL_SIZE=lots is not a number of connections from 1 to 200\n")
+    }
+
     @Test func badSlugIsAUsageError() throws {
         let outcome = try CLI.run(["bootstrap", "--org", "Bad Slug", "--admin", "root"], environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
         #expect(outcome.status == 2)
