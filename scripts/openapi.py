@@ -184,6 +184,19 @@ paths["/api/v1/api_tokens/{uid}"] = {
     "delete": op("BentoCloud: delete (revoke) a token; answers it with 200 (the client refuses 204)",
                  {**ok("Deleted", ref("BentoToken")), **AUTH, **errors("403", "404")}, [UID], tags=BENTO),
 }
+paths["/api/v1/auth/code"] = {"get": op(
+    "Browser login for command-line clients: a new single-use code (10 minutes); open /api_tokens?code=CODE to approve it",
+    ok("A code", ref("LoginCode")), secured=False, tags=BENTO)}
+paths["/api/v1/auth/token"] = {"get": op(
+    "Browser login: poll (at most twice a second) until the code is approved; then a new personal token of the approver, once",
+    {**ok("The token (shown once)", ref("LoginToken")), **errors("400", "403", "404"),
+     "429": problem("Polled faster than twice a second")},
+    [{**query("code", "The code from /api/v1/auth/code", {"type": "string", "maxLength": 40}), "required": True}],
+    secured=False, tags=BENTO)}
+paths["/api_tokens"] = {"get": op(
+    "Browser login: the page a client opens; sends the browser on to the console's approval page",
+    {"303": {"description": "To /console/cli-login?code=CODE"}},
+    [query("code", "The code from /api/v1/auth/code", {"type": "string", "maxLength": 40})], secured=False, tags=BENTO)}
 
 S = lambda **kw: {"type": "string", **kw}
 I = {"type": "integer", "format": "int64"}
@@ -251,6 +264,10 @@ schemas = {
     "Introspection": {"type": "object", "required": ["active"], "properties": {
         "active": B, "scope": S(), "username": S(), "sub": S(), "token_type": S(), "exp": I, "iat": I, "iss": S(),
         "org": S(), "token_id": S(), "kind": S(enum=["personal", "organization"]), "groups": A(S())}},
+    "LoginCode": {"type": "object", "required": ["code", "url", "expires_in"],
+                  "properties": {"code": S(pattern="^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$"), "url": S(), "expires_in": I}},
+    "LoginToken": {"type": "object", "required": ["token", "name", "organization", "username"],
+                   "properties": {"token": S(), "name": S(), "organization": S(), "username": S()}},
     "BentoUser": {"type": "object", "required": ["name", "email", "first_name", "last_name"],
                   "properties": {"name": S(), "email": S(), "first_name": S(), "last_name": S()}},
     "BentoOrganization": {"type": "object", "required": ["uid", "name", "description", "created_at", "updated_at", "deleted_at", "resource_type", "labels"],

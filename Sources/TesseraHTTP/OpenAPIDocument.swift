@@ -699,6 +699,50 @@ enum OpenAPIDocument {
     ],
     "type": "object"
    },
+   "LoginCode": {
+    "properties": {
+     "code": {
+      "pattern": "^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$",
+      "type": "string"
+     },
+     "expires_in": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "url": {
+      "type": "string"
+     }
+    },
+    "required": [
+     "code",
+     "url",
+     "expires_in"
+    ],
+    "type": "object"
+   },
+   "LoginToken": {
+    "properties": {
+     "name": {
+      "type": "string"
+     },
+     "organization": {
+      "type": "string"
+     },
+     "token": {
+      "type": "string"
+     },
+     "username": {
+      "type": "string"
+     }
+    },
+    "required": [
+     "token",
+     "name",
+     "organization",
+     "username"
+    ],
+    "type": "object"
+   },
    "Member": {
     "properties": {
      "createdDate": {
@@ -2541,6 +2585,37 @@ enum OpenAPIDocument {
     ]
    }
   },
+  "/api/v1/auth/code": {
+   "get": {
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/LoginCode"
+        }
+       }
+      },
+      "description": "A code"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     }
+    },
+    "security": [],
+    "summary": "Browser login for command-line clients: a new single-use code (10 minutes); open /api_tokens?code=CODE to approve it",
+    "tags": [
+     "bentocloud"
+    ]
+   }
+  },
   "/api/v1/auth/current": {
    "get": {
     "responses": {
@@ -2599,6 +2674,79 @@ enum OpenAPIDocument {
     ]
    }
   },
+  "/api/v1/auth/token": {
+   "get": {
+    "parameters": [
+     {
+      "description": "The code from /api/v1/auth/code",
+      "in": "query",
+      "name": "code",
+      "required": true,
+      "schema": {
+       "maxLength": 40,
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/LoginToken"
+        }
+       }
+      },
+      "description": "The token (shown once)"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     },
+     "429": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Polled faster than twice a second"
+     }
+    },
+    "security": [],
+    "summary": "Browser login: poll (at most twice a second) until the code is approved; then a new personal token of the approver, once",
+    "tags": [
+     "bentocloud"
+    ]
+   }
+  },
   "/api/v1/current_org": {
    "get": {
     "responses": {
@@ -2652,6 +2800,42 @@ enum OpenAPIDocument {
      }
     ],
     "summary": "BentoCloud: the caller's organization (uid: its id, name: its slug)",
+    "tags": [
+     "bentocloud"
+    ]
+   }
+  },
+  "/api_tokens": {
+   "get": {
+    "parameters": [
+     {
+      "description": "The code from /api/v1/auth/code",
+      "in": "query",
+      "name": "code",
+      "required": false,
+      "schema": {
+       "maxLength": 40,
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "303": {
+      "description": "To /console/cli-login?code=CODE"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     }
+    },
+    "security": [],
+    "summary": "Browser login: the page a client opens; sends the browser on to the console's approval page",
     "tags": [
      "bentocloud"
     ]
