@@ -15,6 +15,8 @@ import TesseraCore
             #expect(code.range(of: #"^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$"#, options: .regularExpression) != nil)
             // Not approved yet: 404, which the client reads as "not yet".
             #expect(try await client.call(.get, "/api/v1/auth/token?code=\(code)").status == .notFound)
+            // A poll right after another (made "now" in the database: no timing in this test) is refused.
+            try await app.store.client.query("UPDATE cli_login_codes SET last_poll_at = now()")
             #expect(try await client.call(.get, "/api/v1/auth/token?code=\(code)").status == .tooManyRequests, "polled twice at once")
 
             // The page the client opens leads into the console, through sign-in, and back.
@@ -38,12 +40,12 @@ import TesseraCore
                 "/console/cli-login", [("csrf", again.csrf ?? ""), ("code", code), ("name", "laptop cli"), ("decision", "approve")])
             #expect(approved.location == "/console/my-token")
 
-            try await Task.sleep(for: .milliseconds(600))
+            try await app.store.client.query("UPDATE cli_login_codes SET last_poll_at = NULL")  // as if polled a while ago
             let delivered = try await client.call(.get, "/api/v1/auth/token?code=\(code)")
             #expect(delivered.status == .ok && delivered.string("name") == "laptop cli" && delivered.string("username") == "root")
             let token = try #require(delivered.string("token"))
             #expect(try await app.store.verify(token).isSuccess)
-            try await Task.sleep(for: .milliseconds(600))
+            try await app.store.client.query("UPDATE cli_login_codes SET last_poll_at = NULL")  // as if polled a while ago
             #expect(try await client.call(.get, "/api/v1/auth/token?code=\(code)").status == .notFound, "spent")
             #expect(!(try await app.store.client.values("SELECT count(*)::int FROM cli_login_codes WHERE spent_at IS NOT NULL", as: Int.self)).isEmpty)
             // Approved once: the code cannot be approved again.

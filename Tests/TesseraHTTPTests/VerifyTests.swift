@@ -72,7 +72,7 @@ extension Reply {
             let missing = try await client.verify(nil)
             #expect(missing.status == .unauthorized && missing.challenge == #"Bearer realm="tessera""#)
             for (presented, reason) in [
-                ("tso_abc", "malformed"), (secret.dropLast() + "0", "malformed"), ("Bearer", "malformed"),
+                ("tso_abc", "malformed"), (secret.dropLast() + (secret.last == "0" ? "1" : "0"), "malformed"), ("Bearer", "malformed"),
                 (TokenSecret.generate(kind: .organization).plaintext, "unknown"),
             ] {
                 let reply = try await client.verify(String(presented))
