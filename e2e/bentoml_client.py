@@ -80,10 +80,12 @@ def browser_login(bentoml, base_env, endpoint, token, work):
     pid, fd = pty.fork()
     if pid == 0:
         os.execve(bentoml, [bentoml, "cloud", "login", "--endpoint", endpoint], {**base_env, "BENTOML_HOME": home, "TERM": "xterm"})
-    output, answered, code, deadline = "", set(), None, time.monotonic() + 120
+    output, code, deadline = "", None, time.monotonic() + 120
+    sent = {}  # prompt -> when we last answered it: a key pressed before the menu reads input is lost, so answer again
+    status = None
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
+            ready, _, _ = select.select([fd], [], [], 0.3)
             if ready:
                 try:
                     chunk = os.read(fd, 4096).decode(errors="replace")
@@ -93,11 +95,12 @@ def browser_login(bentoml, base_env, endpoint, token, work):
                     break
                 output += chunk
             plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
-            if "How would you like" in plain and "menu" not in answered:
-                answered.add("menu")
+            now = time.monotonic()
+            if "How would you like" in plain and "in your browser?" not in plain and now - sent.get("menu", 0) > 1.5:
+                sent["menu"] = now
                 os.write(fd, b"\r")  # the first choice: create a new API token with a web browser
-            if "in your browser?" in plain and "open" not in answered:
-                answered.add("open")
+            if "in your browser?" in plain and "Waiting for authentication" not in plain and now - sent.get("open", 0) > 1.5:
+                sent["open"] = now
                 os.write(fd, b"n\r")
             match = re.search(r"api_tokens\?code=([A-Z2-9-]+)", plain)
             if match and code is None:
@@ -105,15 +108,23 @@ def browser_login(bentoml, base_env, endpoint, token, work):
                 approve_in_console(endpoint, token, code)
             if "Logged in as" in plain:
                 break
-        _, status = os.waitpid(pid, 0)
+        for _ in range(50):  # let it exit by itself (it just saved its configuration)
+            finished, raw = os.waitpid(pid, os.WNOHANG)
+            if finished == pid:
+                status = os.waitstatus_to_exitcode(raw)
+                break
+            time.sleep(0.1)
     finally:
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+        if status is None:
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        os.close(fd)
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
     check(code is not None, "bentoml cloud login (browser) printed the page with a code")
-    check("Logged in as root at acme organization" in plain and os.waitstatus_to_exitcode(status) == 0,
+    check("Logged in as root at acme organization" in plain and status == 0,
           f"bentoml cloud login (browser): approved in the console, logged in ({plain.strip()[-200:]!r})")
 
 
