@@ -33,6 +33,12 @@ enum CLILogin {
         return letters
     }
 
+    /// `ABCD-EFGH-JKLM-NPQR` from a normalized code.
+    static func display(_ normalized: String) -> String {
+        let letters = Array(normalized)
+        return stride(from: 0, to: letters.count, by: 4).map { String(letters[$0..<min($0 + 4, letters.count)]) }.joined(separator: "-")
+    }
+
     static func hash(_ normalized: String) -> ByteBuffer { ByteBuffer(bytes: SHA256.hash(data: Data(normalized.utf8))) }
 
     /// What the approval page shows about a pending code.
@@ -91,10 +97,10 @@ struct CLILoginController {
         router.get("api/v1/auth/code", use: code)
         router.get("api/v1/auth/token", use: token)
         router.get("api_tokens") { request, _ -> Response in
-            var components = URLComponents()
-            components.path = "/console/cli-login"
-            if let code = request.uri.queryParameters.get("code") { components.queryItems = [URLQueryItem(name: "code", value: code)] }
-            return Response(status: .seeOther, headers: [.location: components.string ?? "/console/cli-login"])
+            guard let raw = request.uri.queryParameters.get("code"), let code = CLILogin.normalize(raw) else {
+                throw Problem(.badRequest, "code is missing or malformed: start the login again from your terminal")
+            }
+            return Response(status: .seeOther, headers: [.location: "/console/cli-login?code=\(CLILogin.display(code))"])
         }
     }
 

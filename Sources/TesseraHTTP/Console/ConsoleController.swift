@@ -169,7 +169,7 @@ struct ConsoleController {
             ).records.filter { $0.status != .revoked }.count
         }
         let atLimit = live >= user.org.personalTokenLimit
-        let display = stride(from: 0, to: 16, by: 4).map { String(Array(code)[$0..<$0 + 4]) }.joined(separator: "-")
+        let display = CLILogin.display(code)
         return views.page(
             "cli-login",
             ["title": "Approve a command-line login", "code": display, "client": pending.client, "from": pending.sourceIP ?? "unknown",
