@@ -60,8 +60,7 @@ extension PostgresConnection {
 
     /// Users by name (for the platform console), optionally those whose name contains `search`.
     public func users(search: String?, limit: Int, logger: Logger) async throws -> [UserRecord] {
-        let pattern = search.map { "%" + $0.replacingOccurrences(of: "\\", with: "\\\\")
-            .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
+        let pattern = search.map(PostgresConnection.containsPattern)
         let rows = try await query(
             """
             SELECT id, username, status, platform_admin, created_at, updated_at FROM users

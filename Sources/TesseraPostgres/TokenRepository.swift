@@ -56,11 +56,16 @@ extension PostgresConnection {
     /// One page of the tokens of `orgID` visible to a caller: all of them (`all`), or the
     /// caller's personal tokens plus the organization tokens. Keyset-paginated on
     /// (created_at, id), which the `tokens_org_created_idx` index serves in either direction.
+    /// A `LIKE` pattern matching `text` anywhere, its own `\\`, `%` and `_` taken literally.
+    static func containsPattern(_ text: String) -> String {
+        "%" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_") + "%"
+    }
+
     public func tokens(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery, logger: Logger)
         async throws -> TokenPage
     {
-        let pattern = page.search.map { "%" + $0.replacingOccurrences(of: "\\", with: "\\\\")
-            .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
+        let pattern = page.search.map(PostgresConnection.containsPattern)
         let rows = try await query(
             """
             SELECT \(unescaped: Self.tokenColumns), (extract(epoch FROM t.created_at) * 1000000)::bigint
@@ -93,8 +98,7 @@ extension PostgresConnection {
     public func countTokens(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery, logger: Logger)
         async throws -> Int
     {
-        let pattern = page.search.map { "%" + $0.replacingOccurrences(of: "\\", with: "\\\\")
-            .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
+        let pattern = page.search.map(PostgresConnection.containsPattern)
         let rows = try await query(
             """
             SELECT count(*)::bigint FROM tokens t

@@ -60,12 +60,18 @@ struct CLIFailure: Error, CustomStringConvertible {
         return try CLI.run(arguments, environment: environment)
     }
 
-    @Test func loginCreateListUpdateRotateDeleteAndRemove() async throws {
+    /// A fresh database with org `acme` bootstrapped (admin `root`, whose token is returned) and a
+    /// real `tessera serve` on it.
+    func bootstrappedServer() async throws -> (root: String, server: ServerProcess) {
         let url = try await TestPostgres.shared.makeDatabase()
         let databaseURL = "\(url.description)?sslmode=disable"
         let boot = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root", "--json"], environment: ["DATABASE_URL": databaseURL])
         let root = try #require((try JSONSerialization.jsonObject(with: Data(boot.stdout.utf8)) as? [String: String])?["token"])
-        let server = try await ServerProcess.start(databaseURL: databaseURL)
+        return (root, try await ServerProcess.start(databaseURL: databaseURL))
+    }
+
+    @Test func loginCreateListUpdateRotateDeleteAndRemove() async throws {
+        let (root, server) = try await bootstrappedServer()
         defer { server.running.stop() }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-cli-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -165,11 +171,7 @@ struct CLIFailure: Error, CustomStringConvertible {
     /// The login file follows `$XDG_CONFIG_HOME`, then `$HOME`, as every Unix CLI does (#11); and
     /// `org set-policy --max-lifetime-days` alone gets the cap (the default lifetime follows it).
     @Test func loginFileFollowsXDGThenHomeAndACapIsACap() async throws {
-        let url = try await TestPostgres.shared.makeDatabase()
-        let databaseURL = "\(url.description)?sslmode=disable"
-        let boot = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root", "--json"], environment: ["DATABASE_URL": databaseURL])
-        let root = try #require((try JSONSerialization.jsonObject(with: Data(boot.stdout.utf8)) as? [String: String])?["token"])
-        let server = try await ServerProcess.start(databaseURL: databaseURL)
+        let (root, server) = try await bootstrappedServer()
         defer { server.running.stop() }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-home-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -197,11 +199,9 @@ struct CLIFailure: Error, CustomStringConvertible {
     /// once the code is approved (here straight in the database; the console's approval page has
     /// its own tests).
     @Test func loginWebWaitsForTheApprovalAndSavesTheToken() async throws {
-        let url = try await TestPostgres.shared.makeDatabase()
-        let databaseURL = "\(url.description)?sslmode=disable"
-        _ = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root", "--json"], environment: ["DATABASE_URL": databaseURL])
-        let server = try await ServerProcess.start(databaseURL: databaseURL)
+        let (_, server) = try await bootstrappedServer()
         defer { server.running.stop() }
+        let url = try DatabaseURL(server.databaseURL)
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-web-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         var environment = ProcessInfo.processInfo.environment

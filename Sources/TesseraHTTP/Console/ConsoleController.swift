@@ -424,8 +424,7 @@ struct ConsoleController {
     @Sendable func confirmDelete(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try context.signedIn()
         let back = request.uri.queryParameters.get("back").flatMap { isSameOriginPath($0) ? $0 : nil } ?? "/console/my-token"
-        guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw TokenOperations.tokenNotFound }
-        let record = try await operations.visible(id, caller: user.caller, logger: context.logger)
+        let record = try await token(context, user)
         guard operations.mayManage(record, caller: user.caller) else { throw TokenOperations.tokenNotFound }
         return views.page(
             "confirm-delete",

@@ -53,8 +53,6 @@ struct ConsoleErrorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let redirect as ConsoleRedirect {
-            return Response(status: .seeOther, headers: [.location: redirect.location])
         } catch let problem as Problem {
             return views.errorPage(status: problem.status, message: problem.detail)
         } catch let error as HTTPError {
