@@ -4,7 +4,7 @@ BIN := $(CURDIR)/.build/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test e2e browser bentoml reliability bench build release postgres format clean-data
+.PHONY: run test e2e browser bentoml reliability bench soak build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -62,6 +62,13 @@ bentoml: postgres
 bench: postgres
 	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
 	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/verify.py
+
+# Memory (issue #14, not in CI: 20 minutes plus ~3 to seed and cache 1M tokens): RSS per cached
+# entry with 1,000,000 entries, then a mixed soak (uncached verification + create/verify/list/delete
+# churn) whose RSS must plateau (< 2 % growth over the second half). bench/results/soak.txt.
+soak: postgres
+	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
+	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/soak.py
 
 # Reliability and security on the binary `make test` built: schemathesis fuzzing (installed into
 # .venv-reliability), database outage under load, kill -9 mid-burst, secrets in logs, timing,

@@ -9,16 +9,21 @@ on loopback, one after the other, at the same concurrency:
   malformed    GET /auth/verify with a token whose checksum is wrong (rejected offline)
   cached       GET /auth/verify, random tokens from a warm set of 1,000
   uncached     GET /auth/verify, random tokens from all N, cache off (one lookup per request)
-  pgbench      pgbench -M prepared: a single-row select on `tokens` by secret hash
+  pgbench      pgbench -M prepared: the statement the server runs on a miss (TokenStateStatement.sql,
+               read from Sources/TesseraPostgres/TokenVerifier.swift), on random hashes from all N
+  knox         a peer (issue #14): Django REST framework + django-rest-knox under gunicorn on the same
+               PostgreSQL, N knox tokens, GET /api/verify/ on random tokens from all N (bench/peers/knox.py)
 
 in BENCH_ROUNDS interleaved rounds (default 3 of 6 s), reporting the median round and the
 median of the per-round ratios,
 and prints req/s, p50/p99 and the ratios the issue asks for; writes bench/results/verify.json
-and bench/results/verify.txt. Settings: BENCH_TOKENS, BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS."""
+and bench/results/verify.txt. Settings: BENCH_TOKENS, BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS,
+BENCH_PEERS=0 (no knox peer)."""
 
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,11 +33,13 @@ import statistics
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
 from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap  # noqa: E402
+from peers import knox as knox_peer  # noqa: E402
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+PEERS = os.environ.get("BENCH_PEERS", "1") != "0"
 THREADS = 2
 
 WRK_SCRIPT = r"""
@@ -40,10 +47,11 @@ local tokens = {}
 local path = os.getenv("BENCH_TOKEN_FILE")
 if path then for line in io.lines(path) do tokens[#tokens + 1] = line end end
 local target = os.getenv("BENCH_PATH")
+local scheme = os.getenv("BENCH_SCHEME") or "Bearer"
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
 request = function()
   if #tokens == 0 then return wrk.format("GET", target) end
-  return wrk.format("GET", target, { ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)] })
+  return wrk.format("GET", target, { ["Authorization"] = scheme .. " " .. tokens[math.random(#tokens)] })
 end
 done = function(summary, latency, requests)
   io.write(string.format("BENCH_JSON {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, " ..
@@ -90,11 +98,11 @@ def seed(pg, work):
     return tokens
 
 
-def wrk(work, server, path, token_file=None, seconds=SECONDS):
+def wrk(work, server, path, token_file=None, seconds=SECONDS, scheme="Bearer"):
     script = os.path.join(work.path, "bench.lua")
     with open(script, "w") as f:
         f.write(WRK_SCRIPT)
-    env = dict(os.environ, BENCH_PATH=path)
+    env = dict(os.environ, BENCH_PATH=path, BENCH_SCHEME=scheme)
     if token_file:
         env["BENCH_TOKEN_FILE"] = os.path.join(work.path, token_file)
     out = subprocess.run(["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency",
@@ -105,12 +113,23 @@ def wrk(work, server, path, token_file=None, seconds=SECONDS):
             "p99_ms": result["p99_us"] / 1000, "errors": result["errors"], "non2xx": result["non2xx"]}
 
 
+def miss_statement():
+    """The server's statement on a verification miss (TokenStateStatement.sql), read from the Swift
+    source so pgbench runs exactly what the server runs, with pgbench's random token's hash for $1:
+    one hash, or an array of one when the statement takes a batch (`secret_hash = ANY($1)`)."""
+    path = os.path.join(ROOT, "Sources/TesseraPostgres/TokenVerifier.swift")
+    found = re.search(r'struct TokenStateStatement\b.*?static let sql = """(.*?)"""', open(path).read(), re.S)
+    if not found or found.group(1).count("$1") != 1:
+        sys.exit(f"pgbench: no TokenStateStatement.sql with one $1 parameter in {path}")
+    sql = " ".join(found.group(1).split())
+    hash_ = "(SELECT h FROM bench_keys WHERE i = :i)"
+    return sql.replace("ANY($1)", f"ANY(ARRAY[{hash_}])").replace("$1", hash_)
+
+
 def pgbench(work, pg):
     script = os.path.join(work.path, "select.sql")
     with open(script, "w") as f:
-        f.write(f"\\set i random(1, {TOKENS})\n"
-                "SELECT t.id, t.kind, t.org_id, t.username, t.scopes, t.expires_at, t.status "
-                "FROM tokens t WHERE t.secret_hash = (SELECT h FROM bench_keys WHERE i = :i);\n")
+        f.write(f"\\set i random(1, {TOKENS})\n{miss_statement()};\n")
     os.chmod(script, 0o644)
     out = subprocess.run([os.path.join(pg.bin, "pgbench"), "-n", "-M", "prepared", "-c", str(CONNECTIONS),
                           "-j", str(THREADS), "-T", str(SECONDS),
@@ -140,30 +159,41 @@ def main():
     env = {"TESSERA_LOG_LEVEL": "warning"}
     cached = Tessera(work, pg.url, name="cached", binary=binary, env=env)
     uncached = Tessera(work, pg.url, name="uncached", binary=binary, env=dict(env, TESSERA_CACHE_TTL="0"))
+    knox = knox_peer.start(work, pg, TOKENS) if PEERS else None
 
     client = Client(cached.base)
     token = open(os.path.join(work.path, "warm.txt")).readline().strip()
     assert client.get("/auth/verify", token=token)[0] == 200, "a seeded token does not verify"
     assert Client(uncached.base).get("/auth/verify", token=token)[0] == 200
+    if knox:
+        knox_token = open(knox.token_file).readline().strip()
+        assert Client(knox.base).get("/api/verify/", headers={"Authorization": f"Token {knox_token}"})[0] == 200, \
+            "a seeded knox token does not verify"
+        assert Client(knox.base).get("/api/verify/", headers={"Authorization": f"Token {knox_token[::-1]}"})[0] == 401
 
-    log(f"warming: {SECONDS // 2} s of cached verify and of uncached verify")
+    log(f"warming: {SECONDS // 2} s of cached verify and of uncached verify" + (", 2 s of knox" if knox else ""))
     wrk(work, cached, "/auth/verify", "warm.txt", seconds=max(2, SECONDS // 2))
     wrk(work, uncached, "/auth/verify", "all.txt", seconds=max(2, SECONDS // 2))
+    if knox:
+        wrk(work, knox, "/api/verify/", knox.token_file, seconds=2, scheme="Token")
     rss_before = cached.rss_kib()
 
     # Interleaved rounds, medians: these machines drift by up to 1.6x within an hour, so every
     # scenario is measured in every round, next to the others, and the median round is reported.
+    scenarios = [
+        # The baseline sends the same Authorization header (healthz ignores it), so wrk does
+        # the same work per request in every run and only the server's work differs.
+        ("baseline", lambda: wrk(work, cached, "/healthz", "malformed.txt")),
+        ("malformed", lambda: wrk(work, cached, "/auth/verify", "malformed.txt")),
+        ("cached", lambda: wrk(work, cached, "/auth/verify", "warm.txt")),
+        ("uncached", lambda: wrk(work, uncached, "/auth/verify", "all.txt")),
+        ("pgbench", lambda: pgbench(work, pg)),
+    ]
+    if knox:
+        scenarios.append(("knox", lambda: wrk(work, knox, "/api/verify/", knox.token_file, scheme="Token")))
     runs = {}
     for round_ in range(ROUNDS):
-        for name, run in [
-            # The baseline sends the same Authorization header (healthz ignores it), so wrk does
-            # the same work per request in every run and only the server's work differs.
-            ("baseline", lambda: wrk(work, cached, "/healthz", "malformed.txt")),
-            ("malformed", lambda: wrk(work, cached, "/auth/verify", "malformed.txt")),
-            ("cached", lambda: wrk(work, cached, "/auth/verify", "warm.txt")),
-            ("uncached", lambda: wrk(work, uncached, "/auth/verify", "all.txt")),
-            ("pgbench", lambda: pgbench(work, pg)),
-        ]:
+        for name, run in scenarios:
             log(f"round {round_ + 1}/{ROUNDS}: {name} ({SECONDS} s, {CONNECTIONS} connections)")
             runs.setdefault(name, []).append(run())
             time.sleep(0.5)
@@ -184,7 +214,10 @@ def main():
         "malformed/baseline": ratio("malformed", "baseline"),
         "uncached/pgbench": ratio("uncached", "pgbench"),
     }
-    targets = {"cached/baseline": 0.9, "malformed/baseline": 0.95, "uncached/pgbench": 0.5}
+    targets = {"cached/baseline": 0.95, "malformed/baseline": 0.95, "uncached/pgbench": 0.5}
+    if knox:
+        ratios.update({"uncached/knox": ratio("uncached", "knox"), "cached/knox": ratio("cached", "knox")})
+        targets.update({"uncached/knox": 10, "cached/knox": 30})
     lines = [f"# make bench, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {os.cpu_count()} cores, "
              f"{TOKENS} tokens, {CONNECTIONS} connections, {ROUNDS} interleaved rounds of {SECONDS} s, median round",
              f"{'run':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'non-2xx':>8}"]

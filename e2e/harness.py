@@ -94,9 +94,9 @@ class Postgres:
     def stop(self, mode="fast"):
         self.run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
 
-    def psql(self, sql):
+    def psql(self, sql, database="postgres"):
         out = subprocess.run([os.path.join(self.bin, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h",
-                              "127.0.0.1", "-p", str(self.port), "-U", "tessera", "-d", "postgres"],
+                              "127.0.0.1", "-p", str(self.port), "-U", "tessera", "-d", database],
                              input=sql, capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"psql failed: {out.stderr.strip()}")

@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var cache: VerificationCacheSettings
     /// How long a verification cache miss waits for the database before failing closed (nil: no limit).
     public var lookupTimeout: Duration?
+    /// `TESSERA_VERIFY_LOOKUPS_IN_FLIGHT`: miss statements running at once before misses share one.
+    public var lookupsInFlight: Int = TokenVerifier.defaultLookupsInFlight
     /// The web console under `/console/` (nil: no console).
     public var console: ConsoleSettings? = ConsoleSettings()
 
@@ -74,7 +76,8 @@ public func buildApplication(
     let store = TesseraStore(client: client, logger: logger, clock: clock)
     let lastUsed = LastUsedRecorder(client: client, logger: logger, interval: configuration.lastUsedFlushInterval)
     let verifier = TokenVerifier(
-        store: store, cache: VerificationCache(settings: configuration.cache), lookupTimeout: configuration.lookupTimeout)
+        store: store, cache: VerificationCache(settings: configuration.cache), lookupTimeout: configuration.lookupTimeout,
+        lookupsInFlight: configuration.lookupsInFlight)
     let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
     var services: [any Service] = [client]
     var console: ConsoleController?

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import NIOPosix
 
 /// Runs a program to completion with `posix_spawn` and a blocking `waitpid`, its output captured in
 /// temporary files. Foundation's `Process.waitUntilExit()` was seen to hang on Linux when the child
@@ -105,4 +106,11 @@ public enum SubprocessError: Error, CustomStringConvertible {
         case .waitFailed(let executable, let code): "cannot wait for \(executable): \(String(cString: strerror(code)))"
         }
     }
+}
+
+/// Runs blocking work (a child process and its `waitpid`) on NIO's thread pool for blocking I/O,
+/// so it does not hold one of the few threads Swift concurrency runs every task on: a test suite
+/// creating a database per test with psql starved the other tests' timers and queries.
+public func offloaded<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await NIOThreadPool.singleton.runIfActive(work)
 }

@@ -6,36 +6,39 @@ import PostgresNIO
 import Synchronization
 import TesseraCore
 
-/// The lookup of verification, a prepared statement: one indexed probe by SHA-256 joined with the
-/// owner's membership and user record, so a leaver's or a disabled user's token fails even if a
-/// cascade were ever missed (defense in depth).
+/// The lookup of verification, a prepared statement: indexed probes by SHA-256, for one hash or
+/// for a batch of concurrent misses (``TokenLookupBatcher``), joined with the owner's membership
+/// and user record, so a leaver's or a disabled user's token fails even if a cascade were ever
+/// missed (defense in depth). Each row carries its hash, so a batch's answers find their callers.
 struct TokenStateStatement: PostgresPreparedStatement {
-    static let name = "tessera_token_state"
+    static let name = "tessera_token_states"
     static let sql = """
         SELECT t.id, t.kind, t.org_id, o.slug, t.username, t.owner_user_id, m.role, m.groups,
                coalesce(u.platform_admin, false), t.scopes, t.expires_at, t.created_at, t.status,
-               (m.user_id IS NOT NULL AND u.status = 'active'), o.idle_timeout_days, t.last_used_at, t.grace_until
+               (m.user_id IS NOT NULL AND u.status = 'active'), o.idle_timeout_days, t.last_used_at, t.grace_until,
+               t.secret_hash
         FROM tokens t
         JOIN organizations o ON o.id = t.org_id
         LEFT JOIN memberships m ON m.org_id = t.org_id AND m.user_id = t.owner_user_id
         LEFT JOIN users u ON u.id = t.owner_user_id
-        WHERE t.secret_hash = $1
+        WHERE t.secret_hash = ANY($1)
         """
-    static var bindingDataTypes: [PostgresDataType] { [.bytea] }
-    typealias Row = StoredTokenState?
+    static var bindingDataTypes: [PostgresDataType] { [.byteaArray] }
+    typealias Row = (hash: TokenHash, state: StoredTokenState)?
 
-    let hash: TokenHash
+    let hashes: [TokenHash]
 
     func makeBindings() throws -> PostgresBindings {
         var bindings = PostgresBindings(capacity: 1)
-        bindings.append(ByteBuffer(bytes: hash.bytes))
+        bindings.append(hashes.map { ByteBuffer(bytes: $0.bytes) })
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> StoredTokenState? {
+    func decodeRow(_ row: PostgresRow) throws -> Row {
         let cells = row.makeRandomAccess()
         guard let kind = TokenKind(rawValue: try cells[1].decode(String.self)),
-            let status = TokenStatus(rawValue: try cells[12].decode(String.self))
+            let status = TokenStatus(rawValue: try cells[12].decode(String.self)),
+            let hash = TokenHash(bytes: Array(buffer: try cells[17].decode(ByteBuffer.self)))
         else { return nil }
         let token = VerifiedToken(
             tokenID: try cells[0].decode(UUID.self), kind: kind, orgID: try cells[2].decode(UUID.self),
@@ -46,10 +49,10 @@ struct TokenStateStatement: PostgresPreparedStatement {
             scopes: try cells[9].decode([String].self), expiresAt: try cells[10].decode(Date?.self),
             createdAt: try cells[11].decode(Date.self)
         )
-        return StoredTokenState(
+        return (hash, StoredTokenState(
             token: token, status: status, ownerIsActiveMember: try cells[13].decode(Bool.self),
             idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self),
-            graceUntil: try cells[16].decode(Date?.self))
+            graceUntil: try cells[16].decode(Date?.self)))
     }
 }
 
@@ -68,12 +71,18 @@ extension TesseraStore {
 
     /// The stored facts about the token with this hash, or nil when there is none.
     public func storedState(of hash: TokenHash) async throws -> StoredTokenState? {
+        try await storedStates(of: [hash])[hash]
+    }
+
+    /// The stored facts about the tokens with these hashes, in one statement; unknown ones are absent.
+    public func storedStates(of hashes: [TokenHash]) async throws -> [TokenHash: StoredTokenState] {
         DatabaseMetrics.inFlight.increment()
         defer { DatabaseMetrics.inFlight.decrement() }
-        for try await state in try await client.execute(TokenStateStatement(hash: hash), logger: logger) {
-            return state
+        var states: [TokenHash: StoredTokenState] = [:]
+        for try await row in try await client.execute(TokenStateStatement(hashes: hashes), logger: logger) {
+            if let (hash, state) = row { states[hash] = state }
         }
-        return nil
+        return states
     }
 }
 
@@ -107,15 +116,30 @@ public final class TokenVerifier: Sendable {
     private let lastFailure = Mutex<ContinuousClock.Instant?>(nil)
     /// Set by ``InvalidationListener`` while its connection is up.
     private let listening = Mutex(false)
+    /// Misses share statements when they arrive faster than the database answers.
+    private let batcher: LookupBatcher<TokenHash, StoredTokenState>
 
     /// The listener's view of the database: connected (up) or not.
     public func setListening(_ value: Bool) { listening.withLock { $0 = value } }
 
-    public init(store: TesseraStore, cache: VerificationCache, lookupTimeout: Duration? = .seconds(1)) {
+    /// `lookupsInFlight`: how many miss statements may run at once before misses queue and share
+    /// the next one (``LookupBatcher``). `lookUpMany` replaces the statement (tests wrap it to hold
+    /// a lookup at a chosen moment).
+    public init(
+        store: TesseraStore, cache: VerificationCache, lookupTimeout: Duration? = .seconds(1),
+        lookupsInFlight: Int = TokenVerifier.defaultLookupsInFlight,
+        lookUpMany: (@Sendable ([TokenHash]) async throws -> [TokenHash: StoredTokenState])? = nil
+    ) {
         self.store = store
         self.cache = cache
         self.lookupTimeout = lookupTimeout
+        self.batcher = LookupBatcher(maxInFlight: lookupsInFlight, lookUpMany: lookUpMany ?? { [store] in try await store.storedStates(of: $0) })
     }
+
+    /// One statement at a time measured best on the 2-core bench machine (uncached 4,230-4,901
+    /// req/s against 2,642-4,743 with two, in the same runs); a PostgreSQL with more cores to
+    /// spare for verification may want more.
+    public static let defaultLookupsInFlight = 1
 
     public func verify(_ presented: String) async -> VerificationOutcome {
         let secret: TokenSecret
@@ -166,7 +190,7 @@ public final class TokenVerifier: Sendable {
     }
 
     private func lookUp(_ hash: TokenHash, now: Date) async throws -> CachedLookup {
-        guard let state = try await store.storedState(of: hash) else { return .unknown }
+        guard let state = try await batcher.lookUp(hash) else { return .unknown }
         let catalog = try await catalog(for: state.token.orgID, now: now)
         return .token(state, effectiveScopes: EffectiveScopes(catalog.effectiveScopes(of: state.token)))
     }

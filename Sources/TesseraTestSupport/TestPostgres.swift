@@ -31,11 +31,13 @@ public actor TestPostgres {
         var attempts = 0
         while true {
             do {
-                try cluster.run(
-                    "psql",
-                    ["-h", "127.0.0.1", "-p", "\(cluster.port)", "-U", LocalPostgres.superuser, "-d", "postgres",
-                     "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name) \(sql)"]
-                )
+                _ = try await offloaded {
+                    try cluster.run(
+                        "psql",
+                        ["-h", "127.0.0.1", "-p", "\(cluster.port)", "-U", LocalPostgres.superuser, "-d", "postgres",
+                         "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name) \(sql)"]
+                    )
+                }
                 return try DatabaseURL(cluster.databaseURL(name))
             } catch LocalPostgresError.commandFailed(_, _, let output, _)
                 where output.contains("being accessed by other users") && attempts < 50
@@ -56,14 +58,17 @@ public actor TestPostgres {
 
     private static func startCluster() async throws -> LocalPostgres {
         // In TMPDIR, or (as root with a TMPDIR the postgres user cannot reach) in a folder it owns.
-        let directory = try LocalPostgres.placement(
-            for: FileManager.default.temporaryDirectory
-                .appendingPathComponent("tessera-test-\(getpid())-\(UUID().uuidString.prefix(8))").path)
-        var cluster = try LocalPostgres(dataDirectory: directory, ephemeral: true)
-        try cluster.initializeIfNeeded()
-        try cluster.start()
-        try cluster.stopWhenProcessExits(removeData: true)
-        try cluster.createDatabaseIfNeeded(template)
+        let cluster = try await offloaded {
+            let directory = try LocalPostgres.placement(
+                for: FileManager.default.temporaryDirectory
+                    .appendingPathComponent("tessera-test-\(getpid())-\(UUID().uuidString.prefix(8))").path)
+            var cluster = try LocalPostgres(dataDirectory: directory, ephemeral: true)
+            try cluster.initializeIfNeeded()
+            try cluster.start()
+            try cluster.stopWhenProcessExits(removeData: true)
+            try cluster.createDatabaseIfNeeded(template)
+            return cluster
+        }
         try await withRunningClient(try DatabaseURL(cluster.databaseURL(template))) { client, logger in
             try await Migrator().migrate(client: client, logger: logger)
         }

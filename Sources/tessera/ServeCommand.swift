@@ -49,6 +49,12 @@ struct ServerOptions: ParsableArguments {
             lookupTimeout = millis == 0 ? nil : .milliseconds(millis)
         }
         var configuration = ServerConfiguration(host: host, port: port, cache: cache, lookupTimeout: lookupTimeout)
+        if let raw = environment["TESSERA_VERIFY_LOOKUPS_IN_FLIGHT"], !raw.isEmpty {
+            guard let count = Int(raw), (1...1000).contains(count) else {
+                throw CLIError(message: "TESSERA_VERIFY_LOOKUPS_IN_FLIGHT=\(raw) is not a number from 1 to 1000")
+            }
+            configuration.lookupsInFlight = count
+        }
         configuration.console = try Self.console(environment)
         return configuration
     }
@@ -138,22 +144,26 @@ func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrati
     }
 }
 
-/// The server's pool. `TESSERA_DB_POOL_SIZE=N` (1-200) keeps exactly N connections open, with no
-/// idle timeout and no keep-alive: PostgresNIO 1.33 otherwise arms two timers (a 30 s keep-alive,
-/// a 60 s idle timeout) each time a connection goes idle and cancels them at the next lease, and a
-/// cancelled `Task.sleep` keeps its memory until its deadline (swiftlang/swift#60441), so a busy
-/// uncached verify path holds ~90 s worth of dead timers (issue #14). Unset: PostgresNIO's defaults.
+/// The server's pool: exactly `TESSERA_DB_POOL_SIZE` connections (default 16, 1-200), opened at
+/// start and kept, with no idle timeout and no keep-alive. PostgresNIO 1.33's elastic pool arms
+/// two timers (a 30 s keep-alive, a 60 s idle timeout) each time a connection goes idle and cancels
+/// them at the next lease, and a cancelled `Task.sleep` keeps its memory until its deadline
+/// (swiftlang/swift#60441): a busy uncached verify path held ~90 s worth of dead timers and RSS
+/// kept rising (issue #14). A fixed pool arms none. A broken connection is noticed by the next
+/// statement on it (which fails closed or answers 503) and replaced.
 func poolConfiguration(_ url: DatabaseURL, environment: [String: String] = ProcessInfo.processInfo.environment) throws
     -> PostgresClient.Configuration
 {
     var configuration = try url.clientConfiguration()
+    var size = 16
     if let raw = environment["TESSERA_DB_POOL_SIZE"], !raw.isEmpty {
-        guard let size = Int(raw), (1...200).contains(size) else {
+        guard let parsed = Int(raw), (1...200).contains(parsed) else {
             throw CLIError(message: "TESSERA_DB_POOL_SIZE=\(raw) is not a number of connections from 1 to 200")
         }
-        configuration.options.minimumConnections = size
-        configuration.options.maximumConnections = size
-        configuration.options.keepAliveBehavior = nil
+        size = parsed
     }
+    configuration.options.minimumConnections = size
+    configuration.options.maximumConnections = size
+    configuration.options.keepAliveBehavior = nil
     return configuration
 }

@@ -6,7 +6,12 @@ import TesseraPostgres
 /// failed PostgreSQL tool says. Real initdb and pg_ctl, in throw-away folders.
 @Suite struct LocalPostgresTests {
     /// A fresh folder under the system temp folder, removed afterwards.
-    func withFolder(mode: Int = 0o755, _ body: (String) throws -> Void) throws {
+    /// Off Swift concurrency's threads: initdb and pg_ctl block while they run.
+    func withFolder(mode: Int = 0o755, _ body: @escaping @Sendable (String) throws -> Void) async throws {
+        try await offloaded { try withFolderNow(mode: mode, body) }
+    }
+
+    func withFolderNow(mode: Int, _ body: (String) throws -> Void) throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-lp-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: folder)
@@ -35,8 +40,8 @@ import TesseraPostgres
         #expect(LocalPostgresError.cause(in: "") == "no output")
     }
 
-    @Test func aFailedInitdbNamesItsCauseAndItsLog() throws {
-        try withFolder { folder in
+    @Test func aFailedInitdbNamesItsCauseAndItsLog() async throws {
+        try await withFolder { folder in
             let data = folder + "/data"
             try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
             _ = FileManager.default.createFile(atPath: data + "/leftover", contents: Data("x".utf8))
@@ -56,8 +61,8 @@ import TesseraPostgres
         }
     }
 
-    @Test func aFailedStartNamesTheServersReason() throws {
-        try withFolder { folder in
+    @Test func aFailedStartNamesTheServersReason() async throws {
+        try await withFolder { folder in
             var cluster = try LocalPostgres(dataDirectory: try LocalPostgres.placement(for: folder + "/data"), ephemeral: true)
             defer { try? FileManager.default.removeItem(atPath: cluster.dataDirectory) }
             try cluster.initializeIfNeeded()
@@ -82,8 +87,8 @@ import TesseraPostgres
     /// As root, a folder the postgres user cannot reach (a 0700 parent, as `mktemp -d` makes)
     /// moves the cluster into a folder postgres owns; the user's folder keeps its mode; the cluster
     /// initialises, starts and answers. As a normal user nothing moves.
-    @Test func aClusterUnderAClosedParentStillStarts() throws {
-        try withFolder(mode: 0o700) { folder in
+    @Test func aClusterUnderAClosedParentStillStarts() async throws {
+        try await withFolder(mode: 0o700) { folder in
             let requested = folder + "/checkout/.tessera/postgres"
             let directory = try LocalPostgres.placement(for: requested)
             defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -112,8 +117,8 @@ import TesseraPostgres
     }
 
     /// When root's folder is reachable (the system temp folder), the cluster stays where asked.
-    @Test func aReachableFolderIsUsedAsIs() throws {
-        try withFolder { folder in
+    @Test func aReachableFolderIsUsedAsIs() async throws {
+        try await withFolder { folder in
             let placed = try LocalPostgres.placement(for: folder + "/data")
             #expect(placed == folder + "/data")
         }
