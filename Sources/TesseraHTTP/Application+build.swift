@@ -19,6 +19,11 @@ public struct ServerConfiguration: Sendable {
     public var lookupTimeout: Duration?
     /// `TESSERA_VERIFY_LOOKUPS_IN_FLIGHT`: miss statements running at once before misses share one.
     public var lookupsInFlight: Int = TokenVerifier.defaultLookupsInFlight
+    /// `TESSERA_DB_STATEMENTS`: named prepared statements, or unnamed ones (PgBouncer < 1.21 in
+    /// transaction pooling).
+    public var statements: StatementMode = .prepared
+    /// `TESSERA_STANDBY_RECHECKS_PER_SECOND`: a standby's "unknown" asked again on the primary.
+    public var standbyRechecksPerSecond: Double = 50
     /// The web console under `/console/` (nil: no console).
     public var console: ConsoleSettings? = ConsoleSettings()
 
@@ -63,6 +68,7 @@ public struct TesseraRequestContext: RequestContext {
 /// The `PostgresClient` runs as a service of the application, so start-up and graceful shutdown
 /// (SIGTERM, SIGINT) are ordered for free. `notifications` is the connection the invalidation
 /// listener LISTENs on (nil: no push invalidation, the cache TTL alone bounds staleness).
+/// `standby` answers verification misses (``StandbyReads``; only with a listener).
 public func buildApplication(
     configuration: ServerConfiguration,
     client: PostgresClient,
@@ -70,16 +76,24 @@ public func buildApplication(
     logger: Logger,
     jwt: JWTSettings = JWTSettings(),
     clock: any WallClock = SystemWallClock(),
-    notifications: PostgresConnection.Configuration? = nil
+    notifications: PostgresConnection.Configuration? = nil,
+    standby: PostgresClient? = nil
 ) async throws -> some ApplicationProtocol {
     TesseraMetrics.bootstrap()
-    let store = TesseraStore(client: client, logger: logger, clock: clock)
+    let store = TesseraStore(client: client, logger: logger, clock: clock, statements: configuration.statements)
     let lastUsed = LastUsedRecorder(client: client, logger: logger, interval: configuration.lastUsedFlushInterval)
+    // Standby reads are safe only with the listener's fences: without one, misses stay on the primary.
+    let standbyReads = notifications == nil ? nil : standby.map {
+        StandbyReads(
+            standby: $0, logger: logger, statements: configuration.statements,
+            recheckPerSecond: configuration.standbyRechecksPerSecond)
+    }
     let verifier = TokenVerifier(
         store: store, cache: VerificationCache(settings: configuration.cache), lookupTimeout: configuration.lookupTimeout,
-        lookupsInFlight: configuration.lookupsInFlight)
+        lookupsInFlight: configuration.lookupsInFlight, standby: standbyReads)
     let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
     var services: [any Service] = [client]
+    if let standby, standbyReads != nil { services.append(standby) }
     var console: ConsoleController?
     if var settings = configuration.console {
         // Off loopback, cookies travel over TLS only (behind a TLS-terminating proxy).

@@ -68,6 +68,7 @@ public final class InvalidationListener: Service, Sendable {
                         metadata: ["retryIn": "\(backoff)", "error": "\(String(describing: type(of: error)))"])
                 }
                 self.setConnected(false)
+                self.verifier.standby?.fence(nil)  // notifications may be lost until we are back
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(5))
             }
@@ -82,11 +83,14 @@ public final class InvalidationListener: Service, Sendable {
             try await connection.listen(on: Self.channel) { notifications in
                 // Anything may have changed while no one listened.
                 verifier.invalidateAll()
+                try await settleFences(on: connection)
                 setConnected(true)
                 logger.debug("invalidation listener connected")
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
-                        for try await notification in notifications { self.handle(notification.payload) }
+                        for try await notification in notifications {
+                            if self.handle(notification.payload) { try await self.settleFences(on: connection) }
+                        }
                         throw ListenerError.streamEnded
                     }
                     // A half-open connection (no RST) would leave us "connected" and deaf: a
@@ -123,8 +127,17 @@ public final class InvalidationListener: Service, Sendable {
         connected.record(value ? 1 : 0)
     }
 
+    /// With standby reads, the fences just marked take the primary's position, read now on the
+    /// listener's own connection: at or past the end of every commit whose NOTIFY has arrived.
+    private func settleFences(on connection: PostgresConnection) async throws {
+        guard let standby = verifier.standby else { return }
+        standby.settle(at: try await currentWALPosition(on: connection, logger: logger))
+    }
+
     /// `t|u|o:<uuid>:<micros>`, or `sync:<marker>` (a barrier of this or another replica).
-    func handle(_ payload: String) {
+    /// True when it invalidated something (and fenced it, with standby reads).
+    @discardableResult
+    func handle(_ payload: String) -> Bool {
         received.increment()
         let parts = payload.split(separator: ":")
         if parts.count == 2, parts[0] == "sync" {
@@ -140,12 +153,12 @@ public final class InvalidationListener: Service, Sendable {
                 return nil
             }
             continuation?.resume(returning: true)
-            return
+            return false
         }
         guard parts.count == 3, let id = UUID(uuidString: String(parts[1])) else {
             logger.warning("ignoring an unexpected invalidation payload; dropping the whole cache")
             verifier.invalidateAll()
-            return
+            return true
         }
         switch parts[0] {
         case "t": verifier.invalidate(.token(id))
@@ -157,6 +170,7 @@ public final class InvalidationListener: Service, Sendable {
             let nowMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
             lag.recordNanoseconds(max(0, nowMicros - micros) * 1000)
         }
+        return true
     }
 
     /// Returns once this replica's cache has seen every notification committed before the call:

@@ -10,11 +10,17 @@ public struct TesseraStore: Sendable {
     public let client: PostgresClient
     public let logger: Logger
     public let clock: any WallClock
+    /// How the verification statement is sent (`TESSERA_DB_STATEMENTS`).
+    public let statements: StatementMode
 
-    public init(client: PostgresClient, logger: Logger, clock: any WallClock = SystemWallClock()) {
+    public init(
+        client: PostgresClient, logger: Logger, clock: any WallClock = SystemWallClock(),
+        statements: StatementMode = .prepared
+    ) {
         self.client = client
         self.logger = logger
         self.clock = clock
+        self.statements = statements
     }
 
     /// Runs `body` in one transaction; rolls back when it throws and rethrows the error `body`

@@ -34,8 +34,10 @@ struct TokenStateStatement: PostgresPreparedStatement {
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> Row {
-        let cells = row.makeRandomAccess()
+    func decodeRow(_ row: PostgresRow) throws -> Row { try Self.decode(row.makeRandomAccess()) }
+
+    /// Columns 0-17 of this statement and of `tessera_standby_token_states` (migration 0008).
+    static func decode(_ cells: PostgresRandomAccessRow) throws -> Row {
         guard let kind = TokenKind(rawValue: try cells[1].decode(String.self)),
             let status = TokenStatus(rawValue: try cells[12].decode(String.self)),
             let hash = TokenHash(bytes: Array(buffer: try cells[17].decode(ByteBuffer.self)))
@@ -53,6 +55,31 @@ struct TokenStateStatement: PostgresPreparedStatement {
             token: token, status: status, ownerIsActiveMember: try cells[13].decode(Bool.self),
             idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self),
             graceUntil: try cells[16].decode(Date?.self)))
+    }
+}
+
+/// How statements are sent: `prepared` (named prepared statements, once per connection: the
+/// fastest) or `unnamed` (parse, bind and execute each time: what a transaction-pooling PgBouncer
+/// before 1.21 can carry, since it may hand the next statement to another server connection).
+public enum StatementMode: String, Sendable, CaseIterable {
+    case prepared
+    case unnamed
+}
+
+extension PostgresClient {
+    /// The rows of `statement`, as a named prepared statement or as an unnamed one.
+    func rows<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, mode: StatementMode, logger: Logger
+    ) async throws -> [Statement.Row] {
+        var rows: [Statement.Row] = []
+        switch mode {
+        case .prepared:
+            for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+        case .unnamed:
+            let query = PostgresQuery(unsafeSQL: Statement.sql, binds: try statement.makeBindings())
+            for try await row in try await self.query(query, logger: logger) { rows.append(try statement.decodeRow(row)) }
+        }
+        return rows
     }
 }
 
@@ -79,7 +106,7 @@ extension TesseraStore {
         DatabaseMetrics.inFlight.increment()
         defer { DatabaseMetrics.inFlight.decrement() }
         var states: [TokenHash: StoredTokenState] = [:]
-        for try await row in try await client.execute(TokenStateStatement(hashes: hashes), logger: logger) {
+        for row in try await client.rows(TokenStateStatement(hashes: hashes), mode: statements, logger: logger) {
             if let (hash, state) = row { states[hash] = state }
         }
         return states
@@ -118,6 +145,8 @@ public final class TokenVerifier: Sendable {
     private let listening = Mutex(false)
     /// Misses share statements when they arrive faster than the database answers.
     private let batcher: LookupBatcher<TokenHash, StoredTokenState>
+    /// Streaming standbys answering misses (`DATABASE_READ_URL`), fenced by the listener.
+    public let standby: StandbyReads?
 
     /// The listener's view of the database: connected (up) or not.
     public func setListening(_ value: Bool) { listening.withLock { $0 = value } }
@@ -128,12 +157,20 @@ public final class TokenVerifier: Sendable {
     public init(
         store: TesseraStore, cache: VerificationCache, lookupTimeout: Duration? = .seconds(1),
         lookupsInFlight: Int = TokenVerifier.defaultLookupsInFlight,
+        standby: StandbyReads? = nil,
         lookUpMany: (@Sendable ([TokenHash]) async throws -> [TokenHash: StoredTokenState])? = nil
     ) {
         self.store = store
         self.cache = cache
         self.lookupTimeout = lookupTimeout
-        self.batcher = LookupBatcher(maxInFlight: lookupsInFlight, lookUpMany: lookUpMany ?? { [store] in try await store.storedStates(of: $0) })
+        self.standby = standby
+        typealias LookUpMany = @Sendable ([TokenHash]) async throws -> [TokenHash: StoredTokenState]
+        let primary: LookUpMany = { [store] in try await store.storedStates(of: $0) }
+        var statement = primary
+        if let standby {
+            statement = { try await standby.lookUp($0, primary: primary) }
+        }
+        self.batcher = LookupBatcher(maxInFlight: lookupsInFlight, lookUpMany: lookUpMany ?? statement)
     }
 
     /// One statement at a time measured best on the 2-core bench machine (uncached 4,230-4,901
@@ -197,11 +234,13 @@ public final class TokenVerifier: Sendable {
 
     /// Drops what a notification covers: cached token states and, for an org, its catalog.
     public func invalidate(_ target: VerificationCache.Target) {
+        standby?.fence(target)
         cache.invalidate(target)
         if case .organization(let id) = target { catalogs.withLock { $0[id] = nil } }
     }
 
     public func invalidateAll() {
+        standby?.fence(nil)
         cache.removeAll()
         catalogs.withLock { $0.removeAll() }
     }

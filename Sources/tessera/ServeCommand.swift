@@ -49,6 +49,18 @@ struct ServerOptions: ParsableArguments {
             lookupTimeout = millis == 0 ? nil : .milliseconds(millis)
         }
         var configuration = ServerConfiguration(host: host, port: port, cache: cache, lookupTimeout: lookupTimeout)
+        if let raw = environment["TESSERA_DB_STATEMENTS"], !raw.isEmpty {
+            guard let mode = StatementMode(rawValue: raw) else {
+                throw CLIError(message: "TESSERA_DB_STATEMENTS=\(raw) is not prepared or unnamed")
+            }
+            configuration.statements = mode
+        }
+        if let raw = environment["TESSERA_STANDBY_RECHECKS_PER_SECOND"], !raw.isEmpty {
+            guard let rate = Double(raw), rate >= 0, rate <= 100_000 else {
+                throw CLIError(message: "TESSERA_STANDBY_RECHECKS_PER_SECOND=\(raw) is not a number from 0 to 100000")
+            }
+            configuration.standbyRechecksPerSecond = rate
+        }
         if let raw = environment["TESSERA_VERIFY_LOOKUPS_IN_FLIGHT"], !raw.isEmpty {
             guard let count = Int(raw), (1...1000).contains(count) else {
                 throw CLIError(message: "TESSERA_VERIFY_LOOKUPS_IN_FLIGHT=\(raw) is not a number from 1 to 1000")
@@ -134,10 +146,25 @@ func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrati
         try await ensureMigrated(migrator, migrate: migrate, client: client, logger: logger)
     }
     let client = PostgresClient(configuration: try poolConfiguration(url), backgroundLogger: logger)
+    let environment = ProcessInfo.processInfo.environment
+    func optionalURL(_ name: String) throws -> DatabaseURL? {
+        guard let raw = environment[name], !raw.isEmpty else { return nil }
+        do {
+            return try DatabaseURL(raw)
+        } catch {
+            throw CLIError(message: "\(name): \(error)")
+        }
+    }
+    // DESIGN §10: misses may go to standbys; the listener needs a session a standby or a
+    // transaction-pooling PgBouncer cannot give, so it may have a URL of its own.
+    let standby = try optionalURL("DATABASE_READ_URL").map {
+        PostgresClient(configuration: try poolConfiguration($0), backgroundLogger: logger)
+    }
+    let listen = try optionalURL("DATABASE_LISTEN_URL") ?? url
     do {
         let app = try await buildApplication(
             configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment(),
-            notifications: try url.connectionConfiguration())
+            notifications: try listen.connectionConfiguration(), standby: standby)
         try await app.runService()
     } catch let error as JWTConfigurationError {
         throw CLIError(message: error.description)
