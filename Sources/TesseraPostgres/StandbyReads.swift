@@ -107,6 +107,12 @@ public final class StandbyReads: Sendable {
     ) async throws -> [TokenHash: StoredTokenState] {
         var answers: [TokenHash: StoredTokenState] = [:]
         var again: [TokenHash] = []
+        if fences.withLock({ $0.global == Self.pending }) {
+            // The listener is (re)connecting: every standby row would be fenced.
+            Self.redirected["fenced"]?.increment(by: hashes.count)
+            Self.served["primary"]?.increment(by: hashes.count)
+            return try await primary(hashes)
+        }
         do {
             let rows = try await standby.rows(StandbyTokenStatesStatement(hashes: hashes), mode: statements, logger: logger)
             var fencedCount = 0

@@ -59,8 +59,12 @@ public final class VerificationCache: Sendable {
 
     struct State {
         var entries: [TokenHash: Entry] = [:]
-        /// token id → hash, to drop one token on a `t:` notification without a scan.
+        /// token id → hash, owner → hashes, org → hashes: a `t:`, `u:` or `o:` notification drops
+        /// what it covers without a scan (a cascade sends a thousand of them; scanning 50,000
+        /// entries for each kept revoked tokens verifying on other replicas for 36 s, issue #14).
         var byTokenID: [UUID: TokenHash] = [:]
+        var byOwner: [UUID: Set<TokenHash>] = [:]
+        var byOrg: [UUID: Set<TokenHash>] = [:]
         var lastSweep = Date.distantPast
         /// Bumped by every invalidation: a lookup that started before one must not be stored
         /// after it (it may have read the row before the change committed).
@@ -118,8 +122,13 @@ public final class VerificationCache: Sendable {
                 // until swept: a sweep every 10 s keeps memory at the live working set.
                 evicted = Self.sweep(&state, now: now)
             }
+            Self.remove(hash, from: &state)  // a refreshed entry is linked again below
             state.entries[hash] = Entry(lookup: lookup, expires: expires)
-            if case .token(let stored, _) = lookup { state.byTokenID[stored.token.tokenID] = hash }
+            if case .token(let stored, _) = lookup {
+                state.byTokenID[stored.token.tokenID] = hash
+                state.byOrg[stored.token.orgID, default: []].insert(hash)
+                if let owner = stored.token.ownerUserID { state.byOwner[owner, default: []].insert(hash) }
+            }
             return (evicted, state.entries.count)
         }
         if evicted > 0 { evictions.increment(by: evicted) }
@@ -145,18 +154,11 @@ public final class VerificationCache: Sendable {
     @discardableResult
     public func invalidate(_ target: Target) -> Int {
         let (dropped, count) = state.withLock { state -> (Int, Int) in
-            var doomed: [TokenHash] = []
+            let doomed: [TokenHash]
             switch target {
-            case .token(let id):
-                if let hash = state.byTokenID[id] { doomed.append(hash) }
-            case .user(let id):
-                for (hash, entry) in state.entries {
-                    if case .token(let stored, _) = entry.lookup, stored.token.ownerUserID == id { doomed.append(hash) }
-                }
-            case .organization(let id):
-                for (hash, entry) in state.entries {
-                    if case .token(let stored, _) = entry.lookup, stored.token.orgID == id { doomed.append(hash) }
-                }
+            case .token(let id): doomed = state.byTokenID[id].map { [$0] } ?? []
+            case .user(let id): doomed = Array(state.byOwner[id] ?? [])
+            case .organization(let id): doomed = Array(state.byOrg[id] ?? [])
             }
             for hash in doomed { Self.remove(hash, from: &state) }
             state.generation &+= 1
@@ -180,9 +182,16 @@ public final class VerificationCache: Sendable {
     public var count: Int { state.withLock { $0.entries.count } }
 
     private static func remove(_ hash: TokenHash, from state: inout State) {
-        if case .token(let stored, _) = state.entries.removeValue(forKey: hash)?.lookup {
-            state.byTokenID[stored.token.tokenID] = nil
-        }
+        guard case .token(let stored, _) = state.entries.removeValue(forKey: hash)?.lookup else { return }
+        state.byTokenID[stored.token.tokenID] = nil
+        unlink(hash, from: stored.token.orgID, in: &state.byOrg)
+        if let owner = stored.token.ownerUserID { unlink(hash, from: owner, in: &state.byOwner) }
+    }
+
+    private static func unlink(_ hash: TokenHash, from key: UUID, in index: inout [UUID: Set<TokenHash>]) {
+        guard var hashes = index.removeValue(forKey: key) else { return }
+        hashes.remove(hash)
+        if !hashes.isEmpty { index[key] = hashes }
     }
 
     /// Sweeps expired entries (at most once a second), else drops an arbitrary entry: dictionary

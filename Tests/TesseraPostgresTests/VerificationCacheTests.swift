@@ -44,6 +44,25 @@ import TesseraCore
         #expect(cache.count == 0)
     }
 
+    /// The owner and org indexes follow every store, refresh, expiry and removal: a refreshed
+    /// entry is found under its new facts only, a removed one under none.
+    @Test func indexesFollowRefreshesAndRemovals() {
+        let cache = VerificationCache(settings: .init(ttl: .seconds(30), negativeTTL: .seconds(5), maxEntries: 100))
+        let (org, user) = (UUID(), UUID())
+        let h = hash()
+        cache.store(.unknown, for: h, now: now)
+        cache.store(.token(state(org: org, owner: user), effectiveScopes: []), for: h, now: now)
+        #expect(cache.invalidate(.organization(org)) == 1, "an unknown refreshed into a token is indexed")
+        cache.store(.token(state(org: org, owner: user), effectiveScopes: []), for: h, now: now)
+        cache.store(.unknown, for: h, now: now)
+        #expect(cache.invalidate(.user(user)) == 0, "a token refreshed into an unknown is unlinked")
+        #expect(cache.invalidate(.organization(org)) == 0)
+        let many = (0..<50).map { _ in hash() }
+        for h in many { cache.store(.token(state(org: org, owner: nil), effectiveScopes: []), for: h, now: now) }
+        #expect(cache.lookup(many[0], now: now.addingTimeInterval(31)) == nil)  // expired and removed
+        #expect(cache.invalidate(.organization(org)) == 49)
+    }
+
     @Test func aLookupOverlappingAnInvalidationIsNotStored() {
         let cache = VerificationCache(settings: .init(maxEntries: 10))
         let h = hash()
