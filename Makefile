@@ -4,7 +4,7 @@ BIN := $(CURDIR)/.build/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test e2e browser bentoml reliability bench soak build release postgres format clean-data
+.PHONY: run test e2e browser bentoml ha reliability bench soak scale build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -57,11 +57,28 @@ bentoml: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera
 	TESSERA_BIN=$(BIN) timeout 1200 python3 e2e/bentoml_client.py
 
+# High availability (issue #15) on the binary `make test` built: etcd, three Patroni-managed
+# PostgreSQL 15 nodes in synchronous mode, HAProxy and PgBouncer 1.18 on loopback (etcd-server,
+# patroni, haproxy, pgbouncer installed with apt when missing), two replicas with
+# DATABASE_URL/DATABASE_READ_URL/DATABASE_LISTEN_URL: revocations while standby replay is paused
+# (no stale accept), kill -9 of the leader, a switchover, PgBouncer in transaction pooling.
+# Results in e2e/ha-results.json. About 3 minutes.
+ha: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera
+	TESSERA_BIN=$(BIN) timeout 900 python3 e2e/ha_run.py
+
 # The verification hot path against baselines of the same run (release build, dynamic stdlib, private PostgreSQL,
 # 100,000 seeded tokens, wrk and pgbench on loopback). Prints and writes bench/results/verify.txt.
 bench: postgres
 	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
 	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/verify.py
+
+# Scale figures (issue #14, not in CI; about 2 minutes): create rate, member removal and user
+# disable across 1,000 orgs, org deletion at 100,000 tokens, watched on a second replica (stale
+# answers, notifications, statements). bench/results/scale.{txt,json}.
+scale: postgres
+	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
+	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/scale.py
 
 # Memory (issue #14, not in CI: 20 minutes plus ~3 to seed and cache 1M tokens): RSS per cached
 # entry with 1,000,000 entries, then a mixed soak (uncached verification + create/verify/list/delete
