@@ -123,7 +123,6 @@ public final class InvalidationListener: Service, Sendable {
             }
         }
         for continuation in waiting { continuation.resume(returning: false) }
-        verifier.setListening(value)
         connected.record(value ? 1 : 0)
     }
 
@@ -179,7 +178,9 @@ public final class InvalidationListener: Service, Sendable {
     /// verification on this replica already sees the write. When the listener is down or the
     /// marker is late (2 s), the whole cache is dropped instead: never stale, at worst cold.
     public func barrier(using client: PostgresClient) async {
-        if await !roundTrip(using: client) { verifier.invalidateAll() }
+        // Bounded as a whole: the marker's own statement can hang on a stuck connection.
+        let arrived = (try? await withTimeout(.seconds(3)) { await self.roundTrip(using: client) }) ?? false
+        if !arrived { verifier.invalidateAll() }
     }
 
     /// Sends a `sync:` marker through `client` (default: the verifier's pool) and waits up to

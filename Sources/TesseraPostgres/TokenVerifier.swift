@@ -136,20 +136,15 @@ public final class TokenVerifier: Sendable {
     /// Scope catalogs per org, always cached (they change rarely and notify `o:` when they do).
     private let catalogs = Mutex<[UUID: (catalog: ScopeCatalog, expires: Date)]>([:])
     private static let catalogTTL: TimeInterval = 60
-    /// A miss waits at most this long for the database; then it fails closed.
+    /// A miss statement (and a catalog read) waits at most this long; then its misses fail closed.
     private let lookupTimeout: Duration?
     /// After a failed lookup, misses fail closed at once for a second instead of each waiting
     /// `lookupTimeout` (a gateway in front of a dead database stays fast).
     private let lastFailure = Mutex<ContinuousClock.Instant?>(nil)
-    /// Set by ``InvalidationListener`` while its connection is up.
-    private let listening = Mutex(false)
     /// Misses share statements when they arrive faster than the database answers.
     private let batcher: LookupBatcher<TokenHash, StoredTokenState>
     /// Streaming standbys answering misses (`DATABASE_READ_URL`), fenced by the listener.
     public let standby: StandbyReads?
-
-    /// The listener's view of the database: connected (up) or not.
-    public func setListening(_ value: Bool) { listening.withLock { $0 = value } }
 
     /// `lookupsInFlight`: how many miss statements may run at once before misses queue and share
     /// the next one (``LookupBatcher``). `lookUpMany` replaces the statement (tests wrap it to hold
@@ -170,7 +165,14 @@ public final class TokenVerifier: Sendable {
         if let standby {
             statement = { try await standby.lookUp($0, primary: primary) }
         }
-        self.batcher = LookupBatcher(maxInFlight: lookupsInFlight, lookUpMany: lookUpMany ?? statement)
+        // The deadline is per statement, not per miss: one timer for a whole batch. A statement
+        // stuck on a half-open connection (seen during a Patroni switchover) would otherwise hold
+        // the only slot and every miss queued behind it.
+        let bounded: LookUpMany = { [lookupTimeout, statement = lookUpMany ?? statement] hashes in
+            guard let lookupTimeout else { return try await statement(hashes) }
+            return try await withTimeout(lookupTimeout) { try await statement(hashes) }
+        }
+        self.batcher = LookupBatcher(maxInFlight: lookupsInFlight, lookUpMany: bounded)
     }
 
     /// One statement at a time measured best on the 2-core bench machine (uncached 4,230-4,901
@@ -195,14 +197,7 @@ public final class TokenVerifier: Sendable {
             }
             let generation = cache.generation
             do {
-                // With the listener connected the database is known to be up: no timer per miss
-                // (it cost a fifth of uncached throughput). Otherwise a miss waits at most
-                // `lookupTimeout`.
-                if let lookupTimeout, !listening.withLock({ $0 }) {
-                    lookup = try await withTimeout(lookupTimeout) { [self] in try await self.lookUp(secret.hash, now: now) }
-                } else {
-                    lookup = try await lookUp(secret.hash, now: now)
-                }
+                lookup = try await lookUp(secret.hash, now: now)
             } catch {
                 lastFailure.withLock { $0 = .now }
                 store.logger.warning(
@@ -248,8 +243,15 @@ public final class TokenVerifier: Sendable {
     private func catalog(for orgID: UUID, now: Date) async throws -> ScopeCatalog {
         if let cached = catalogs.withLock({ $0[orgID] }), cached.expires > now { return cached.catalog }
         let generation = cache.generation
-        let catalog = ScopeCatalog(
-            try await store.client.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
+        let read: @Sendable () async throws -> ScopeCatalog = { [store] in
+            ScopeCatalog(try await store.client.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
+        }
+        let catalog: ScopeCatalog
+        if let lookupTimeout {
+            catalog = try await withTimeout(lookupTimeout, read)
+        } else {
+            catalog = try await read()
+        }
         // Kept only if no invalidation arrived while it was read (same rule as token states).
         if cache.generation == generation {
             catalogs.withLock { $0[orgID] = (catalog, now.addingTimeInterval(Self.catalogTTL)) }
