@@ -63,6 +63,8 @@ public final class InvalidationListener: Service, Sendable {
                     backoff = .milliseconds(100)
                 } catch {
                     if Task.isCancelled { break }
+                    // A connection that was up starts the next attempt from the shortest wait.
+                    if self.isConnected { backoff = .milliseconds(100) }
                     self.logger.warning(
                         "invalidation listener lost its database connection; reconnecting",
                         metadata: ["retryIn": "\(backoff)", "error": "\(String(describing: type(of: error)))"])
@@ -130,7 +132,10 @@ public final class InvalidationListener: Service, Sendable {
     /// listener's own connection: at or past the end of every commit whose NOTIFY has arrived.
     private func settleFences(on connection: PostgresConnection) async throws {
         guard let standby = verifier.standby else { return }
-        standby.settle(at: try await currentWALPosition(on: connection, logger: logger))
+        // Bounded: on a connection that just broke the query may never answer, and the listener
+        // must notice and reconnect rather than wait (a deaf listener is a stale cache).
+        let logger = self.logger
+        standby.settle(at: try await withTimeout(.seconds(2)) { try await currentWALPosition(on: connection, logger: logger) })
     }
 
     /// `t|u|o:<uuid>:<micros>`, or `sync:<marker>` (a barrier of this or another replica).

@@ -24,14 +24,24 @@ public struct TesseraStore: Sendable {
     }
 
     /// Runs `body` in one transaction; rolls back when it throws and rethrows the error `body`
-    /// threw (not PostgresNIO's wrapper), so callers can match domain and constraint errors.
+    /// threw, so callers can match domain and constraint errors. BEGIN, COMMIT and ROLLBACK are
+    /// plain statements on the leased connection: PostgresNIO 1.33's `withTransaction` sends its
+    /// ROLLBACK without a promise, and on a connection that just closed (a failover) the request
+    /// then never got an answer (issue #15). Here a broken connection fails each statement at once.
     public func transaction<Result: Sendable>(
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        do {
-            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-        } catch let error as PostgresTransactionError {
-            throw error.closureError ?? error.beginError ?? error.commitError ?? error
+        try await client.withConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
+            let result: Result
+            do {
+                result = try await body(connection)
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+            try await connection.query("COMMIT", logger: logger)
+            return result
         }
     }
 }

@@ -171,13 +171,14 @@ func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrati
     }
 }
 
-/// The server's pool: exactly `TESSERA_DB_POOL_SIZE` connections (default 16, 1-200), opened at
-/// start and kept, with no idle timeout and no keep-alive. PostgresNIO 1.33's elastic pool arms
-/// two timers (a 30 s keep-alive, a 60 s idle timeout) each time a connection goes idle and cancels
-/// them at the next lease, and a cancelled `Task.sleep` keeps its memory until its deadline
-/// (swiftlang/swift#60441): a busy uncached verify path held ~90 s worth of dead timers and RSS
-/// kept rising (issue #14). A fixed pool arms none. A broken connection is noticed by the next
-/// statement on it (which fails closed or answers 503) and replaced.
+/// The server's pool: up to `TESSERA_DB_POOL_SIZE` connections (default 16, 1-200), no keep-alive,
+/// and a 5 s idle timeout. PostgresNIO 1.33 arms its keep-alive (30 s) and idle (60 s) timers each
+/// time a connection goes idle and cancels them at the next lease; a cancelled `Task.sleep` keeps
+/// its memory until its deadline (swiftlang/swift#60441), so a busy pool held ~90 s worth of dead
+/// timers and RSS kept rising (issue #14). Without keep-alive and with a 5 s idle timeout, at
+/// most 5 s of timers are alive. The minimum stays 0: with `minimumConnections > 0`, a lease
+/// while connections are failing trips a precondition in the pool and crashes the process
+/// (`minimumConcurrentConnections <= stats.active`, seen in a Patroni failover, issue #15).
 func poolConfiguration(_ url: DatabaseURL, environment: [String: String] = ProcessInfo.processInfo.environment) throws
     -> PostgresClient.Configuration
 {
@@ -189,8 +190,9 @@ func poolConfiguration(_ url: DatabaseURL, environment: [String: String] = Proce
         }
         size = parsed
     }
-    configuration.options.minimumConnections = size
+    configuration.options.minimumConnections = 0
     configuration.options.maximumConnections = size
+    configuration.options.connectionIdleTimeout = .seconds(5)
     configuration.options.keepAliveBehavior = nil
     return configuration
 }
