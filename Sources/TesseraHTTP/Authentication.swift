@@ -69,7 +69,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         if case .bearer(let value) = credential, let jwt, !value.hasPrefix("tsp_"), !value.hasPrefix("tso_") {
             context.identity = .jwt(username: try await jwt.authenticate(value))
         } else {
-            switch try await withTimeout(.seconds(10), { [store] in try await store.verify(credential.value) }) {
+            switch try await withTimeout(.seconds(5), { [store] in try await store.verify(credential.value) }) {
             case .success(let token):
                 context.identity = .token(token)
                 lastUsed.record(token.tokenID, at: store.clock.now(), address: context.remoteAddress)
