@@ -308,7 +308,26 @@ class Traffic:
                 "max_ms": rounded(max(latencies) * 1000, 1) if latencies else None}
 
 
-class Management(threading.Thread):
+class Worker(threading.Thread):
+    """A daemon thread of the suite: registered in `running` when started (so a failed run stops
+    it), stopped by setting `halt` and joining for up to `join_timeout` seconds."""
+    join_timeout = 10
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.halt = threading.Event()
+
+    def start(self):
+        running.append(self)
+        super().start()
+        return self
+
+    def stop(self):
+        self.halt.set()
+        self.join(self.join_timeout)
+
+
+class Management(Worker):
     """Management load on one replica: create an org token, verify it on every replica (so the
     revocation has cached entries to drop), delete it (an acknowledged delete goes to the ledger),
     list now and then. Deletes without an answer are retried until the token is known gone."""
@@ -316,11 +335,12 @@ class Management(threading.Thread):
     MANAGEMENT_TIMEOUT_S = 30  # a 503 comes within the authentication's 5 s; no answer in 30 s is a hang
     VERIFY_TIMEOUT_S = 3  # short: a stuck replica must not stall the writes being measured
 
+    join_timeout = 30
+
     def __init__(self, replica, replicas, root, ledger, interval=0.3, tag="x"):
-        super().__init__(daemon=True)
+        super().__init__()
         self.replica, self.replicas, self.root, self.ledger, self.interval = replica, replicas, root, ledger, interval
         self.tag = tag
-        self.halt = threading.Event()
         self.statuses = collections.defaultdict(collections.Counter)
         self.events = []  # (kind, status, sent, done, retry_after)
         self.server_errors = []  # every 5xx other than 503, with its body
@@ -375,15 +395,6 @@ class Management(threading.Thread):
                 self.inflight = None
             self.halt.wait(max(0.0, self.interval - (time.time() - began)))
 
-    def start(self):
-        running.append(self)
-        super().start()
-        return self
-
-    def stop(self):
-        self.halt.set()
-        self.join(30)
-
     def first_success_after(self, kind, moment):
         """The first `kind` answered with a success for a request sent after `moment`: (done, latency)."""
         ok = {"create": 201, "delete": 200, "list": 200}.get(kind, 200)
@@ -393,14 +404,13 @@ class Management(threading.Thread):
         return None
 
 
-class Sampler(threading.Thread):
+class Sampler(Worker):
     """Polls each replica's /metrics every `interval` s: listener state, cache entries and
     invalidations, verification outcomes; the timeline shows when a cache was dropped."""
 
     def __init__(self, replicas, interval=0.2):
-        super().__init__(daemon=True)
+        super().__init__()
         self.replicas, self.interval = replicas, interval
-        self.halt = threading.Event()
         self.samples = {r.name: [] for r in replicas}  # (time, {..})
         self.lock = threading.Lock()
 
@@ -420,15 +430,6 @@ class Sampler(threading.Thread):
     def latest(self, name, key):
         with self.lock:
             return self.samples[name][-1][1][key] if self.samples[name] else None
-
-    def start(self):
-        running.append(self)
-        super().start()
-        return self
-
-    def stop(self):
-        self.halt.set()
-        self.join(10)
 
     def reconnected(self, name, since):
         """When the listener was first seen connected again after being seen disconnected, both
