@@ -6,6 +6,7 @@ Edit this file, run `python3 scripts/openapi.py`, commit both.
 """
 import json, pathlib
 
+WEBHOOK_EVENTS = ["token.created", "token.revoked", "token.expiring", "token.expired", "token.leaked", "member.removed"]
 def ref(name): return {"$ref": f"#/components/schemas/{name}"}
 def problem(desc): return {"description": desc, "content": {"application/problem+json": {"schema": ref("Problem")}}}
 def ok(desc, schema, status="200"): return {status: {"description": desc, "content": {"application/json": {"schema": schema}}}}
@@ -14,6 +15,7 @@ def errors(*codes):
     text = {"400": "Validation failed (LISA messages)", "401": "Missing or invalid credential, or not an admin (LISA)",
             "403": "Not allowed (scope, API group, policy, role)", "404": "Not found or not visible",
             "409": "Already exists", "413": "Body larger than 1 MiB", "422": "Malformed body; `errors` lists the fields",
+            "429": "Too many requests from this address; see Retry-After",
             "503": "Database unreachable or migrations pending"}
     return {c: problem(text[c]) for c in codes}
 def param(name, desc, schema=None): return {"name": name, "in": "path", "required": True, "description": desc, "schema": schema or {"type": "string"}}
@@ -152,6 +154,34 @@ paths["/orgs/{org}/audit-events"] = {"get": op(
      query("token", "Only events about (or by) this token", {"type": "string", "format": "uuid"}),
      query("since", "From this time (epoch seconds)", {"type": "integer"}),
      query("until", "Before this time (epoch seconds)", {"type": "integer"})], tags=["audit"])}
+WEBHOOK = param("webhook", "Webhook id", {"type": "string", "format": "uuid"})
+paths["/orgs/{org}/webhooks"] = {
+    "get": op("Admin: the organization's webhooks (never their secrets)", {**ok("Webhooks", ref("WebhookList")), **AUTH, **errors("403", "404")},
+              [ORG], tags=["webhooks"]),
+    "post": op("Admin: add a webhook; `secret` (whsec_…) is shown once. Targets on loopback, link-local or private addresses are refused",
+               {**ok("Created", ref("Webhook"), "201"), **AUTH, **errors("400", "403", "404", "413", "422")},
+               [ORG], body(ref("CreateWebhookRequest")), tags=["webhooks"]),
+}
+paths["/orgs/{org}/webhooks/{webhook}"] = {
+    "get": op("Admin: a webhook", {**ok("Webhook", ref("Webhook")), **AUTH, **errors("403", "404")}, [ORG, WEBHOOK], tags=["webhooks"]),
+    "patch": op("Admin: change a webhook; `rotateSecret: true` makes a new secret, shown once in this answer",
+                {**ok("Webhook", ref("Webhook")), **AUTH, **errors("400", "403", "404", "413", "422")},
+                [ORG, WEBHOOK], body(ref("WebhookPatch")), tags=["webhooks"]),
+    "delete": op("Admin: remove a webhook and its delivery log", {**ok("Removed", ref("Message")), **AUTH, **errors("403", "404")},
+                 [ORG, WEBHOOK], tags=["webhooks"]),
+}
+paths["/orgs/{org}/webhooks/{webhook}/deliveries"] = {"get": op(
+    "Admin: the delivery log, newest first: status, attempts, last status or error, next attempt",
+    {**ok("Deliveries", ref("WebhookDeliveryList")), **AUTH, **errors("400", "403", "404")},
+    [ORG, WEBHOOK, query("limit", "How many, 1-500 (default 50)", {"type": "integer", "minimum": 1, "maximum": 500})], tags=["webhooks"])}
+paths["/orgs/{org}/webhooks/{webhook}/deliveries/{delivery}/redeliver"] = {"post": op(
+    "Admin: send a delivery again (same webhook-id)", {**ok("Queued", ref("Message"), "202"), **AUTH, **errors("403", "404")},
+    [ORG, WEBHOOK, param("delivery", "Delivery id", {"type": "string", "format": "uuid"})], tags=["webhooks"])}
+paths["/credentials/revoke"] = {"post": op(
+    "Report leaked Tessera tokens (no credential needed, as GitHub's): every live one is revoked with reason `leaked` and its "
+    "organization told (`token.leaked`). The answer is the same whatever the list holds",
+    {**ok("Accepted", ref("Message"), "202"), **errors("400", "413", "422", "429", "503")},
+    request=body(ref("CredentialsReport")), secured=False, tags=["leaks"])}
 paths["/users"] = {"post": op("Platform admin: create a user", {**ok("Created", ref("User"), "201"), **AUTH, **errors("403", "409", "413", "422")},
                               request=body(ref("CreateUserRequest")), tags=["users"])}
 paths["/users/{username}"] = {
@@ -288,13 +318,63 @@ schemas = {
     "BentoCreateRequest": {"type": "object", "required": ["name"], "properties": {
         "name": NAME, "description": nullable(S(maxLength=1000)),
         "scopes": nullable({**SCOPES}), "expired_at": nullable(S(maxLength=40, description="2026-12-23 19:10:05.952036 (UTC) or RFC 3339"))}},
+    "Webhook": {"type": "object", "required": ["id", "url", "events", "active", "createdDate", "createdBy", "updatedDate"], "properties": {
+        "id": S(format="uuid"), "url": S(), "description": nullable(S()), "events": A(S(enum=WEBHOOK_EVENTS)), "active": B,
+        "createdDate": I, "createdBy": S(), "updatedDate": I,
+        "secret": S(description="whsec_…: only in the answer that created or rotated it")}},
+    "WebhookList": {"type": "object", "required": ["webhooks"], "properties": {"webhooks": A(ref("Webhook"))}},
+    "CreateWebhookRequest": {"type": "object", "required": ["url"], "properties": {
+        "url": S(maxLength=2048, description="http:// or https://"), "events": {**A(S(enum=WEBHOOK_EVENTS)), "minItems": 1, "description": "Default: all"},
+        "description": S(maxLength=1000), "secret": S(description="Your own whsec_ + base64 of 24-64 bytes; default: generated"), "active": B}},
+    "WebhookPatch": {"type": "object", "properties": {
+        "url": S(maxLength=2048), "events": {**A(S(enum=WEBHOOK_EVENTS)), "minItems": 1}, "description": S(maxLength=1000),
+        "active": B, "rotateSecret": B}},
+    "WebhookDelivery": {"type": "object", "required": ["id", "event", "status", "attempts", "createdDate", "payload"], "properties": {
+        "id": S(format="uuid", description="The webhook-id header"), "event": S(enum=WEBHOOK_EVENTS),
+        "status": S(enum=["pending", "delivered", "failed"]), "attempts": I, "createdDate": I,
+        "nextAttemptDate": nullable(I), "lastAttemptDate": nullable(I), "lastStatus": nullable(I), "lastError": nullable(S()),
+        "deliveredDate": nullable(I), "payload": S(description="The JSON body sent")}},
+    "WebhookDeliveryList": {"type": "object", "required": ["deliveries"], "properties": {"deliveries": A(ref("WebhookDelivery"))}},
+    "CredentialsReport": {"type": "object", "required": ["credentials"], "properties": {
+        "credentials": {**A(S()), "maxItems": 1000}}},
+    "WebhookEvent": {"type": "object", "required": ["type", "timestamp", "data"], "properties": {
+        "type": S(enum=WEBHOOK_EVENTS), "timestamp": S(format="date-time"),
+        "data": {"type": "object", "properties": {
+            "organization": S(), "actor": {"type": "object", "properties": {"username": nullable(S()), "kind": S()}},
+            "occurredDate": I, "reason": S(description="token.revoked, token.leaked: deleted, leaked, owner_left_org, user_disabled, rotated, …"),
+            "member": S(description="member.removed"), "left": B,
+            "notice": S(enum=["60d", "30d", "7d", "expired"]), "daysLeft": I,
+            "token": {"type": "object", "properties": {
+                "tokenUUID": S(format="uuid"), "name": S(), "kind": S(enum=["personal", "organization"]), "username": S(),
+                "tokenPrefix": S(), "scopes": A(S()), "status": S(), "expirationDate": nullable(I), "createdDate": I, "createdBy": S()}}}}}},
     "UserPatch": {"type": "object", "properties": {"status": S(enum=["active", "disabled"]), "platformAdmin": B}},
 }
+WEBHOOK_EXAMPLES = {
+    "token.created": {"organization": "acme", "actor": {"username": "root", "kind": "token"}, "occurredDate": 1764000000,
+                      "token": {"tokenUUID": "0b9c6d8e-3f41-4c1a-9d2e-5a7b8c9d0e1f", "name": "ci", "kind": "organization", "username": "ci-bot",
+                                "tokenPrefix": "tso_3f9a2c1b", "scopes": ["api:read"], "status": "active", "expirationDate": 1771776000,
+                                "createdDate": 1764000000, "createdBy": "root"}},
+}
+WEBHOOK_EXAMPLES["token.revoked"] = {**WEBHOOK_EXAMPLES["token.created"], "reason": "deleted"}
+WEBHOOK_EXAMPLES["token.leaked"] = {**WEBHOOK_EXAMPLES["token.created"], "actor": {"username": "credentials/revoke", "kind": "system"}, "reason": "leaked"}
+WEBHOOK_EXAMPLES["token.expiring"] = {"organization": "acme", "token": WEBHOOK_EXAMPLES["token.created"]["token"], "notice": "7d", "daysLeft": 7}
+WEBHOOK_EXAMPLES["token.expired"] = {"organization": "acme", "token": WEBHOOK_EXAMPLES["token.created"]["token"], "notice": "expired", "daysLeft": 0}
+WEBHOOK_EXAMPLES["member.removed"] = {"organization": "acme", "actor": {"username": "root", "kind": "token"}, "occurredDate": 1764000000,
+                                      "member": "alice", "left": False}
+webhooks = {event: {"post": {
+    "summary": f"{event}: sent to each active webhook of the organization that asked for it, signed the Standard Webhooks way "
+               "(webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>)",
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": ref("WebhookEvent"),
+        "example": {"type": event, "timestamp": "2026-11-24T16:00:00.000000Z", "data": WEBHOOK_EXAMPLES[event]}}}},
+    "responses": {"2XX": {"description": "Acknowledged; anything else (or no answer in 10 s) is retried with backoff for 26 hours"}}}}
+    for event in WEBHOOK_EVENTS}
 document = {
     "openapi": "3.1.0",
     "info": {"title": "Tessera", "version": "0.1.0",
              "description": "Multi-tenant organization tokens. LISA-compatible /api-tokens routes plus organizations, members and users."},
     "paths": paths,
+    "webhooks": webhooks,
     "components": {"schemas": schemas, "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer", "description": "A Tessera token (tsp_/tso_), or an OIDC JWT when configured. A bare `Authorization: <token>` also works."},
         "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"},

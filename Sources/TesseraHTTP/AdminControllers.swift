@@ -140,7 +140,7 @@ struct OrganizationController {
                 status: .created,
                 response: OrganizationInfo(
                     record: created,
-                    scopes: try await store.client.withConnection {
+                    scopes: try await store.withConnection {
                         try await $0.scopeCatalog(orgID: created.id, logger: context.logger)
                     }))
         } catch let error as PSQLError where error.isUniqueViolation {
@@ -151,7 +151,7 @@ struct OrganizationController {
     @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> [String: [OrganizationInfo]] {
         let platform = try? await resolver.platformAdmin(request, context: context)
         let (caller, _) = try await resolver.resolve(request, context: context, orgSlug: nil)
-        let infos = try await store.client.withConnection { connection in
+        let infos = try await store.withConnection { connection in
             let records: [OrganizationRecord]
             if platform != nil {
                 records = try await connection.organizations(memberUserID: nil, logger: context.logger)
@@ -169,7 +169,7 @@ struct OrganizationController {
 
     @Sendable func get(_ request: Request, context: TesseraRequestContext) async throws -> OrganizationInfo {
         let (caller, _) = try await resolve(request, context, scope: "org:read", admin: false)
-        return try await store.client.withConnection { try await info($0, id: caller.orgID, context) }
+        return try await store.withConnection { try await info($0, id: caller.orgID, context) }
     }
 
     @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> OrganizationInfo {
@@ -191,7 +191,7 @@ struct OrganizationController {
             throw Problem.unprocessable(error)
         }
         try await Self.applyPolicy(patch, org: org, store: store, actor: caller.auditActor(context), logger: context.logger)
-        return try await store.client.withConnection { try await info($0, id: org.id, context) }
+        return try await store.withConnection { try await info($0, id: org.id, context) }
     }
 
     /// Validates and applies a policy change in one transaction with its audit event: the same
@@ -229,7 +229,7 @@ struct OrganizationController {
 
     @Sendable func members(_ request: Request, context: TesseraRequestContext) async throws -> [String: [MemberInfo]] {
         let (caller, _) = try await resolve(request, context, scope: "org:read", admin: false)
-        let members = try await store.client.withConnection {
+        let members = try await store.withConnection {
             try await $0.members(orgID: caller.orgID, logger: context.logger)
         }
         return ["members": members.map(MemberInfo.init)]
@@ -387,7 +387,7 @@ struct UserController {
 
     func user(_ context: TesseraRequestContext) async throws -> UserRecord {
         let username = try context.parameters.require("username")
-        guard let user = try await store.client.withConnection({ try await $0.user(username: username, logger: context.logger) }) else {
+        guard let user = try await store.withConnection({ try await $0.user(username: username, logger: context.logger) }) else {
             throw Problem(.notFound, "User not found")
         }
         return user
@@ -415,7 +415,7 @@ extension CallerResolver {
             else { throw Problem(.forbidden, "Only platform admins can do this") }
             return PlatformActor(username: token.username, kind: .token)
         case .jwt(let username):
-            let user = try await store.client.withConnection { try await $0.user(username: username, logger: context.logger) }
+            let user = try await store.withConnection { try await $0.user(username: username, logger: context.logger) }
             guard let user, user.status == "active", user.platformAdmin else {
                 throw Problem(.forbidden, "Only platform admins can do this")
             }

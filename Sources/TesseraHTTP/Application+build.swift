@@ -26,6 +26,13 @@ public struct ServerConfiguration: Sendable {
     public var standbyRechecksPerSecond: Double = 50
     /// The web console under `/console/` (nil: no console).
     public var console: ConsoleSettings? = ConsoleSettings()
+    /// `TESSERA_DB_LEASE_TIMEOUT_MS`: how long a management request waits for a pooled database
+    /// connection before it answers 503 (``TesseraStore/withConnection(_:)``).
+    public var leaseTimeout: Duration? = .seconds(5)
+    /// Webhook targets, delivery and expiry notices.
+    public var webhooks = WebhookSettings()
+    /// `TESSERA_CREDENTIALS_REVOKE_PER_MINUTE`: reports a client address may send a minute.
+    public var credentialsRevokePerMinute = 10
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, lastUsedFlushInterval: Duration = .seconds(60),
@@ -80,7 +87,9 @@ public func buildApplication(
     standby: PostgresClient? = nil
 ) async throws -> some ApplicationProtocol {
     TesseraMetrics.bootstrap()
-    let store = TesseraStore(client: client, logger: logger, clock: clock, statements: configuration.statements)
+    let store = TesseraStore(
+        client: client, logger: logger, clock: clock, statements: configuration.statements,
+        leaseTimeout: configuration.leaseTimeout)
     let lastUsed = LastUsedRecorder(client: client, logger: logger, interval: configuration.lastUsedFlushInterval)
     // Standby reads are safe only with the listener's fences: without one, misses stay on the primary.
     let standbyReads = notifications == nil ? nil : standby.map {
@@ -105,7 +114,12 @@ public func buildApplication(
     }
     let router = buildRouter(
         store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt), lastUsed: lastUsed,
-        verifier: verifier, listener: listener, console: console)
+        verifier: verifier, listener: listener, console: console,
+        webhookTargets: WebhookTargetPolicy(allowPrivate: configuration.webhooks.allowPrivateTargets),
+        reportLimiter: RateLimiter(perMinute: configuration.credentialsRevokePerMinute))
+    if configuration.webhooks.deliver {
+        services.append(WebhookDeliveryService(store: store, settings: configuration.webhooks, logger: logger))
+    }
     if let listener { services.append(listener) }
     // Shut down in reverse order: the server stops, then last-used flushes, then the pool closes.
     services.append(lastUsed)
@@ -119,7 +133,8 @@ public func buildApplication(
 
 func buildRouter(
     store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?, lastUsed: LastUsedRecorder,
-    verifier: TokenVerifier, listener: InvalidationListener?, console: ConsoleController? = nil
+    verifier: TokenVerifier, listener: InvalidationListener?, console: ConsoleController? = nil,
+    webhookTargets: WebhookTargetPolicy, reportLimiter: RateLimiter
 ) -> Router<TesseraRequestContext> {
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: MetricsMiddleware())
@@ -152,6 +167,11 @@ func buildRouter(
     let orgs = api("orgs")
     organizations.addRoutes(to: orgs)
     AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
+    WebhookController(store: store, organizations: organizations, policy: webhookTargets).addRoutes(to: orgs)
+    // Unauthenticated, but a write like the others: the barrier makes this replica refuse a
+    // reported token from the moment the report is answered.
+    CredentialsRevokeController(store: store, limiter: reportLimiter).addRoutes(
+        to: router.group("credentials").add(middleware: barrier))
     UserController(store: store, resolver: resolver).addRoutes(to: api("users"))
     BentoCloudController(store: store, resolver: resolver).addRoutes(to: api("api/v1"))
     CLILoginController(store: store).addRoutes(to: router)
@@ -171,10 +191,12 @@ struct CacheBarrierMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
-        let response = try await next(request, context)
-        guard request.method != .get, request.method != .head, response.status.code < 400 else { return response }
+        guard request.method != .get, request.method != .head else { return try await next(request, context) }
+        let journal = WriteJournal()
+        let response = try await WriteJournal.$current.withValue(journal) { try await next(request, context) }
+        guard response.status.code < 400 else { return response }
         if let listener {
-            await listener.barrier(using: client)
+            await listener.barrier(using: client, journal: journal)
         } else {
             verifier.invalidateAll()
         }

@@ -34,7 +34,7 @@ struct AuditController {
     @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> Page {
         let (caller, _) = try await organizations.resolve(request, context, scope: "org:read", admin: true)
         let query = try Self.query(request.uri.queryParameters)
-        let (events, more) = try await store.client.withConnection {
+        let (events, more) = try await store.withConnection {
             try await $0.auditEvents(orgID: caller.orgID, query: query, logger: context.logger)
         }
         return Page(

@@ -160,7 +160,7 @@ struct BentoCloudController {
             query.search = search
         }
         let admin = caller.isAdmin(catalog: .builtIn)
-        let (page, total) = try await store.client.withConnection { connection in
+        let (page, total) = try await store.withConnection { connection in
             (try await connection.tokens(orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: context.logger),
              try await connection.countTokens(orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: context.logger))
         }

@@ -84,7 +84,7 @@ enum CLILogin {
     }
 
     static func deny(_ code: String, store: TesseraStore) async throws {
-        try await store.client.query("DELETE FROM cli_login_codes WHERE code_hash = \(hash(code)) AND spent_at IS NULL", logger: store.logger)
+        try await store.query("DELETE FROM cli_login_codes WHERE code_hash = \(hash(code)) AND spent_at IS NULL", logger: store.logger)
     }
 }
 
@@ -113,13 +113,13 @@ struct CLILoginController {
     @Sendable func code(_ request: Request, context: TesseraRequestContext) async throws -> Code {
         let code = CLILogin.newCode()
         let agent = String((request.headers[.userAgent] ?? "unknown client").unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.prefix(200))
-        try await store.client.query(
+        try await store.query(
             """
             INSERT INTO cli_login_codes (code_hash, client, source_ip, expires_at)
             VALUES (\(CLILogin.hash(CLILogin.normalize(code)!)), \(agent), \(context.remoteAddress)::inet,
                     now() + make_interval(secs => \(CLILogin.lifetime)))
             """, logger: context.logger)
-        try await store.client.query("DELETE FROM cli_login_codes WHERE expires_at < now() - interval '1 day'", logger: context.logger)
+        try await store.query("DELETE FROM cli_login_codes WHERE expires_at < now() - interval '1 day'", logger: context.logger)
         return Code(code: code, url: "/api_tokens?code=\(code)", expires_in: Int(CLILogin.lifetime))
     }
 
@@ -168,7 +168,7 @@ struct CLILoginController {
                 return try await issue(userID: userID, orgID: orgID, name: name, context: context)
             } catch {
                 // Not issued (the limit was reached meanwhile, the member left): the code is not spent.
-                try await store.client.query("UPDATE cli_login_codes SET spent_at = NULL WHERE code_hash = \(CLILogin.hash(code))", logger: logger)
+                try await store.query("UPDATE cli_login_codes SET spent_at = NULL WHERE code_hash = \(CLILogin.hash(code))", logger: logger)
                 throw error
             }
         }
@@ -177,7 +177,7 @@ struct CLILoginController {
     /// The approver's personal token, through the same operation as `POST /api-tokens`.
     func issue(userID: UUID, orgID: UUID, name: String, context: TesseraRequestContext) async throws -> Issued {
         let logger = context.logger
-        let resolved = try await store.client.withConnection { connection -> (Caller, OrganizationRecord)? in
+        let resolved = try await store.withConnection { connection -> (Caller, OrganizationRecord)? in
             guard let org = try await connection.organization(id: orgID, logger: logger),
                 let membership = try await connection.membership(orgID: orgID, userID: userID, logger: logger),
                 let user = try await connection.user(username: membership.username, logger: logger), user.status == "active"

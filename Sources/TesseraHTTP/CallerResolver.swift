@@ -18,7 +18,7 @@ struct CallerResolver: Sendable {
     {
         guard let identity = context.identity else { throw Problem.unauthenticated("Missing credential") }
         let logger = context.logger
-        return try await store.client.withConnection { connection in
+        return try await store.withConnection { connection in
             switch identity {
             case .token(let token):
                 if pathSlug == nil || pathSlug == token.orgSlug {

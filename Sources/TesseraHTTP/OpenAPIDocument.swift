@@ -461,6 +461,46 @@ enum OpenAPIDocument {
     ],
     "type": "object"
    },
+   "CreateWebhookRequest": {
+    "properties": {
+     "active": {
+      "type": "boolean"
+     },
+     "description": {
+      "maxLength": 1000,
+      "type": "string"
+     },
+     "events": {
+      "description": "Default: all",
+      "items": {
+       "enum": [
+        "token.created",
+        "token.revoked",
+        "token.expiring",
+        "token.expired",
+        "token.leaked",
+        "member.removed"
+       ],
+       "type": "string"
+      },
+      "minItems": 1,
+      "type": "array"
+     },
+     "secret": {
+      "description": "Your own whsec_ + base64 of 24-64 bytes; default: generated",
+      "type": "string"
+     },
+     "url": {
+      "description": "http:// or https://",
+      "maxLength": 2048,
+      "type": "string"
+     }
+    },
+    "required": [
+     "url"
+    ],
+    "type": "object"
+   },
    "CreatedToken": {
     "properties": {
      "createdBy": {
@@ -606,6 +646,21 @@ enum OpenAPIDocument {
      "updatedDate",
      "lastUsedDate",
      "tokenPrefix"
+    ],
+    "type": "object"
+   },
+   "CredentialsReport": {
+    "properties": {
+     "credentials": {
+      "items": {
+       "type": "string"
+      },
+      "maxItems": 1000,
+      "type": "array"
+     }
+    },
+    "required": [
+     "credentials"
     ],
     "type": "object"
    },
@@ -1320,6 +1375,365 @@ enum OpenAPIDocument {
        "active",
        "disabled"
       ],
+      "type": "string"
+     }
+    },
+    "type": "object"
+   },
+   "Webhook": {
+    "properties": {
+     "active": {
+      "type": "boolean"
+     },
+     "createdBy": {
+      "type": "string"
+     },
+     "createdDate": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "description": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "events": {
+      "items": {
+       "enum": [
+        "token.created",
+        "token.revoked",
+        "token.expiring",
+        "token.expired",
+        "token.leaked",
+        "member.removed"
+       ],
+       "type": "string"
+      },
+      "type": "array"
+     },
+     "id": {
+      "format": "uuid",
+      "type": "string"
+     },
+     "secret": {
+      "description": "whsec_\u2026: only in the answer that created or rotated it",
+      "type": "string"
+     },
+     "updatedDate": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "url": {
+      "type": "string"
+     }
+    },
+    "required": [
+     "id",
+     "url",
+     "events",
+     "active",
+     "createdDate",
+     "createdBy",
+     "updatedDate"
+    ],
+    "type": "object"
+   },
+   "WebhookDelivery": {
+    "properties": {
+     "attempts": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "createdDate": {
+      "format": "int64",
+      "type": "integer"
+     },
+     "deliveredDate": {
+      "oneOf": [
+       {
+        "format": "int64",
+        "type": "integer"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "event": {
+      "enum": [
+       "token.created",
+       "token.revoked",
+       "token.expiring",
+       "token.expired",
+       "token.leaked",
+       "member.removed"
+      ],
+      "type": "string"
+     },
+     "id": {
+      "description": "The webhook-id header",
+      "format": "uuid",
+      "type": "string"
+     },
+     "lastAttemptDate": {
+      "oneOf": [
+       {
+        "format": "int64",
+        "type": "integer"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "lastError": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "lastStatus": {
+      "oneOf": [
+       {
+        "format": "int64",
+        "type": "integer"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "nextAttemptDate": {
+      "oneOf": [
+       {
+        "format": "int64",
+        "type": "integer"
+       },
+       {
+        "type": "null"
+       }
+      ]
+     },
+     "payload": {
+      "description": "The JSON body sent",
+      "type": "string"
+     },
+     "status": {
+      "enum": [
+       "pending",
+       "delivered",
+       "failed"
+      ],
+      "type": "string"
+     }
+    },
+    "required": [
+     "id",
+     "event",
+     "status",
+     "attempts",
+     "createdDate",
+     "payload"
+    ],
+    "type": "object"
+   },
+   "WebhookDeliveryList": {
+    "properties": {
+     "deliveries": {
+      "items": {
+       "$ref": "#/components/schemas/WebhookDelivery"
+      },
+      "type": "array"
+     }
+    },
+    "required": [
+     "deliveries"
+    ],
+    "type": "object"
+   },
+   "WebhookEvent": {
+    "properties": {
+     "data": {
+      "properties": {
+       "actor": {
+        "properties": {
+         "kind": {
+          "type": "string"
+         },
+         "username": {
+          "oneOf": [
+           {
+            "type": "string"
+           },
+           {
+            "type": "null"
+           }
+          ]
+         }
+        },
+        "type": "object"
+       },
+       "daysLeft": {
+        "format": "int64",
+        "type": "integer"
+       },
+       "left": {
+        "type": "boolean"
+       },
+       "member": {
+        "description": "member.removed",
+        "type": "string"
+       },
+       "notice": {
+        "enum": [
+         "60d",
+         "30d",
+         "7d",
+         "expired"
+        ],
+        "type": "string"
+       },
+       "occurredDate": {
+        "format": "int64",
+        "type": "integer"
+       },
+       "organization": {
+        "type": "string"
+       },
+       "reason": {
+        "description": "token.revoked, token.leaked: deleted, leaked, owner_left_org, user_disabled, rotated, \u2026",
+        "type": "string"
+       },
+       "token": {
+        "properties": {
+         "createdBy": {
+          "type": "string"
+         },
+         "createdDate": {
+          "format": "int64",
+          "type": "integer"
+         },
+         "expirationDate": {
+          "oneOf": [
+           {
+            "format": "int64",
+            "type": "integer"
+           },
+           {
+            "type": "null"
+           }
+          ]
+         },
+         "kind": {
+          "enum": [
+           "personal",
+           "organization"
+          ],
+          "type": "string"
+         },
+         "name": {
+          "type": "string"
+         },
+         "scopes": {
+          "items": {
+           "type": "string"
+          },
+          "type": "array"
+         },
+         "status": {
+          "type": "string"
+         },
+         "tokenPrefix": {
+          "type": "string"
+         },
+         "tokenUUID": {
+          "format": "uuid",
+          "type": "string"
+         },
+         "username": {
+          "type": "string"
+         }
+        },
+        "type": "object"
+       }
+      },
+      "type": "object"
+     },
+     "timestamp": {
+      "format": "date-time",
+      "type": "string"
+     },
+     "type": {
+      "enum": [
+       "token.created",
+       "token.revoked",
+       "token.expiring",
+       "token.expired",
+       "token.leaked",
+       "member.removed"
+      ],
+      "type": "string"
+     }
+    },
+    "required": [
+     "type",
+     "timestamp",
+     "data"
+    ],
+    "type": "object"
+   },
+   "WebhookList": {
+    "properties": {
+     "webhooks": {
+      "items": {
+       "$ref": "#/components/schemas/Webhook"
+      },
+      "type": "array"
+     }
+    },
+    "required": [
+     "webhooks"
+    ],
+    "type": "object"
+   },
+   "WebhookPatch": {
+    "properties": {
+     "active": {
+      "type": "boolean"
+     },
+     "description": {
+      "maxLength": 1000,
+      "type": "string"
+     },
+     "events": {
+      "items": {
+       "enum": [
+        "token.created",
+        "token.revoked",
+        "token.expiring",
+        "token.expired",
+        "token.leaked",
+        "member.removed"
+       ],
+       "type": "string"
+      },
+      "minItems": 1,
+      "type": "array"
+     },
+     "rotateSecret": {
+      "type": "boolean"
+     },
+     "url": {
+      "maxLength": 2048,
       "type": "string"
      }
     },
@@ -3592,6 +4006,87 @@ enum OpenAPIDocument {
     ]
    }
   },
+  "/credentials/revoke": {
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/CredentialsReport"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "202": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Message"
+        }
+       }
+      },
+      "description": "Accepted"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "413": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Body larger than 1 MiB"
+     },
+     "422": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed body; `errors` lists the fields"
+     },
+     "429": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Too many requests from this address; see Retry-After"
+     },
+     "503": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Database unreachable or migrations pending"
+     }
+    },
+    "security": [],
+    "summary": "Report leaked Tessera tokens (no credential needed, as GitHub's): every live one is revoked with reason `leaked` and its organization told (`token.leaked`). The answer is the same whatever the list holds",
+    "tags": [
+     "leaks"
+    ]
+   }
+  },
   "/docs": {
    "get": {
     "responses": {
@@ -5544,6 +6039,684 @@ enum OpenAPIDocument {
     ]
    }
   },
+  "/orgs/{org}/webhooks": {
+   "get": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/WebhookList"
+        }
+       }
+      },
+      "description": "Webhooks"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: the organization's webhooks (never their secrets)",
+    "tags": [
+     "webhooks"
+    ]
+   },
+   "post": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/CreateWebhookRequest"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "201": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Webhook"
+        }
+       }
+      },
+      "description": "Created"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     },
+     "413": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Body larger than 1 MiB"
+     },
+     "422": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed body; `errors` lists the fields"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: add a webhook; `secret` (whsec_\u2026) is shown once. Targets on loopback, link-local or private addresses are refused",
+    "tags": [
+     "webhooks"
+    ]
+   }
+  },
+  "/orgs/{org}/webhooks/{webhook}": {
+   "delete": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Webhook id",
+      "in": "path",
+      "name": "webhook",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Message"
+        }
+       }
+      },
+      "description": "Removed"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: remove a webhook and its delivery log",
+    "tags": [
+     "webhooks"
+    ]
+   },
+   "get": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Webhook id",
+      "in": "path",
+      "name": "webhook",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Webhook"
+        }
+       }
+      },
+      "description": "Webhook"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: a webhook",
+    "tags": [
+     "webhooks"
+    ]
+   },
+   "patch": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Webhook id",
+      "in": "path",
+      "name": "webhook",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/WebhookPatch"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Webhook"
+        }
+       }
+      },
+      "description": "Webhook"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     },
+     "413": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Body larger than 1 MiB"
+     },
+     "422": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed body; `errors` lists the fields"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: change a webhook; `rotateSecret: true` makes a new secret, shown once in this answer",
+    "tags": [
+     "webhooks"
+    ]
+   }
+  },
+  "/orgs/{org}/webhooks/{webhook}/deliveries": {
+   "get": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Webhook id",
+      "in": "path",
+      "name": "webhook",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     },
+     {
+      "description": "How many, 1-500 (default 50)",
+      "in": "query",
+      "name": "limit",
+      "required": false,
+      "schema": {
+       "maximum": 500,
+       "minimum": 1,
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/WebhookDeliveryList"
+        }
+       }
+      },
+      "description": "Deliveries"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Validation failed (LISA messages)"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: the delivery log, newest first: status, attempts, last status or error, next attempt",
+    "tags": [
+     "webhooks"
+    ]
+   }
+  },
+  "/orgs/{org}/webhooks/{webhook}/deliveries/{delivery}/redeliver": {
+   "post": {
+    "parameters": [
+     {
+      "description": "Organization slug",
+      "in": "path",
+      "name": "org",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "description": "Webhook id",
+      "in": "path",
+      "name": "webhook",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     },
+     {
+      "description": "Delivery id",
+      "in": "path",
+      "name": "delivery",
+      "required": true,
+      "schema": {
+       "format": "uuid",
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "202": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Message"
+        }
+       }
+      },
+      "description": "Queued"
+     },
+     "400": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Malformed request URI or query parameter"
+     },
+     "401": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Missing or invalid credential (WWW-Authenticate: Bearer)"
+     },
+     "403": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not allowed (scope, API group, policy, role)"
+     },
+     "404": {
+      "content": {
+       "application/problem+json": {
+        "schema": {
+         "$ref": "#/components/schemas/Problem"
+        }
+       }
+      },
+      "description": "Not found or not visible"
+     }
+    },
+    "security": [
+     {
+      "bearer": []
+     },
+     {
+      "apiKey": []
+     }
+    ],
+    "summary": "Admin: send a delivery again (same webhook-id)",
+    "tags": [
+     "webhooks"
+    ]
+   }
+  },
   "/readyz": {
    "get": {
     "responses": {
@@ -5944,6 +7117,268 @@ enum OpenAPIDocument {
     "tags": [
      "users"
     ]
+   }
+  }
+ },
+ "webhooks": {
+  "member.removed": {
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "example": {
+        "data": {
+         "actor": {
+          "kind": "token",
+          "username": "root"
+         },
+         "left": false,
+         "member": "alice",
+         "occurredDate": 1764000000,
+         "organization": "acme"
+        },
+        "timestamp": "2026-11-24T16:00:00.000000Z",
+        "type": "member.removed"
+       },
+       "schema": {
+        "$ref": "#/components/schemas/WebhookEvent"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "2XX": {
+      "description": "Acknowledged; anything else (or no answer in 10 s) is retried with backoff for 26 hours"
+     }
+    },
+    "summary": "member.removed: sent to each active webhook of the organization that asked for it, signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>)"
+   }
+  },
+  "token.created": {
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "example": {
+        "data": {
+         "actor": {
+          "kind": "token",
+          "username": "root"
+         },
+         "occurredDate": 1764000000,
+         "organization": "acme",
+         "token": {
+          "createdBy": "root",
+          "createdDate": 1764000000,
+          "expirationDate": 1771776000,
+          "kind": "organization",
+          "name": "ci",
+          "scopes": [
+           "api:read"
+          ],
+          "status": "active",
+          "tokenPrefix": "tso_3f9a2c1b",
+          "tokenUUID": "0b9c6d8e-3f41-4c1a-9d2e-5a7b8c9d0e1f",
+          "username": "ci-bot"
+         }
+        },
+        "timestamp": "2026-11-24T16:00:00.000000Z",
+        "type": "token.created"
+       },
+       "schema": {
+        "$ref": "#/components/schemas/WebhookEvent"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "2XX": {
+      "description": "Acknowledged; anything else (or no answer in 10 s) is retried with backoff for 26 hours"
+     }
+    },
+    "summary": "token.created: sent to each active webhook of the organization that asked for it, signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>)"
+   }
+  },
+  "token.expired": {
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "example": {
+        "data": {
+         "daysLeft": 0,
+         "notice": "expired",
+         "organization": "acme",
+         "token": {
+          "createdBy": "root",
+          "createdDate": 1764000000,
+          "expirationDate": 1771776000,
+          "kind": "organization",
+          "name": "ci",
+          "scopes": [
+           "api:read"
+          ],
+          "status": "active",
+          "tokenPrefix": "tso_3f9a2c1b",
+          "tokenUUID": "0b9c6d8e-3f41-4c1a-9d2e-5a7b8c9d0e1f",
+          "username": "ci-bot"
+         }
+        },
+        "timestamp": "2026-11-24T16:00:00.000000Z",
+        "type": "token.expired"
+       },
+       "schema": {
+        "$ref": "#/components/schemas/WebhookEvent"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "2XX": {
+      "description": "Acknowledged; anything else (or no answer in 10 s) is retried with backoff for 26 hours"
+     }
+    },
+    "summary": "token.expired: sent to each active webhook of the organization that asked for it, signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>)"
+   }
+  },
+  "token.expiring": {
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "example": {
+        "data": {
+         "daysLeft": 7,
+         "notice": "7d",
+         "organization": "acme",
+         "token": {
+          "createdBy": "root",
+          "createdDate": 1764000000,
+          "expirationDate": 1771776000,
+          "kind": "organization",
+          "name": "ci",
+          "scopes": [
+           "api:read"
+          ],
+          "status": "active",
+          "tokenPrefix": "tso_3f9a2c1b",
+          "tokenUUID": "0b9c6d8e-3f41-4c1a-9d2e-5a7b8c9d0e1f",
+          "username": "ci-bot"
+         }
+        },
+        "timestamp": "2026-11-24T16:00:00.000000Z",
+        "type": "token.expiring"
+       },
+       "schema": {
+        "$ref": "#/components/schemas/WebhookEvent"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "2XX": {
+      "description": "Acknowledged; anything else (or no answer in 10 s) is retried with backoff for 26 hours"
+     }
+    },
+    "summary": "token.expiring: sent to each active webhook of the organization that asked for it, signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>)"
+   }
+  },
+  "token.leaked": {
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "example": {
+        "data": {
+         "actor": {
+          "kind": "system",
+          "username": "credentials/revoke"
+         },
+         "occurredDate": 1764000000,
+         "organization": "acme",
+         "reason": "leaked",
+         "token": {
+          "createdBy": "root",
+          "createdDate": 1764000000,
+          "expirationDate": 1771776000,
+          "kind": "organization",
+          "name": "ci",
+          "scopes": [
+           "api:read"
+          ],
+          "status": "active",
+          "tokenPrefix": "tso_3f9a2c1b",
+          "tokenUUID": "0b9c6d8e-3f41-4c1a-9d2e-5a7b8c9d0e1f",
+          "username": "ci-bot"
+         }
+        },
+        "timestamp": "2026-11-24T16:00:00.000000Z",
+        "type": "token.leaked"
+       },
+       "schema": {
+        "$ref": "#/components/schemas/WebhookEvent"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "2XX": {
+      "description": "Acknowledged; anything else (or no answer in 10 s) is retried with backoff for 26 hours"
+     }
+    },
+    "summary": "token.leaked: sent to each active webhook of the organization that asked for it, signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>)"
+   }
+  },
+  "token.revoked": {
+   "post": {
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "example": {
+        "data": {
+         "actor": {
+          "kind": "token",
+          "username": "root"
+         },
+         "occurredDate": 1764000000,
+         "organization": "acme",
+         "reason": "deleted",
+         "token": {
+          "createdBy": "root",
+          "createdDate": 1764000000,
+          "expirationDate": 1771776000,
+          "kind": "organization",
+          "name": "ci",
+          "scopes": [
+           "api:read"
+          ],
+          "status": "active",
+          "tokenPrefix": "tso_3f9a2c1b",
+          "tokenUUID": "0b9c6d8e-3f41-4c1a-9d2e-5a7b8c9d0e1f",
+          "username": "ci-bot"
+         }
+        },
+        "timestamp": "2026-11-24T16:00:00.000000Z",
+        "type": "token.revoked"
+       },
+       "schema": {
+        "$ref": "#/components/schemas/WebhookEvent"
+       }
+      }
+     },
+     "required": true
+    },
+    "responses": {
+     "2XX": {
+      "description": "Acknowledged; anything else (or no answer in 10 s) is retried with backoff for 26 hours"
+     }
+    },
+    "summary": "token.revoked: sent to each active webhook of the organization that asked for it, signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>)"
    }
   }
  }

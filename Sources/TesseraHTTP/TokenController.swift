@@ -101,7 +101,7 @@ struct TokenController {
         guard let token = caller.token, token.orgID == caller.orgID else {
             throw Problem(.badRequest, "Only an API token can ask about itself: call this route with a token")
         }
-        let record = try await store.client.withConnection { connection in
+        let record = try await store.withConnection { connection in
             try await connection.token(id: token.tokenID, orgID: caller.orgID, logger: context.logger)
         }
         guard let record else { throw Self.tokenNotFound }
@@ -265,7 +265,7 @@ struct TokenController {
         // catalog is read only when the token holds such a scope.
         var catalog = ScopeCatalog.builtIn
         if let token = caller.token, token.scopes.contains(where: { ScopeCatalog.builtIn.entries[$0] == nil }) {
-            catalog = ScopeCatalog(try await store.client.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: context.logger) })
+            catalog = ScopeCatalog(try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: context.logger) })
         }
         guard caller.holds(scope, catalog: catalog) else {
             throw Problem(.forbidden, "This token lacks the \(scope) scope")

@@ -66,7 +66,7 @@ public struct TokenOperations: Sendable {
 
     /// A page of the tokens `caller` may see: admins all, members their own plus organization tokens.
     public func list(caller: Caller, query: TokenQuery, logger: Logger) async throws -> TokenPage {
-        try await store.client.withConnection { connection in
+        try await store.withConnection { connection in
             try await connection.tokens(
                 orgID: caller.orgID, visibleTo: caller.userID, all: caller.isAdmin(catalog: .builtIn), query: query,
                 logger: logger)
@@ -76,7 +76,7 @@ public struct TokenOperations: Sendable {
     /// The token `id` if the caller may see it: admins all, members their own personal tokens and
     /// every organization token. Otherwise 404, whether or not it exists.
     public func visible(_ id: UUID, caller: Caller, logger: Logger) async throws -> TokenRecord {
-        let record = try await store.client.withConnection { connection in
+        let record = try await store.withConnection { connection in
             try await connection.token(id: id, orgID: caller.orgID, logger: logger)
         }
         guard let record else { throw Self.tokenNotFound }
@@ -124,6 +124,7 @@ public struct TokenOperations: Sendable {
             return try await connection.token(id: record.id, orgID: caller.orgID, logger: logger)
         }
         guard let updated else { throw Self.tokenNotFound }
+        WriteJournal.note(.token(record.id))
         return updated
     }
 
@@ -166,7 +167,8 @@ public struct TokenOperations: Sendable {
         case .reuseDetected:
             throw Problem(.conflict, "This token was already rotated; every token of its family is now revoked")
         case .rotated(let newID):
-            let fresh = try await store.client.withConnection { try await $0.token(id: newID, orgID: caller.orgID, logger: logger) }
+            WriteJournal.note(.token(record.id))
+            let fresh = try await store.withConnection { try await $0.token(id: newID, orgID: caller.orgID, logger: logger) }
             guard let fresh else { throw Self.tokenNotFound }
             return Issued(record: fresh, secret: secret)
         }
@@ -184,6 +186,7 @@ public struct TokenOperations: Sendable {
             return true
         }
         guard deleted else { throw Self.tokenNotFound }
+        WriteJournal.note(.token(record.id))
     }
 
     // MARK: - Creating
@@ -225,7 +228,7 @@ public struct TokenOperations: Sendable {
                 groups: body.groups ?? [], logger: logger)
             return try await insert(row, caller: caller, actor: actor, logger: logger, duplicate: "")
         }
-        let member = try await store.client.withConnection { connection -> MemberRecord? in
+        let member = try await store.withConnection { connection -> MemberRecord? in
             guard let user = try await connection.user(username: username, logger: logger) else { return nil }
             return try await connection.membership(orgID: org.id, userID: user.id, logger: logger)
         }
@@ -280,7 +283,7 @@ public struct TokenOperations: Sendable {
         guard !scopes.isEmpty, scopes.count <= 100 else {
             throw Problem.invalidField("scopes", "must hold 1 to 100 scope names")
         }
-        let catalog = ScopeCatalog(try await store.client.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
+        let catalog = ScopeCatalog(try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
         for scope in scopes {
             guard let entry = catalog.entries[scope] else {
                 throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
@@ -318,6 +321,7 @@ public struct TokenOperations: Sendable {
                 }
                 return record
             }
+            WriteJournal.note()  // a new token: no cache holds it yet
             return Issued(record: record, secret: row.secret)
         } catch let error as PSQLError where error.constraintName == "tokens_personal_token_limit" {
             throw Problem(.badRequest, duplicate)

@@ -181,11 +181,17 @@ public final class InvalidationListener: Service, Sendable {
     /// it sends a marker through the same channel and waits for it (PostgreSQL delivers
     /// notifications in commit order). A write route awaits this before answering, so the next
     /// verification on this replica already sees the write. When the listener is down or the
-    /// marker is late (2 s), the whole cache is dropped instead: never stale, at worst cold.
-    public func barrier(using client: PostgresClient) async {
+    /// marker is late (2 s), what the write touched (`journal`) is dropped instead, or the whole
+    /// cache when that is not known: never stale, at worst cold.
+    public func barrier(using client: PostgresClient, journal: WriteJournal? = nil) async {
         // Bounded as a whole: the marker's own statement can hang on a stuck connection.
         let arrived = (try? await withTimeout(.seconds(3)) { await self.roundTrip(using: client) }) ?? false
-        if !arrived { verifier.invalidateAll() }
+        guard !arrived else { return }
+        if let targets = journal?.targets {
+            for target in targets { verifier.invalidate(target) }
+        } else {
+            verifier.invalidateAll()
+        }
     }
 
     /// Sends a `sync:` marker through `client` (default: the verifier's pool) and waits up to
@@ -236,5 +242,42 @@ public final class InvalidationListener: Service, Sendable {
             group.cancelAll()
             return first
         }
+    }
+}
+
+/// What a write request changed, as far as the verification cache is concerned. The cache
+/// barrier uses it when the listener cannot confirm the write (it is reconnecting, or the
+/// database went away right after the commit): then only the entries the write touched are
+/// dropped, rather than the whole cache, so cached tokens keep verifying through an outage.
+/// A write that notes nothing (or a request with several writes of which one is not described)
+/// falls back to dropping everything.
+public final class WriteJournal: Sendable {
+    @TaskLocal public static var current: WriteJournal?
+
+    private struct State {
+        var described = false
+        var everything = false
+        var targets: [VerificationCache.Target] = []
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// The running request's write touched these entries (none: a new token, which no cache holds).
+    public static func note(_ targets: VerificationCache.Target...) {
+        current?.state.withLock { state in
+            state.described = true
+            state.targets += targets
+        }
+    }
+
+    /// The running request's write may have touched anything.
+    public static func noteEverything() {
+        current?.state.withLock { $0.everything = true }
+    }
+
+    /// The entries to drop, or nil for the whole cache.
+    public var targets: [VerificationCache.Target]? {
+        state.withLock { $0.described && !$0.everything ? $0.targets : nil }
     }
 }

@@ -134,11 +134,11 @@ extension TesseraStore {
 
     /// A user by name, outside any transaction.
     public func user(named username: String) async throws -> UserRecord? {
-        try await client.withConnection { try await $0.user(username: username, logger: logger) }
+        try await withConnection { try await $0.user(username: username, logger: logger) }
     }
 
     /// An organization by slug, outside any transaction.
     public func organization(slug: String) async throws -> OrganizationRecord? {
-        try await client.withConnection { try await $0.organization(slug: slug, logger: logger) }
+        try await withConnection { try await $0.organization(slug: slug, logger: logger) }
     }
 }

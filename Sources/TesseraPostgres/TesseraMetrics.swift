@@ -20,11 +20,11 @@ public enum TesseraMetrics {
         }
     }
 
-    static func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Metrics.Counter {
+    public static func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Metrics.Counter {
         Metrics.Counter(label: label, dimensions: dimensions, factory: factory)
     }
 
-    static func gauge(_ label: String) -> Metrics.Gauge { Metrics.Gauge(label: label, factory: factory) }
+    public static func gauge(_ label: String) -> Metrics.Gauge { Metrics.Gauge(label: label, factory: factory) }
 
     static func meter(_ label: String) -> Metrics.Meter { Metrics.Meter(label: label, factory: factory) }
 }

@@ -12,15 +12,19 @@ public struct TesseraStore: Sendable {
     public let clock: any WallClock
     /// How the verification statement is sent (`TESSERA_DB_STATEMENTS`).
     public let statements: StatementMode
+    /// How long ``withConnection(_:)`` waits for a pooled connection before answering
+    /// ``TimeoutError`` (nil: as long as the pool makes it wait).
+    public let leaseTimeout: Duration?
 
     public init(
         client: PostgresClient, logger: Logger, clock: any WallClock = SystemWallClock(),
-        statements: StatementMode = .prepared
+        statements: StatementMode = .prepared, leaseTimeout: Duration? = .seconds(5)
     ) {
         self.client = client
         self.logger = logger
         self.clock = clock
         self.statements = statements
+        self.leaseTimeout = leaseTimeout
     }
 
     /// Runs `body` in one transaction; rolls back when it throws and rethrows the error `body`
@@ -31,7 +35,7 @@ public struct TesseraStore: Sendable {
     public func transaction<Result: Sendable>(
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await client.withConnection { connection in
+        try await withConnection { connection in
             try await connection.query("BEGIN", logger: logger)
             let result: Result
             do {

@@ -244,7 +244,7 @@ public final class TokenVerifier: Sendable {
         if let cached = catalogs.withLock({ $0[orgID] }), cached.expires > now { return cached.catalog }
         let generation = cache.generation
         let read: @Sendable () async throws -> ScopeCatalog = { [store] in
-            ScopeCatalog(try await store.client.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
+            ScopeCatalog(try await store.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
         }
         let catalog: ScopeCatalog
         if let lookupTimeout {

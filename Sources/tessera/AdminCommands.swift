@@ -44,7 +44,7 @@ struct AdminCommand: AsyncParsableCommand {
 
             func run() async throws {
                 try await withStore(database) { store in
-                    let orgs = try await store.client.withConnection {
+                    let orgs = try await store.withConnection {
                         try await $0.organizations(memberUserID: nil, logger: store.logger)
                     }
                     let printer = Printer(format: output)

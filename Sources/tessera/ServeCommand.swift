@@ -67,8 +67,51 @@ struct ServerOptions: ParsableArguments {
             }
             configuration.lookupsInFlight = count
         }
+        if let raw = environment["TESSERA_DB_LEASE_TIMEOUT_MS"], !raw.isEmpty {
+            guard let millis = Int(raw), millis >= 0, millis <= 600_000 else {
+                throw CLIError(message: "TESSERA_DB_LEASE_TIMEOUT_MS=\(raw) is not a number of milliseconds from 0 (no limit) to 600000")
+            }
+            configuration.leaseTimeout = millis == 0 ? nil : .milliseconds(millis)
+        }
+        configuration.webhooks = try Self.webhooks(environment)
+        if let raw = environment["TESSERA_CREDENTIALS_REVOKE_PER_MINUTE"], !raw.isEmpty {
+            guard let count = Int(raw), (1...100_000).contains(count) else {
+                throw CLIError(message: "TESSERA_CREDENTIALS_REVOKE_PER_MINUTE=\(raw) is not a number from 1 to 100000")
+            }
+            configuration.credentialsRevokePerMinute = count
+        }
         configuration.console = try Self.console(environment)
         return configuration
+    }
+
+    /// `TESSERA_WEBHOOKS` (on|off, default on: this replica delivers webhooks and sweeps expiry
+    /// notices), `TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS` (false), `TESSERA_WEBHOOKS_RETRY_BASE_MS`
+    /// (5000), `TESSERA_EXPIRY_SWEEP_SECONDS` (60).
+    static func webhooks(_ environment: [String: String]) throws -> WebhookSettings {
+        var settings = WebhookSettings()
+        if let raw = environment["TESSERA_WEBHOOKS"], !raw.isEmpty {
+            guard ["on", "off"].contains(raw) else { throw CLIError(message: "TESSERA_WEBHOOKS=\(raw) is not on or off") }
+            settings.deliver = raw == "on"
+        }
+        if let raw = environment["TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS"], !raw.isEmpty {
+            guard let allow = Bool(raw) else {
+                throw CLIError(message: "TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS=\(raw) is not true or false")
+            }
+            settings.allowPrivateTargets = allow
+        }
+        if let raw = environment["TESSERA_WEBHOOKS_RETRY_BASE_MS"], !raw.isEmpty {
+            guard let millis = Int(raw), (10...3_600_000).contains(millis) else {
+                throw CLIError(message: "TESSERA_WEBHOOKS_RETRY_BASE_MS=\(raw) is not a number of milliseconds from 10 to 3600000")
+            }
+            settings.retryBase = .milliseconds(millis)
+        }
+        if let raw = environment["TESSERA_EXPIRY_SWEEP_SECONDS"], !raw.isEmpty {
+            guard let seconds = Int(raw), (1...86_400).contains(seconds) else {
+                throw CLIError(message: "TESSERA_EXPIRY_SWEEP_SECONDS=\(raw) is not a number of seconds from 1 to 86400")
+            }
+            settings.expirySweepInterval = .seconds(seconds)
+        }
+        return settings
     }
 
     /// `TESSERA_CONSOLE` (on|off, default on), `TESSERA_CONSOLE_IDLE_MINUTES` (120),

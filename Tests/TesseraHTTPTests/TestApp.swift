@@ -59,6 +59,10 @@ struct TestApp {
             var clientConfiguration = try url.clientConfiguration()
             clientConfiguration.options.maximumConnections = 8  // many apps run at once
             let appClient = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
+            // Dozens of apps share 2 cores while the suite runs: a connection can take longer
+            // than production's 5 s to lease here (BoundedLeaseTests covers the bound itself).
+            var configuration = configuration
+            configuration.leaseTimeout = configuration.leaseTimeout.map { max($0, .seconds(30)) }
             let app = try await buildApplication(
                 configuration: configuration, client: appClient, migrator: try Migrator(), logger: logger,
                 jwt: settings, clock: clock, notifications: listen ? try url.connectionConfiguration() : nil)

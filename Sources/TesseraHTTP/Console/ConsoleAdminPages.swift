@@ -53,7 +53,7 @@ struct ConsoleAdminPages {
 
     @Sendable func members(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
-        let members = try await store.client.withConnection { try await $0.members(orgID: user.org.id, logger: context.logger) }
+        let members = try await store.withConnection { try await $0.members(orgID: user.org.id, logger: context.logger) }
         let rows = members.map { member -> [String: Any] in
             ["username": member.username, "role": member.role.rawValue, "isAdmin": member.role == .admin,
              "groups": member.groups.joined(separator: ", "), "status": member.userStatus,
@@ -87,7 +87,7 @@ struct ConsoleAdminPages {
     @Sendable func confirmRemove(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
         let username = try context.parameters.require("username")
-        let tokens = try await store.client.withConnection { connection -> Int in
+        let tokens = try await store.withConnection { connection -> Int in
             guard let target = try await connection.user(username: username, logger: context.logger),
                 try await connection.membership(orgID: user.org.id, userID: target.id, logger: context.logger) != nil
             else { throw Problem(.notFound, "\(username) is not a member of \(user.org.slug)") }
@@ -132,7 +132,7 @@ struct ConsoleAdminPages {
 
     @Sendable func policy(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
-        let catalog = try await store.client.withConnection { try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger) }
+        let catalog = try await store.withConnection { try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger) }
         let org = user.org
         let scopes = catalog.sorted { $0.name < $1.name }.map { entry -> [String: Any] in
             ["name": entry.name, "description": entry.description, "adminOnly": entry.adminOnly,
@@ -201,7 +201,7 @@ struct ConsoleAdminPages {
         try Self.dropEmptyParameters(request)
         var query = try AuditController.query(request.uri.queryParameters)
         if request.uri.queryParameters.get("limit") == nil { query.limit = 50 }
-        let (events, more) = try await store.client.withConnection {
+        let (events, more) = try await store.withConnection {
             try await $0.auditEvents(orgID: user.org.id, query: query, logger: context.logger)
         }
         let shown = events.prefix(query.limit)
@@ -236,7 +236,7 @@ struct ConsoleAdminPages {
         let user = try platformAdmin(context)
         try Self.dropEmptyParameters(request)
         let search = request.uri.queryParameters.get("user").map { String($0.prefix(200)) }
-        let (orgs, users) = try await store.client.withConnection { connection in
+        let (orgs, users) = try await store.withConnection { connection in
             (try await connection.organizations(memberUserID: nil, logger: context.logger),
              try await connection.users(search: search, limit: 200, logger: context.logger))
         }

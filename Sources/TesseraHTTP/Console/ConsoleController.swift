@@ -135,7 +135,7 @@ struct ConsoleController {
             ConsoleSession(
                 username: token.username, method: "token", tokenHash: TokenHash(of: presented).hex,
                 csrf: ConsoleSession.newCSRFToken(), signedInAt: store.clock.now(), org: token.orgSlug))
-        try await store.client.withConnection { connection in
+        try await store.withConnection { connection in
             try await connection.recordAudit(
                 AuditActor(username: token.username, kind: .console, tokenID: token.tokenID, sourceIP: context.remoteAddress)
                     .event(orgID: token.orgID, action: "console.signed_in", details: ["method": "token"]),
@@ -162,7 +162,7 @@ struct ConsoleController {
         guard let pending = try await CLILogin.pending(code, client: store.client, logger: context.logger) else {
             throw Problem(.notFound, "This login code is unknown, expired or already used. Start the login again from your terminal.")
         }
-        let live = try await store.client.withConnection { connection -> Int in
+        let live = try await store.withConnection { connection -> Int in
             try await connection.tokens(
                 orgID: user.org.id, visibleTo: user.caller.userID, all: false,
                 query: TokenQuery(limit: 1000, kind: .personal), logger: context.logger
@@ -261,13 +261,13 @@ struct ConsoleController {
                 request, message: "Signed in as \(username), but there is no active Tessera account by that name: ask an organization admin to add you.",
                 isError: true, status: .forbidden)
         }
-        let orgs = try await store.client.withConnection { try await $0.organizations(memberUserID: user.id, logger: context.logger) }
+        let orgs = try await store.withConnection { try await $0.organizations(memberUserID: user.id, logger: context.logger) }
         try await startSession(
             request, context,
             ConsoleSession(
                 username: user.username, method: "oidc", tokenHash: nil, csrf: ConsoleSession.newCSRFToken(),
                 signedInAt: store.clock.now(), org: orgs.first?.slug))
-        try await store.client.withConnection { connection in
+        try await store.withConnection { connection in
             try await connection.recordAudit(
                 AuditActor(username: user.username, kind: .console, sourceIP: context.remoteAddress)
                     .event(orgID: orgs.first?.id, action: "console.signed_in", details: ["method": "oidc"]),
@@ -310,7 +310,7 @@ struct ConsoleController {
 
     @Sendable func myToken(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try context.signedIn()
-        let page = try await store.client.withConnection { connection in
+        let page = try await store.withConnection { connection in
             try await connection.tokens(
                 orgID: user.org.id, visibleTo: user.caller.userID, all: false, query: TokenQuery(limit: 100, kind: .personal),
                 logger: context.logger)
@@ -517,7 +517,7 @@ struct ConsoleController {
 
     /// The fields of a create form: lifetimes the org allows, scopes from its catalog.
     func createForm(_ user: ConsoleUser, context: ConsoleContext) async throws -> [String: Any] {
-        let catalog = try await store.client.withConnection { try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger) }
+        let catalog = try await store.withConnection { try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger) }
         let org = user.org
         var lifetimes: [[String: Any]] = [["value": "", "label": "Organization default (\(org.defaultTokenLifetimeDays) days)", "selected": true]]
         for days in [7, 30, 60, 90, 180, 365] where org.maxTokenLifetimeDays.map({ days <= $0 }) ?? true {

@@ -144,7 +144,7 @@ struct ConsoleUserMiddleware: RouterMiddleware {
             else { throw end("token") }
         }
         let logger = context.logger
-        let resolved: ConsoleUser? = try await store.client.withConnection { connection in
+        let resolved: ConsoleUser? = try await store.withConnection { connection in
             guard let user = try await connection.user(username: session.username, logger: logger), user.status == "active"
             else { return nil }
             let organizations = try await connection.organizations(memberUserID: user.id, logger: logger)

@@ -1,0 +1,116 @@
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+import Synchronization
+import TesseraCore
+import TesseraPostgres
+
+/// `POST /credentials/revoke` (DESIGN §11, GitHub's shape): anyone who finds Tessera tokens
+/// (a scanner, a stranger, `tessera scan --report`) reports them without credentials; every
+/// well-formed token that is still live is revoked with reason `leaked`, recorded in its org's
+/// audit trail and announced as `token.revoked` and `token.leaked` webhooks. The answer is the
+/// same 202 whatever the list holds, so it tells nobody which strings were tokens. Rate-limited
+/// per client address.
+struct CredentialsRevokeController {
+    let store: TesseraStore
+    let limiter: RateLimiter
+
+    static let maxCredentials = 1000
+    private static let requests = TesseraMetrics.counter("tessera_credentials_revoke_requests_total")
+    private static let limited = TesseraMetrics.counter("tessera_credentials_revoke_rate_limited_total")
+    private static let revoked = TesseraMetrics.counter("tessera_credentials_revoked_total")
+
+    func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
+        group.post("revoke", use: revoke)
+    }
+
+    struct RevokeRequest: Decodable {
+        var credentials: [String]
+    }
+
+    @Sendable func revoke(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<Message> {
+        Self.requests.increment()
+        if let retryAfter = limiter.take(context.remoteAddress ?? "unknown") {
+            Self.limited.increment()
+            throw Problem(
+                .tooManyRequests, "Too many reports from this address; retry in \(retryAfter) s",
+                headers: [.retryAfter: String(retryAfter)])
+        }
+        let body = try await request.decodeJSON(RevokeRequest.self, context: context)
+        guard body.credentials.count <= Self.maxCredentials else {
+            throw Problem.invalidField("credentials", "must hold at most \(Self.maxCredentials) strings")
+        }
+        // Only token-shaped strings (prefix, length, CRC-32) reach the database, as hashes.
+        let hashes = Array(Set(body.credentials.compactMap { try? TokenSecret(parsing: $0).hash }))
+        if !hashes.isEmpty {
+            let tokens = try await store.transaction { connection in
+                try await connection.revokeLeaked(
+                    hashes, actor: AuditActor(username: "credentials/revoke", kind: .system, sourceIP: context.remoteAddress),
+                    logger: context.logger)
+            }
+            Self.revoked.increment(by: Int64(tokens.count))
+            for token in tokens { WriteJournal.note(.token(token)) }
+            if !tokens.isEmpty {
+                context.logger.warning("revoked leaked tokens reported to /credentials/revoke", metadata: ["count": "\(tokens.count)"])
+            }
+        } else {
+            WriteJournal.note()
+        }
+        return EditedResponse(status: .accepted, response: Message(message: "Reported credentials are being handled"))
+    }
+}
+
+extension PostgresConnection {
+    /// Revokes the live tokens among `hashes` with reason `leaked`, each with its audit event;
+    /// returns their ids.
+    func revokeLeaked(_ hashes: [TokenHash], actor: AuditActor, logger: Logger) async throws -> [UUID] {
+        let rows = try await query(
+            """
+            UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'leaked', grace_until = NULL,
+                              updated_at = now()
+            WHERE secret_hash = ANY(\(hashes.map { ByteBuffer(bytes: $0.bytes) })::bytea[]) AND status <> 'revoked'
+            RETURNING id, org_id, username
+            """, logger: logger)
+        var revoked: [(UUID, UUID, String)] = []
+        for try await row in rows.decode((UUID, UUID, String).self) { revoked.append(row) }
+        for (id, org, username) in revoked {
+            try await recordAudit(
+                actor.event(orgID: org, action: "token.revoked", token: id, target: username, details: ["reason": "leaked"]),
+                logger: logger)
+        }
+        return revoked.map(\.0)
+    }
+}
+
+/// A token bucket per client address: `perMinute` requests a minute, all of them at once at
+/// most. Bounded memory: past 10,000 addresses the oldest buckets are forgotten.
+final class RateLimiter: Sendable {
+    private let perMinute: Double
+    private let buckets = Mutex<[String: (tokens: Double, at: ContinuousClock.Instant)]>([:])
+
+    init(perMinute: Int) { self.perMinute = Double(perMinute) }
+
+    /// Nil when allowed, else the seconds to wait.
+    func take(_ key: String) -> Int? {
+        let now = ContinuousClock.now
+        return buckets.withLock { buckets in
+            if buckets.count > 10_000 {
+                let oldest = buckets.sorted { $0.value.at < $1.value.at }.prefix(buckets.count / 2).map(\.key)
+                for key in oldest { buckets[key] = nil }
+            }
+            var bucket = buckets[key] ?? (perMinute, now)
+            let elapsed = bucket.at.duration(to: now)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            bucket.tokens = min(perMinute, bucket.tokens + seconds * perMinute / 60)
+            bucket.at = now
+            guard bucket.tokens >= 1 else {
+                buckets[key] = bucket
+                return max(1, Int(((1 - bucket.tokens) * 60 / perMinute).rounded(.up)))
+            }
+            bucket.tokens -= 1
+            buckets[key] = bucket
+            return nil
+        }
+    }
+}

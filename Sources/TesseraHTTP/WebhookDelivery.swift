@@ -1,0 +1,212 @@
+import Foundation
+import Logging
+import Metrics
+import PostgresNIO
+import ServiceLifecycle
+import TesseraCore
+import TesseraPostgres
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `TESSERA_WEBHOOKS_*` settings of the delivery service.
+public struct WebhookSettings: Sendable {
+    /// `TESSERA_WEBHOOKS` (on|off): this replica delivers webhooks and sweeps expiry notices.
+    /// Off on every replica, events still queue up in the outbox; any replica that is on sends them.
+    public var deliver = true
+    /// `TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS`: allow loopback and private targets (tests).
+    public var allowPrivateTargets = false
+    /// How often an idle replica looks for due deliveries.
+    public var pollInterval: Duration = .milliseconds(500)
+    /// `TESSERA_WEBHOOKS_RETRY_BASE_MS`: the first retry waits this long; each next one twice as
+    /// long (capped at an hour), ±20 % jitter.
+    public var retryBase: Duration = .seconds(5)
+    /// Retries stop once a delivery is this old (then it is `failed`; "redeliver" revives it).
+    public var retryWindow: Duration = .seconds(26 * 3600)
+    /// How long one attempt may take, connection included.
+    public var requestTimeout: Duration = .seconds(10)
+    /// Endpoints served at once by one replica; one delivery at a time per endpoint, oldest first.
+    public var endpointsAtOnce = 8
+    /// `TESSERA_EXPIRY_SWEEP_SECONDS`: how often expiry notices are looked for.
+    public var expirySweepInterval: Duration = .seconds(60)
+
+    public init() {}
+}
+
+/// Sends the outbox (``WebhookRecord``, migration 0009): claims due deliveries (several replicas
+/// share the work with `FOR UPDATE SKIP LOCKED` and a 60 s claim), signs them the Standard
+/// Webhooks way, POSTs them and records each outcome, retrying with exponential backoff and
+/// jitter. Also runs the expiry sweep, which the database makes once-only per notice.
+public final class WebhookDeliveryService: Service, Sendable {
+    let store: TesseraStore
+    let settings: WebhookSettings
+    let policy: WebhookTargetPolicy
+    let logger: Logger
+    private let session: URLSession
+    private static let claimLease: Duration = .seconds(60)
+
+    private let delivered = TesseraMetrics.counter("tessera_webhook_deliveries_total", [("outcome", "delivered")])
+    private let retried = TesseraMetrics.counter("tessera_webhook_deliveries_total", [("outcome", "retry")])
+    private let failed = TesseraMetrics.counter("tessera_webhook_deliveries_total", [("outcome", "failed")])
+    private let pending = TesseraMetrics.gauge("tessera_webhook_outbox_pending")
+    private let oldest = TesseraMetrics.gauge("tessera_webhook_outbox_oldest_pending_seconds")
+    private let notices = TesseraMetrics.counter("tessera_token_expiry_notices_total")
+
+    public init(store: TesseraStore, settings: WebhookSettings, logger: Logger) {
+        self.store = store
+        self.settings = settings
+        self.policy = WebhookTargetPolicy(allowPrivate: settings.allowPrivateTargets)
+        self.logger = logger
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = Double(settings.requestTimeout.components.seconds)
+        configuration.timeoutIntervalForResource = Double(settings.requestTimeout.components.seconds)
+        configuration.httpCookieStorage = nil
+        configuration.urlCache = nil
+        self.session = URLSession(configuration: configuration, delegate: NoRedirects(), delegateQueue: nil)
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var lastSweep: ContinuousClock.Instant?
+            var lastGauge: ContinuousClock.Instant?
+            while !Task.isCancelled {
+                if lastSweep.map({ $0.duration(to: .now) >= self.settings.expirySweepInterval }) ?? true {
+                    lastSweep = .now
+                    await self.sweepExpiry()
+                }
+                if lastGauge.map({ $0.duration(to: .now) >= .seconds(5) }) ?? true {
+                    lastGauge = .now
+                    await self.updateGauges()
+                }
+                let worked = await self.deliverDue()
+                if !worked { try? await Task.sleep(for: self.settings.pollInterval) }
+            }
+        }
+    }
+
+    /// Queues the expiry notices due now (the database decides, once per token and notice).
+    public func sweepExpiry() async {
+        do {
+            let queued = try await store.withConnection { [store, logger] in
+                try await $0.sweepExpiry(at: store.clock.now(), logger: logger)
+            }
+            if queued > 0 {
+                notices.increment(by: Int64(queued))
+                logger.info("queued token expiry notices", metadata: ["count": "\(queued)"])
+            }
+        } catch {
+            logger.warning("expiry sweep failed", metadata: ["error": "\(describeDatabaseFailure(error))"])
+        }
+    }
+
+    private func updateGauges() async {
+        guard let (count, age) = try? await store.withConnection({ [logger] in try await $0.outboxDepth(logger: logger) })
+        else { return }
+        pending.record(count)
+        oldest.record(age)
+    }
+
+    /// Claims one batch and sends it; false when there was nothing due (or the database is away).
+    func deliverDue() async -> Bool {
+        let claimed: [ClaimedDelivery]
+        do {
+            claimed = try await store.withConnection { [logger] in
+                try await $0.claimDeliveries(limit: 64, lease: Self.claimLease, logger: logger)
+            }
+        } catch {
+            logger.debug("could not claim webhook deliveries", metadata: ["error": "\(describeDatabaseFailure(error))"])
+            return false
+        }
+        guard !claimed.isEmpty else { return false }
+        // One endpoint's deliveries in order, one at a time; endpoints side by side.
+        let byEndpoint = Dictionary(grouping: claimed, by: \.webhookID).values.map { $0.sorted { $0.createdAt < $1.createdAt } }
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for deliveries in byEndpoint {
+                if running == settings.endpointsAtOnce {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask {
+                    for delivery in deliveries { await self.attempt(delivery) }
+                }
+                running += 1
+            }
+        }
+        return true
+    }
+
+    /// One POST, and its outcome recorded.
+    func attempt(_ delivery: ClaimedDelivery) async {
+        let (ok, status, failure) = await send(delivery)
+        let retryIn: Duration? = ok ? nil : nextRetry(after: delivery)
+        if ok {
+            delivered.increment()
+        } else if retryIn == nil {
+            failed.increment()
+            logger.warning(
+                "webhook delivery given up", metadata: ["delivery": "\(delivery.id)", "event": "\(delivery.event)"])
+        } else {
+            retried.increment()
+        }
+        do {
+            try await store.withConnection { [logger] in
+                try await $0.recordAttempt(
+                    deliveryID: delivery.id, delivered: ok, status: status, error: failure, retryIn: retryIn, logger: logger)
+            }
+        } catch {
+            // The claim runs out and the delivery is sent again: at least once, as receivers expect.
+            logger.warning("could not record a webhook attempt", metadata: ["error": "\(describeDatabaseFailure(error))"])
+        }
+    }
+
+    /// The wait before the next attempt, or nil once the delivery is older than the retry window.
+    func nextRetry(after delivery: ClaimedDelivery) -> Duration? {
+        let age = store.clock.now().timeIntervalSince(delivery.createdAt)
+        guard age < Double(settings.retryWindow.components.seconds) else { return nil }
+        let base = Double(settings.retryBase.components.seconds) + Double(settings.retryBase.components.attoseconds) / 1e18
+        let wait = min(base * pow(2, Double(min(delivery.attempts, 30))), 3600) * Double.random(in: 0.8...1.2)
+        return .milliseconds(Int64(wait * 1000))
+    }
+
+    private func send(_ delivery: ClaimedDelivery) async -> (ok: Bool, status: Int?, error: String?) {
+        let url: URL
+        let secret: WebhookSecret
+        do {
+            url = try policy.check(delivery.url)
+            secret = try WebhookSecret(parsing: delivery.secret)
+        } catch {
+            return (false, nil, "\(error)")
+        }
+        let body = Data(delivery.payload.utf8)
+        let id = delivery.id.uuidString.lowercased()
+        let timestamp = Int64(Date().timeIntervalSince1970)
+        var request = URLRequest(url: url)
+        request.httpMethod = "POST"
+        request.httpBody = body
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("Tessera-Webhooks/1", forHTTPHeaderField: "User-Agent")
+        request.setValue(id, forHTTPHeaderField: "webhook-id")
+        request.setValue(String(timestamp), forHTTPHeaderField: "webhook-timestamp")
+        request.setValue(secret.signature(id: id, timestamp: timestamp, body: body), forHTTPHeaderField: "webhook-signature")
+        do {
+            let (_, response) = try await session.data(for: request)
+            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            return ((200..<300).contains(status), status, (200..<300).contains(status) ? nil : "HTTP \(status)")
+        } catch {
+            return (false, nil, (error as NSError).localizedDescription)
+        }
+    }
+}
+
+/// Webhook targets answer; they do not send us elsewhere (a redirect could lead to a private
+/// address the target check never saw). A 3xx is recorded as a failed attempt.
+private final class NoRedirects: NSObject, URLSessionTaskDelegate, Sendable {
+    func urlSession(
+        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+        newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void
+    ) {
+        completionHandler(nil)
+    }
+}
