@@ -109,7 +109,8 @@ public func buildApplication(
         settings.secureCookies = settings.secureCookies ?? !["127.0.0.1", "localhost", "::1"].contains(configuration.host)
         let driver = PostgresSessionDriver(client: client, logger: logger)
         console = ConsoleController(
-            store: store, views: try await ConsoleViews.load(directory: settings.directory), settings: settings, sessionDriver: driver)
+            store: store, views: try await ConsoleViews.load(directory: settings.directory), settings: settings, sessionDriver: driver,
+            webhookTargets: WebhookTargetPolicy(allowPrivate: configuration.webhooks.allowPrivateTargets))
         services.append(driver)
     }
     let router = buildRouter(
@@ -167,7 +168,8 @@ func buildRouter(
     let orgs = api("orgs")
     organizations.addRoutes(to: orgs)
     AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
-    WebhookController(store: store, organizations: organizations, policy: webhookTargets).addRoutes(to: orgs)
+    WebhookController(operations: WebhookOperations(store: store, policy: webhookTargets), organizations: organizations)
+        .addRoutes(to: orgs)
     // Unauthenticated, but a write like the others: the barrier makes this replica refuse a
     // reported token from the moment the report is answered.
     CredentialsRevokeController(store: store, limiter: reportLimiter).addRoutes(

@@ -176,3 +176,63 @@ import TesseraPostgres
         }
     }
 }
+
+/// The console's Webhooks pages (issue #16): the secret shown once and never kept, pause, the
+/// delivery log with Redeliver, and members kept out.
+@Suite struct ConsoleWebhookTests {
+    @Test func adminsAddPauseRotateAndRedeliverFromTheConsole() async throws {
+        try await TestApp.run(configuration: WebhookAPITests.configuration) { app, client in
+            let browser = CookieBrowser(client)
+            try await browser.signIn(app.root.token.plaintext)
+            let page = try await browser.get("/console/webhooks")
+            #expect(page.status == .ok && page.text.contains("No webhooks yet"))
+            let csrf = try #require(page.csrf)
+            let added = try await browser.post(
+                "/console/webhooks",
+                [("csrf", csrf), ("url", "http://127.0.0.1:9/<hook>"), ("description", "<b>alerts</b>"), ("events", "token.created"),
+                 ("events", "token.leaked")])
+            #expect(added.status == .ok)
+            let secret = try #require(
+                added.text.range(of: #"whsec_[A-Za-z0-9+/=]+"#, options: .regularExpression).map { String(added.text[$0]) })
+            let sessions = try await app.store.client.values("SELECT data::text FROM console_sessions", as: String.self)
+            #expect(sessions.allSatisfy { !$0.contains(secret) }, "the secret is never kept in a session")
+
+            let list = try await browser.get("/console/webhooks")
+            #expect(!list.text.contains("whsec_"))
+            #expect(list.text.contains("&lt;b&gt;alerts&lt;/b&gt;") && !list.text.contains("<b>alerts</b>"))
+            #expect(list.text.contains("token.created, token.leaked"))
+            let id = try #require(
+                list.text.range(of: #"/console/webhooks/[0-9a-f-]{36}"#, options: .regularExpression)
+                    .map { String(list.text[$0].dropFirst("/console/webhooks/".count)) })
+
+            let paused = try await browser.post("/console/webhooks/\(id)/active", [("csrf", csrf), ("active", "false")])
+            #expect(paused.status == .seeOther || paused.status == .found)
+            #expect(try await browser.get("/console/webhooks").text.contains("paused"))
+            let rotated = try await browser.post("/console/webhooks/\(id)/rotate", [("csrf", csrf)])
+            #expect(rotated.text.contains("whsec_") && !rotated.text.contains(secret))
+
+            // Paused webhooks get no events; resumed, an event, its delivery in the log, Redeliver.
+            _ = try await browser.post("/console/webhooks/\(id)/active", [("csrf", csrf), ("active", "true")])
+            _ = try await client.call(
+                .post, "/api-tokens/ci", token: app.root.token.plaintext, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let log = try await browser.get("/console/webhooks/\(id)")
+            #expect(log.text.contains("token.created") && log.text.contains("pending"))
+            let delivery = try #require(
+                log.text.range(of: #"deliveries/[0-9a-f-]{36}/redeliver"#, options: .regularExpression)
+                    .map { String(log.text[$0].dropFirst("deliveries/".count).prefix(36)) })
+            let redelivered = try await browser.post("/console/webhooks/\(id)/deliveries/\(delivery)/redeliver", [("csrf", csrf)])
+            #expect(redelivered.location == "/console/webhooks/\(id)")
+            #expect(try await browser.post("/console/webhooks/\(id)/delete", [("csrf", "wrong")]).status == .forbidden)
+            #expect(try await browser.post("/console/webhooks/\(id)/delete", [("csrf", csrf)]).location == "/console/webhooks")
+            #expect(try await browser.get("/console/webhooks").text.contains("No webhooks yet"))
+
+            try await app.addMember("alice")
+            let member = CookieBrowser(client)
+            try await member.signIn(
+                try #require(
+                    try await client.call(.post, "/api-tokens/alice", token: app.root.token.plaintext, json: #"{"name": "a"}"#)
+                        .string("token")))
+            #expect(try await member.get("/console/webhooks").status == .forbidden)
+        }
+    }
+}

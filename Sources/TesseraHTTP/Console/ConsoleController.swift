@@ -19,9 +19,14 @@ struct ConsoleController {
     let sessionDriver: PostgresSessionDriver
     let oidc: OIDCClient?
     var operations: TokenOperations { TokenOperations(store: store) }
+    let webhooks: WebhookOperations
 
-    init(store: TesseraStore, views: ConsoleViews, settings: ConsoleSettings, sessionDriver: PostgresSessionDriver) {
+    init(
+        store: TesseraStore, views: ConsoleViews, settings: ConsoleSettings, sessionDriver: PostgresSessionDriver,
+        webhookTargets: WebhookTargetPolicy = WebhookTargetPolicy(allowPrivate: false)
+    ) {
         self.store = store
+        self.webhooks = WebhookOperations(store: store, policy: webhookTargets)
         self.views = views
         self.settings = settings
         self.sessionDriver = sessionDriver
@@ -68,6 +73,7 @@ struct ConsoleController {
         pages.get("cli-login", use: cliLoginPage)
         pages.post("cli-login", use: cliLogin)
         ConsoleAdminPages(controller: self).addRoutes(to: pages)
+        ConsoleWebhookPages(controller: self).addRoutes(to: pages)
         // Anything else under /console/ is a page too: a readable 404, not a problem document.
         console.get("**") { _, _ -> Response in throw Problem(.notFound, "There is no such page in the console.") }
     }
