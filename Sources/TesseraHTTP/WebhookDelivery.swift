@@ -26,7 +26,8 @@ public struct WebhookSettings: Sendable {
     public var retryWindow: Duration = .seconds(26 * 3600)
     /// How long one attempt may take, connection included.
     public var requestTimeout: Duration = .seconds(10)
-    /// Endpoints served at once by one replica; one delivery at a time per endpoint, oldest first.
+    /// Endpoints served at once by one replica; one delivery at a time per endpoint (per replica),
+    /// oldest first.
     public var endpointsAtOnce = 8
     /// `TESSERA_EXPIRY_SWEEP_SECONDS`: how often expiry notices are looked for.
     public var expirySweepInterval: Duration = .seconds(60)
@@ -128,18 +129,33 @@ public final class WebhookDeliveryService: Service, Sendable {
                     await group.next()
                     running -= 1
                 }
-                group.addTask {
-                    for delivery in deliveries { await self.attempt(delivery) }
-                }
+                group.addTask { await self.send(deliveries) }
                 running += 1
             }
         }
         return true
     }
 
-    /// One POST, and its outcome recorded.
-    func attempt(_ delivery: ClaimedDelivery) async {
-        let (ok, status, failure) = await send(delivery)
+    /// One endpoint's claimed deliveries in order. After a failure (the endpoint is down or slow)
+    /// or 30 s, the rest go back unsent: they are retried on their own schedule, and no claim
+    /// runs out while its delivery is still queued here (which would let a second sender in).
+    func send(_ deliveries: [ClaimedDelivery]) async {
+        let started = ContinuousClock.now
+        for (index, delivery) in deliveries.enumerated() {
+            guard await attempt(delivery), started.duration(to: .now) < .seconds(30) else {
+                let rest = deliveries[(index + 1)...].map(\.id)
+                if !rest.isEmpty {
+                    _ = try? await store.withConnection { [logger] in try await $0.releaseDeliveries(rest, logger: logger) }
+                }
+                return
+            }
+        }
+    }
+
+    /// One POST, and its outcome recorded; true when it was delivered.
+    @discardableResult
+    func attempt(_ delivery: ClaimedDelivery) async -> Bool {
+        let (ok, status, failure) = await post(delivery)
         let retryIn: Duration? = ok ? nil : nextRetry(after: delivery)
         if ok {
             delivered.increment()
@@ -159,6 +175,7 @@ public final class WebhookDeliveryService: Service, Sendable {
             // The claim runs out and the delivery is sent again: at least once, as receivers expect.
             logger.warning("could not record a webhook attempt", metadata: ["error": "\(describeDatabaseFailure(error))"])
         }
+        return ok
     }
 
     /// The wait before the next attempt, or nil once the delivery is older than the retry window.
@@ -170,7 +187,7 @@ public final class WebhookDeliveryService: Service, Sendable {
         return .milliseconds(Int64(wait * 1000))
     }
 
-    private func send(_ delivery: ClaimedDelivery) async -> (ok: Bool, status: Int?, error: String?) {
+    private func post(_ delivery: ClaimedDelivery) async -> (ok: Bool, status: Int?, error: String?) {
         let url: URL
         let secret: WebhookSecret
         do {

@@ -50,6 +50,7 @@ public final class InvalidationListener: Service, Sendable {
         self.verifier = verifier
         self.logger = logger
         self.heartbeatInterval = heartbeatInterval
+        verifier.setHearing(false)
     }
 
     public var isConnected: Bool { state.withLock { $0.connected } }
@@ -117,6 +118,7 @@ public final class InvalidationListener: Service, Sendable {
     private func setConnected(_ value: Bool) {
         let waiting = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
             state.connected = value
+            verifier.setHearing(value)
             guard !value else { return [] }
             defer { state.markers = [:] }
             return state.markers.values.compactMap {

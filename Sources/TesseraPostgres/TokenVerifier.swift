@@ -145,6 +145,12 @@ public final class TokenVerifier: Sendable {
     private let batcher: LookupBatcher<TokenHash, StoredTokenState>
     /// Streaming standbys answering misses (`DATABASE_READ_URL`), fenced by the listener.
     public let standby: StandbyReads?
+    /// True while an invalidation listener exists but is not connected: changes made through other
+    /// replicas are not heard, so a cached answer is asked again of the database and served as
+    /// it is only when the database cannot be reached (see ``verify(_:)``).
+    private let deaf = Atomic<Bool>(false)
+    private let revalidations = TesseraMetrics.counter("tessera_verify_deaf_revalidations_total")
+    private let deafFallbacks = TesseraMetrics.counter("tessera_verify_deaf_cached_answers_total")
 
     /// `lookupsInFlight`: how many miss statements may run at once before misses queue and share
     /// the next one (``LookupBatcher``). `lookUpMany` replaces the statement (tests wrap it to hold
@@ -190,7 +196,7 @@ public final class TokenVerifier: Sendable {
         let now = store.clock.now()
         let lookup: CachedLookup
         if let cached = cache.lookup(secret.hash, now: now) {
-            lookup = cached
+            lookup = deaf.load(ordering: .relaxed) ? await revalidate(cached, secret.hash, now: now) : cached
         } else {
             if let failed = lastFailure.withLock({ $0 }), failed.duration(to: .now) < .seconds(1) {
                 return Self.count(.unavailable)
@@ -219,6 +225,35 @@ public final class TokenVerifier: Sendable {
                 return Self.count(.failed(failure))
             }
         }
+    }
+
+    /// The listener is down or between connections: a revocation made through another replica
+    /// (a failover, a partition, the listener's own reconnect) would go unheard, so a cached
+    /// answer is asked again of the database like a miss (batched). Only when the database cannot
+    /// answer is the cached answer served: then nobody can have revoked anything through it
+    /// either, short of a partition between this replica and a database others still reach.
+    private func revalidate(_ cached: CachedLookup, _ hash: TokenHash, now: Date) async -> CachedLookup {
+        if let failed = lastFailure.withLock({ $0 }), failed.duration(to: .now) < .seconds(1) {
+            deafFallbacks.increment()
+            return cached
+        }
+        revalidations.increment()
+        let generation = cache.generation
+        do {
+            let fresh = try await lookUp(hash, now: now)
+            cache.store(fresh, for: hash, now: now, generation: generation)
+            return fresh
+        } catch {
+            lastFailure.withLock { $0 = .now }
+            deafFallbacks.increment()
+            return cached
+        }
+    }
+
+    /// Told by the ``InvalidationListener``: false from its creation until it is listening, and
+    /// whenever its connection is lost.
+    public func setHearing(_ hearing: Bool) {
+        deaf.store(!hearing, ordering: .relaxed)
     }
 
     private func lookUp(_ hash: TokenHash, now: Date) async throws -> CachedLookup {

@@ -189,6 +189,11 @@ extension PostgresConnection {
         return claimed.sorted { $0.createdAt < $1.createdAt }
     }
 
+    /// Gives claimed deliveries back unsent (due as before, any replica may take them).
+    public func releaseDeliveries(_ ids: [UUID], logger: Logger) async throws {
+        try await query("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY(\(ids)::uuid[])", logger: logger)
+    }
+
     /// Records one attempt: delivered, or failed with the next attempt (nil: given up).
     public func recordAttempt(
         deliveryID: UUID, delivered: Bool, status: Int?, error: String?, retryIn: Duration?, logger: Logger

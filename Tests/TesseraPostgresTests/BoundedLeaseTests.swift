@@ -43,6 +43,32 @@ import TesseraTestSupport
         }
     }
 
+    /// While the listener is not connected a revocation made elsewhere is not heard: a cached
+    /// answer is asked again of the database (and served as cached only when that fails).
+    @Test func aDeafCacheAsksTheDatabaseAgain() async throws {
+        let url = try await TestPostgres.shared.makeDatabase()
+        try await withRunningClient(url) { client, logger in
+            let store = TesseraStore(client: client, logger: logger)
+            let boot = try await store.bootstrap(organization: "acme", admin: "root")
+            let verifier = TokenVerifier(store: store, cache: VerificationCache(settings: VerificationCacheSettings()))
+            guard case .verified = await verifier.verify(boot.token.plaintext) else {
+                Issue.record("the token verifies")
+                return
+            }
+            // Revoked behind the cache's back (no listener has heard it) while the cache was hearing:
+            // the cached answer stands, as the TTL allows.
+            try await client.query(
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(boot.tokenUUID)")
+            guard case .verified = await verifier.verify(boot.token.plaintext) else {
+                Issue.record("a hearing cache serves its entry")
+                return
+            }
+            // A listener that is not connected makes the cache deaf: the next hit asks again.
+            _ = InvalidationListener(configuration: try url.connectionConfiguration(), verifier: verifier, logger: logger)
+            #expect(await verifier.verify(boot.token.plaintext) == .failed(.revoked))
+        }
+    }
+
     @Test func anUnconfirmedBarrierDropsOnlyWhatTheWriteTouched() async throws {
         let url = try await TestPostgres.shared.makeDatabase()
         try await withRunningClient(url) { client, logger in
