@@ -67,7 +67,7 @@ enum CLILogin {
         async throws -> Bool
     {
         try await store.transaction { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.statement(
                 """
                 UPDATE cli_login_codes SET approved_by = \(userID), org_id = \(org.id), token_name = \(tokenName), approved_at = now()
                 WHERE code_hash = \(hash(code)) AND expires_at > now() AND spent_at IS NULL AND approved_at IS NULL
@@ -139,7 +139,7 @@ struct CLILoginController {
         let logger = context.logger
         enum Poll { case unknown, tooFast, waiting, approved(UUID, UUID, String) }
         let poll: Poll = try await store.transaction { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.statement(
                 """
                 SELECT coalesce(last_poll_at >= now() - interval '500 milliseconds', false), approved_by, org_id, token_name
                 FROM cli_login_codes
@@ -151,7 +151,7 @@ struct CLILoginController {
             guard let (tooFast, user, org, name) = found else { return .unknown }
             if tooFast { return .tooFast }
             let approved = user != nil
-            try await connection.query(
+            try await connection.statement(
                 """
                 UPDATE cli_login_codes SET last_poll_at = now(), spent_at = CASE WHEN \(approved) THEN now() END
                 WHERE code_hash = \(CLILogin.hash(code))

@@ -65,7 +65,7 @@ extension PostgresConnection {
     /// Revokes the live tokens among `hashes` with reason `leaked`, each with its audit event;
     /// returns their ids.
     func revokeLeaked(_ hashes: [TokenHash], actor: AuditActor, logger: Logger) async throws -> [UUID] {
-        let rows = try await query(
+        let rows = try await statement(
             """
             UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'leaked', grace_until = NULL,
                               updated_at = now()

@@ -25,7 +25,7 @@ extension PostgresConnection {
     /// A new maximum lifetime given without a default lowers the default to fit under it (an admin
     /// asking for a cap gets the cap); both given and contradicting each other is a CHECK violation.
     public func updateOrganization(id: UUID, patch: OrganizationPatch, logger: Logger) async throws -> Bool {
-        let rows = try await query(
+        let rows = try await statement(
             """
             UPDATE organizations SET
                 display_name = coalesce(\(patch.displayName), display_name),
@@ -50,7 +50,7 @@ extension PostgresConnection {
         for try await _ in rows { found = true }
         guard found else { return false }
         for entry in patch.scopes ?? [] {
-            try await query(
+            try await statement(
                 """
                 INSERT INTO scopes (org_id, name, description, admin_only, implies)
                 VALUES (\(id), \(entry.name), \(entry.description), \(entry.adminOnly), \(entry.implies))
@@ -64,13 +64,13 @@ extension PostgresConnection {
     }
 
     public func deleteOrganization(id: UUID, logger: Logger) async throws -> Bool {
-        let rows = try await query("DELETE FROM organizations WHERE id = \(id) RETURNING id", logger: logger)
+        let rows = try await statement("DELETE FROM organizations WHERE id = \(id) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false
     }
 
     public func setUser(id: UUID, status: String?, platformAdmin: Bool?, logger: Logger) async throws {
-        try await query(
+        try await statement(
             """
             UPDATE users SET status = coalesce(\(status), status),
                              platform_admin = coalesce(\(platformAdmin), platform_admin), updated_at = now()
@@ -80,6 +80,6 @@ extension PostgresConnection {
     }
 
     public func deleteUser(id: UUID, logger: Logger) async throws {
-        try await query("DELETE FROM users WHERE id = \(id)", logger: logger)
+        try await statement("DELETE FROM users WHERE id = \(id)", logger: logger)
     }
 }

@@ -46,7 +46,7 @@ extension TesseraStore {
     public func query(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
         try await withConnection { connection in
             var rows: [PostgresRow] = []
-            for try await row in try await connection.query(query, logger: logger) { rows.append(row) }
+            for try await row in try await connection.statement(query, logger: logger) { rows.append(row) }
             return rows
         }
     }
@@ -116,4 +116,22 @@ private final class LeaseGate: Sendable {
 private struct UncheckedSendableBox<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// A statement sent on a connection that had already closed.
+public struct ConnectionClosedError: Error, CustomStringConvertible {
+    public var description: String { "the database connection closed" }
+}
+
+extension PostgresConnection {
+    /// `query`, refusing a connection that has closed. PostgresNIO 1.33 writes a query to its
+    /// channel without a write promise: on a channel already closed the write fails unseen and
+    /// the query never answers. `make ha` caught it: a leader killed between a transaction's
+    /// INSERT and its COMMIT left the COMMIT, and the request, waiting forever. Every statement of
+    /// the management routes goes through here (the verification path has its own deadline).
+    @discardableResult
+    public func statement(_ query: PostgresQuery, logger: Logger) async throws -> PostgresRowSequence {
+        guard !isClosed else { throw ConnectionClosedError() }
+        return try await self.query(query, logger: logger)
+    }
 }

@@ -30,14 +30,14 @@ extension PostgresConnection {
         """
 
     public func organization(slug: String, logger: Logger) async throws -> OrganizationRecord? {
-        let rows = try await query(
+        let rows = try await statement(
             "SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE slug = \(slug)", logger: logger)
         for try await row in rows { return try Self.organizationRecord(row) }
         return nil
     }
 
     public func organization(id: UUID, logger: Logger) async throws -> OrganizationRecord? {
-        let rows = try await query(
+        let rows = try await statement(
             "SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE id = \(id)", logger: logger)
         for try await row in rows { return try Self.organizationRecord(row) }
         return nil
@@ -45,7 +45,7 @@ extension PostgresConnection {
 
     /// Organizations, all of them or those `userID` belongs to.
     public func organizations(memberUserID: UUID?, logger: Logger) async throws -> [OrganizationRecord] {
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT \(unescaped: Self.organizationColumns) FROM organizations o
             WHERE \(memberUserID)::uuid IS NULL
@@ -61,7 +61,7 @@ extension PostgresConnection {
     /// Users by name (for the platform console), optionally those whose name contains `search`.
     public func users(search: String?, limit: Int, logger: Logger) async throws -> [UserRecord] {
         let pattern = search.map(PostgresConnection.containsPattern)
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT id, username, status, platform_admin, created_at, updated_at FROM users
             WHERE \(pattern)::text IS NULL OR username ILIKE \(pattern)
@@ -76,7 +76,7 @@ extension PostgresConnection {
     }
 
     public func scopeCatalog(orgID: UUID, logger: Logger) async throws -> [ScopeCatalog.Entry] {
-        let rows = try await query(
+        let rows = try await statement(
             "SELECT name, description, admin_only, implies FROM scopes WHERE org_id = \(orgID) ORDER BY name",
             logger: logger)
         var entries: [ScopeCatalog.Entry] = []
@@ -87,7 +87,7 @@ extension PostgresConnection {
     }
 
     public func user(username: String, logger: Logger) async throws -> UserRecord? {
-        let rows = try await query(
+        let rows = try await statement(
             "SELECT id, username, status, platform_admin, created_at, updated_at FROM users WHERE username = \(username)",
             logger: logger)
         for try await (id, name, status, admin, created, updated) in rows.decode((UUID, String, String, Bool, Date, Date).self) {
@@ -101,7 +101,7 @@ extension PostgresConnection {
     }
 
     public func members(orgID: UUID, userID: UUID? = nil, logger: Logger) async throws -> [MemberRecord] {
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT u.id, u.username, m.role, m.groups, u.status, m.created_at
             FROM memberships m JOIN users u ON u.id = m.user_id
@@ -127,13 +127,13 @@ extension PostgresConnection {
         // Lock the membership first: a token insert racing this removal either committed before
         // (and is revoked below, READ COMMITTED sees it) or waits on the lock and then fails its
         // foreign key. Revoking first and locking second let a token slip in between.
-        let locked = try await query(
+        let locked = try await statement(
             "SELECT 1 FROM memberships WHERE org_id = \(orgID) AND user_id = \(userID) FOR UPDATE", logger: logger)
         var exists = false
         for try await _ in locked { exists = true }
         guard exists else { return nil }
         let revoked = try await revokePersonalTokens(userID: userID, orgID: orgID, reason: "owner_left_org", logger: logger)
-        let rows = try await query(
+        let rows = try await statement(
             "DELETE FROM memberships WHERE org_id = \(orgID) AND user_id = \(userID) RETURNING user_id", logger: logger)
         for try await _ in rows { return revoked.map(\.id) }
         return nil

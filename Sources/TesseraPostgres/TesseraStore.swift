@@ -36,15 +36,15 @@ public struct TesseraStore: Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await withConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
+            try await connection.statement("BEGIN", logger: logger)
             let result: Result
             do {
                 result = try await body(connection)
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
+                _ = try? await connection.statement("ROLLBACK", logger: logger)
                 throw error
             }
-            try await connection.query("COMMIT", logger: logger)
+            try await connection.statement("COMMIT", logger: logger)
             return result
         }
     }
@@ -123,13 +123,13 @@ public struct AuditEvent: Sendable {
 extension PostgresConnection {
     /// Inserts an organization and its built-in scope catalog; returns its id.
     public func insertOrganization(slug: String, displayName: String, logger: Logger) async throws -> UUID {
-        let rows = try await query(
+        let rows = try await statement(
             "INSERT INTO organizations (slug, display_name) VALUES (\(slug), \(displayName)) RETURNING id",
             logger: logger
         )
         let orgID = try await rows.decode(UUID.self).firstValue()
         for scope in BuiltInScope.all {
-            try await query(
+            try await statement(
                 """
                 INSERT INTO scopes (org_id, name, description, admin_only, implies, built_in)
                 VALUES (\(orgID), \(scope.name), \(scope.description), \(scope.adminOnly), \(scope.implies), true)
@@ -142,7 +142,7 @@ extension PostgresConnection {
 
     /// Creates the user, or returns the existing one (raising `platformAdmin` if asked).
     public func upsertUser(username: String, platformAdmin: Bool, logger: Logger) async throws -> UUID {
-        let rows = try await query(
+        let rows = try await statement(
             """
             INSERT INTO users (username, platform_admin) VALUES (\(username), \(platformAdmin))
             ON CONFLICT (username) DO UPDATE
@@ -157,7 +157,7 @@ extension PostgresConnection {
     public func putMembership(orgID: UUID, userID: UUID, role: MembershipRole, groups: [String], logger: Logger)
         async throws
     {
-        try await query(
+        try await statement(
             """
             INSERT INTO memberships (org_id, user_id, role, groups) VALUES (\(orgID), \(userID), \(role.rawValue), \(groups))
             ON CONFLICT (org_id, user_id) DO UPDATE
@@ -170,7 +170,7 @@ extension PostgresConnection {
     /// Inserts a token row (hash and display prefix only); returns its `tokenUUID`.
     public func insertToken(_ row: NewTokenRow, logger: Logger) async throws -> UUID {
         let hash = ByteBuffer(bytes: row.secret.hash.bytes)
-        let rows = try await query(
+        let rows = try await statement(
             """
             INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups,
                                 secret_hash, token_prefix, expires_at, created_at, updated_at,
@@ -187,7 +187,7 @@ extension PostgresConnection {
 
     public func recordAudit(_ event: AuditEvent, logger: Logger) async throws {
         let details = try String(decoding: JSONEncoder().encode(event.details), as: UTF8.self)
-        try await query(
+        try await statement(
             """
             INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
                                       target_token_id, target_username, source_ip, details)

@@ -66,7 +66,7 @@ extension PostgresConnection {
         async throws -> TokenPage
     {
         let pattern = page.search.map(PostgresConnection.containsPattern)
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT \(unescaped: Self.tokenColumns), (extract(epoch FROM t.created_at) * 1000000)::bigint
             FROM tokens t JOIN organizations o ON o.id = t.org_id
@@ -99,7 +99,7 @@ extension PostgresConnection {
         async throws -> Int
     {
         let pattern = page.search.map(PostgresConnection.containsPattern)
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT count(*)::bigint FROM tokens t
             WHERE t.org_id = \(orgID)
@@ -115,7 +115,7 @@ extension PostgresConnection {
     }
 
     public func token(id: UUID, orgID: UUID, logger: Logger) async throws -> TokenRecord? {
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT \(unescaped: Self.tokenColumns)
             FROM tokens t JOIN organizations o ON o.id = t.org_id
@@ -129,7 +129,7 @@ extension PostgresConnection {
 
     /// Deletes a token of `orgID`; false when there was none.
     public func deleteToken(id: UUID, orgID: UUID, logger: Logger) async throws -> Bool {
-        let rows = try await query("DELETE FROM tokens WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger)
+        let rows = try await statement("DELETE FROM tokens WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false
     }
@@ -139,7 +139,7 @@ extension PostgresConnection {
     public func revokePersonalTokens(userID: UUID, orgID: UUID?, reason: String, logger: Logger) async throws
         -> [(id: UUID, orgID: UUID)]
     {
-        let rows = try await query(
+        let rows = try await statement(
             """
             UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = \(reason), updated_at = now()
             WHERE owner_user_id = \(userID) AND kind = 'personal' AND status <> 'revoked'
@@ -186,7 +186,7 @@ extension PostgresConnection {
     public func updateToken(
         id: UUID, orgID: UUID, name: String?, description: String??, status: TokenStatus?, logger: Logger
     ) async throws -> Bool {
-        let rows = try await query(
+        let rows = try await statement(
             """
             UPDATE tokens SET
                 name = coalesce(\(name), name),
@@ -218,7 +218,7 @@ extension PostgresConnection {
     public func rotateToken(
         id: UUID, orgID: UUID, secret: TokenSecret, now: Date, graceUntil: Date?, logger: Logger
     ) async throws -> RotationOutcome {
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT status, revoked_reason, coalesce(family_id, id) FROM tokens
             WHERE id = \(id) AND org_id = \(orgID) FOR UPDATE
@@ -229,7 +229,7 @@ extension PostgresConnection {
         guard let (status, reason, family) = found else { return .notFound }
         if status == "revoked" {
             guard reason == "rotated" else { return .notFound }
-            try await query(
+            try await statement(
                 """
                 UPDATE tokens SET status = 'revoked', revoked_at = \(now), revoked_reason = 'rotation_reuse',
                                   grace_until = NULL, updated_at = \(now)
@@ -239,7 +239,7 @@ extension PostgresConnection {
                 logger: logger)
             return .reuseDetected
         }
-        try await query(
+        try await statement(
             """
             UPDATE tokens SET status = 'revoked', revoked_at = \(now), revoked_reason = 'rotated',
                               grace_until = \(graceUntil), family_id = \(family), updated_at = \(now)
@@ -247,7 +247,7 @@ extension PostgresConnection {
             """,
             logger: logger)
         let hash = ByteBuffer(bytes: secret.hash.bytes)
-        let inserted = try await query(
+        let inserted = try await statement(
             """
             INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups, secret_hash,
                                 token_prefix, expires_at, status, created_at, updated_at, created_by, created_by_user_id,

@@ -339,7 +339,7 @@ public func describeDatabaseFailure(_ error: any Error) -> String {
 /// True for errors that mean "the database is not there right now" (as opposed to a bad query
 /// or a constraint): the HTTP layer answers those with 503 and Retry-After.
 public func isDatabaseUnavailable(_ error: any Error) -> Bool {
-    if error is TimeoutError { return true }
+    if error is TimeoutError || error is ConnectionClosedError { return true }
     if let error = error as? PostgresTransactionError {
         return [error.closureError, error.beginError, error.commitError, error.rollbackError]
             .contains { $0.map(isDatabaseUnavailable) ?? false }

@@ -56,7 +56,7 @@ extension PostgresConnection {
 
     private func webhooks(_ query: PostgresQuery, logger: Logger) async throws -> [WebhookRecord] {
         var records: [WebhookRecord] = []
-        let rows = try await self.query(query, logger: logger)
+        let rows = try await self.statement(query, logger: logger)
         for try await (id, org, url, description, events, secret, active, created, by, updated) in rows.decode(
             (UUID, UUID, String, String?, [String], String, Bool, Date, String, Date).self)
         {
@@ -118,7 +118,7 @@ extension PostgresConnection {
     }
 
     public func deleteWebhook(id: UUID, orgID: UUID, logger: Logger) async throws -> Bool {
-        for try await _ in try await query("DELETE FROM webhooks WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger) {
+        for try await _ in try await statement("DELETE FROM webhooks WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger) {
             return true
         }
         return false
@@ -126,7 +126,7 @@ extension PostgresConnection {
 
     /// The newest deliveries of a webhook first.
     public func webhookDeliveries(webhookID: UUID, limit: Int, logger: Logger) async throws -> [WebhookDeliveryRecord] {
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT id, webhook_id, event, payload::text, created_at, status, attempts,
                    CASE WHEN status = 'pending' THEN next_attempt_at END, last_attempt_at, last_status, last_error, delivered_at
@@ -149,7 +149,7 @@ extension PostgresConnection {
     /// Sends a delivery again soon, whatever became of it (the same `webhook-id`, so a receiver
     /// that already has it can tell). False when there is no such delivery of this webhook.
     public func redeliver(deliveryID: UUID, webhookID: UUID, logger: Logger) async throws -> Bool {
-        let rows = try await query(
+        let rows = try await statement(
             """
             UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), locked_until = NULL
             WHERE id = \(deliveryID) AND webhook_id = \(webhookID) RETURNING id
@@ -162,7 +162,7 @@ extension PostgresConnection {
     /// them over if this one dies before it records the outcome). Oldest first.
     public func claimDeliveries(limit: Int, lease: Duration, logger: Logger) async throws -> [ClaimedDelivery] {
         let seconds = Double(lease.components.seconds)
-        let rows = try await query(
+        let rows = try await statement(
             """
             WITH due AS (
                 SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.active
@@ -191,7 +191,7 @@ extension PostgresConnection {
 
     /// Gives claimed deliveries back unsent (due as before, any replica may take them).
     public func releaseDeliveries(_ ids: [UUID], logger: Logger) async throws {
-        try await query("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY(\(ids)::uuid[])", logger: logger)
+        try await statement("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY(\(ids)::uuid[])", logger: logger)
     }
 
     /// Records one attempt: delivered, or failed with the next attempt (nil: given up).
@@ -200,7 +200,7 @@ extension PostgresConnection {
     ) async throws {
         let retrySeconds = retryIn.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
         let outcome = delivered ? "delivered" : (retryIn == nil ? "failed" : "pending")
-        try await query(
+        try await statement(
             """
             UPDATE webhook_deliveries SET
                 status = \(outcome), attempts = attempts + 1, last_attempt_at = now(),
@@ -216,14 +216,14 @@ extension PostgresConnection {
     /// Queues the expiry notices due at `at`; returns how many events that made (0 when every
     /// due notice was already sent, by this replica or another).
     public func sweepExpiry(at: Date, logger: Logger) async throws -> Int {
-        let rows = try await query("SELECT tessera_sweep_expiry(\(at))", logger: logger)
+        let rows = try await statement("SELECT tessera_sweep_expiry(\(at))", logger: logger)
         for try await count in rows.decode(Int32.self) { return Int(count) }
         return 0
     }
 
     /// Pending deliveries and the age of the oldest, for `/metrics`.
     public func outboxDepth(logger: Logger) async throws -> (pending: Int, oldestSeconds: Double) {
-        let rows = try await query(
+        let rows = try await statement(
             """
             SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
             FROM webhook_deliveries WHERE status = 'pending'
