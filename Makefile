@@ -4,7 +4,7 @@ BIN := $(CURDIR)/.build/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test e2e browser bentoml ha reliability bench soak scale build release postgres format clean-data
+.PHONY: run test e2e browser bentoml ha reliability webhooks bench soak scale build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -94,6 +94,15 @@ soak: postgres
 reliability: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera
 	TESSERA_BIN=$(BIN) python3 reliability/run.py
+
+# Webhooks and leak response (issue #16) on the binary `make test` built: a real receiver process
+# verifying every request with the `standardwebhooks` PyPI package (installed into .venv-webhooks
+# when missing); the receiver down then back (retries), kill -9 between commit and delivery, two
+# replicas sweeping expiry (each warning once), POST /credentials/revoke (same answer, only live
+# tokens revoked, rate limit), redelivery. Results in e2e/webhooks-results.json. About 1-2 minutes.
+webhooks: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera
+	TESSERA_BIN=$(BIN) python3 e2e/webhooks_run.py
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

@@ -24,20 +24,13 @@ import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, Client, Postgres, Tessera, Workdir, log, migrate_and_bootstrap  # noqa: E402
+from harness import Client, Postgres, ROOT, Tessera, Workdir, check, failures, log, migrate_and_bootstrap  # noqa: E402
 
 # 1.4.40 asks for a certifi newer than the package index holds here; 1.4.39 is the newest that installs.
 BENTOML_VERSION = "1.4.39"
 VENV = os.path.join(ROOT, ".venv-bentoml")
-failures = []
 
 
-def check(condition, what):
-    what = re.sub(r"ts[po]_[0-9a-f]{128}", "ts?_<redacted>", what)  # never a secret in CI's log
-    log(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
-    return condition
 
 
 def ensure_bentoml():

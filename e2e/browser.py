@@ -54,8 +54,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # no e2e/__pycache__
-from harness import (ROOT, Client, Postgres, Tessera, Workdir, free_port, log, migrate_and_bootstrap,  # noqa: E402
-                     random_token)
+from harness import (ROOT, Client, Postgres, Tessera, Workdir, check, checks, failures, free_port, log,  # noqa: E402
+                     migrate_and_bootstrap, random_token)
 
 RESULTS_DIR = os.path.join(ROOT, "e2e", "browser-results")
 CHROMIUM = "/usr/bin/chromium"
@@ -64,19 +64,11 @@ WAIT = 10  # seconds, every explicit wait
 XSS_NAME = "<img src=x onerror=alert(1)>"
 TOKEN_PATTERN = re.compile(r"ts[po]_[0-9a-f]{128}")
 
-failures = []
-checks = []
 notes = []          # things seen that no check covers (not failures)
 pages = {}          # page name → url, title, axe, screenshot, timing, console
 console_seen = []   # every browser console message, with the step it came in
 
 
-def check(condition, what):
-    log(("ok   " if condition else "FAIL ") + what)
-    checks.append({"ok": bool(condition), "check": what})
-    if not condition:
-        failures.append(what)
-    return bool(condition)
 
 
 def note(what):
@@ -637,6 +629,36 @@ def step_remove_member(page, api, root):
           f"API: token B is revoked ({status}, {(info or {}).get('status')}, {(info or {}).get('revokedReason')})")
 
 
+def step_webhooks(page):
+    page.step = "webhooks"
+    log("-- webhooks: add one (the secret shown once), its delivery log")
+    page.click(page.link("Webhooks"))
+    check(page.h1() == "Webhooks", f"Webhooks opens from the nav ({page.path()})")
+    page.field("URL").send_keys("http://127.0.0.1:9/hook")
+    page.field("Description").send_keys("<b>alerts</b>")
+    page.click(page.field("token.expiring"))
+    page.click(page.field("token.leaked"))
+    page.click(page.button("Add webhook"))
+    check(page.h1() == "Webhook added", f"adding a webhook shows its secret page (h1 {page.h1()!r}, flash {page.flash()!r})")
+    secret = (page.field("Secret").get_attribute("value") or "").strip()
+    check(secret.startswith("whsec_"), f"the signing secret is shown (whsec_…: {secret[:6]!r})")
+    inspect(page, "14a-webhook-secret")
+    page.click(page.field("I have saved this secret"))
+    page.click(page.button("Done"))
+    check(page.path().split("?")[0] == "/console/webhooks", f"Done leads back to the webhooks ({page.path()})")
+    source = page.source()
+    check(secret and secret not in source, "after Done the webhook secret is not in the page")
+    check("<b>alerts</b>" not in source and "&lt;b&gt;alerts&lt;/b&gt;" in source, "the description is escaped")
+    check("token.expiring, token.leaked" in source, "the chosen events are listed")
+    inspect(page, "14b-webhooks")
+    page.click(page.link("http://127.0.0.1:9/hook"))
+    check(page.h1() == "Deliveries", f"a webhook's delivery log opens ({page.path()})")
+    inspect(page, "14c-webhook-deliveries")
+    page.click(page.link("All webhooks"))
+    page.click(page.button("Pause http://127.0.0.1:9/hook"))
+    check("paused" in page.flash(), f"pausing shows a message ({page.flash()!r})")
+
+
 def step_policy_audit(page):
     page.step = "policy"
     log("-- policy and audit log")
@@ -722,7 +744,8 @@ def main():
     root = boot["token"]
     issuer = start_oidc_provider(work)
     server = Tessera(work, pg.url, name="tessera", env={
-        "TESSERA_OIDC_ISSUER": issuer, "TESSERA_OIDC_CLIENT_ID": "tessera-console", "TESSERA_OIDC_CLIENT_SECRET": "browser-suite"})
+        "TESSERA_OIDC_ISSUER": issuer, "TESSERA_OIDC_CLIENT_ID": "tessera-console", "TESSERA_OIDC_CLIENT_SECRET": "browser-suite",
+        "TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"})
     api = Client(server.base)
     base = f"http://{server.base}"
     log(f"tessera at {base}/console/, setup {time.monotonic() - started:.1f} s")
@@ -738,6 +761,7 @@ def main():
              ("personal token", lambda: step_personal_token(page, api, root)),
              ("organization tokens", lambda: step_org_tokens(page, api, root, results)),
              ("remove member", lambda: step_remove_member(page, api, root)),
+             ("webhooks", lambda: step_webhooks(page)),
              ("policy and audit", lambda: step_policy_audit(page)),
              ("sign in with SSO", lambda: step_oidc(page, api, root))]
     for name, run in steps:

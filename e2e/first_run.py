@@ -23,17 +23,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, free_port, log, tessera_binary  # noqa: E402
+from harness import ROOT, check, failures, free_port, log, tessera_binary  # noqa: E402
 
 TOKEN = re.compile(r"\btsp_[0-9a-f]{128}\b")
-failures = []
 
 
-def check(condition, what):
-    log(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
-    return condition
 
 
 def get(port, path, token=None):

@@ -50,7 +50,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, Tessera, Workdir, log, migrate_and_bootstrap, percentile, random_token  # noqa: E402
+from harness import ROOT, Tessera, Workdir, check, failures, log, migrate_and_bootstrap, percentile, random_token  # noqa: E402
 from ha_cluster import HACluster  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "e2e", "ha-results.json")
@@ -58,15 +58,9 @@ TOKEN_PATTERN = re.compile(r"ts[po]_[0-9a-f]{128}")
 # How long after a revocation was acknowledged by one replica the other may still accept it.
 PROPAGATION_ALLOWANCE_S = 1.0
 
-failures = []
 running = []  # load generators to stop, whatever happens
 
 
-def check(condition, what):
-    log(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
-    return condition
 
 
 def rounded(value, digits=2):

@@ -26,17 +26,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Workdir, log  # noqa: E402
+from harness import Workdir, check, failures, log  # noqa: E402
 from ha_cluster import HACluster, docs_in_sync  # noqa: E402
 
-failures = []
 
 
-def check(condition, what):
-    log(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
-    return condition
 
 
 class Writer(threading.Thread):

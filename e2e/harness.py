@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -22,6 +23,22 @@ IS_ROOT = os.geteuid() == 0
 
 def log(*parts):
     print("[e2e]", *parts, flush=True)
+
+
+# Every suite's verdicts: `check` logs one, and the suite exits 1 when `failures` is not empty.
+checks = []    # {"ok", "check"} in order, for results files
+failures = []  # the failed ones' texts
+
+
+def check(condition, what):
+    """Logs an `ok` or `FAIL` line (with any token string redacted: CI logs are public) and
+    returns `condition`."""
+    what = re.sub(r"ts[po]_[0-9a-f]{128}", "ts?_<redacted>", what)
+    log(("ok   " if condition else "FAIL ") + what)
+    checks.append({"ok": bool(condition), "check": what})
+    if not condition:
+        failures.append(what)
+    return condition
 
 
 def free_port():

@@ -21,16 +21,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ROOT, Client, Postgres, Tessera, Workdir, apt_install, free_port, log,  # noqa: E402
-                     migrate_and_bootstrap, percentile, random_token)
-
-failures = []
-
-
-def check(condition, what):
-    log(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
+from harness import (ROOT, Client, Postgres, Tessera, Workdir, apt_install, check, failures, free_port,  # noqa: E402
+                     log, migrate_and_bootstrap, percentile, random_token)
 
 
 # ---------------------------------------------------------------------------------------------

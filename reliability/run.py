@@ -28,19 +28,14 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
-from harness import ROOT, Client, Postgres, Tessera, Workdir, log, migrate_and_bootstrap, random_token  # noqa: E402
+from harness import Client, Postgres, ROOT, Tessera, Workdir, check, failures, log, migrate_and_bootstrap, random_token  # noqa: E402
 
 SCHEMATHESIS = "schemathesis==4.32.5"
 VENV = os.path.join(ROOT, ".venv-reliability")
 TOKEN_PATTERN = re.compile(r"ts[po]_[0-9a-f]{128}")
-failures = []
 results = {}
 
 
-def check(condition, what):
-    log(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
 
 
 # --------------------------------------------------------------------------------------------

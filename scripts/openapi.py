@@ -341,7 +341,7 @@ schemas = {
         "type": S(enum=WEBHOOK_EVENTS), "timestamp": S(format="date-time"),
         "data": {"type": "object", "properties": {
             "organization": S(), "actor": {"type": "object", "properties": {"username": nullable(S()), "kind": S()}},
-            "occurredDate": I, "reason": S(description="token.revoked, token.leaked: deleted, leaked, owner_left_org, user_disabled, rotated, …"),
+            "occurredDate": I, "reason": S(description="token.revoked, token.leaked: deleted_by_admin, deleted_by_owner, leaked, owner_left_org, …"),
             "member": S(description="member.removed"), "left": B,
             "notice": S(enum=["60d", "30d", "7d", "expired"]), "daysLeft": I,
             "token": {"type": "object", "properties": {
@@ -355,7 +355,7 @@ WEBHOOK_EXAMPLES = {
                                 "tokenPrefix": "tso_3f9a2c1b", "scopes": ["api:read"], "status": "active", "expirationDate": 1771776000,
                                 "createdDate": 1764000000, "createdBy": "root"}},
 }
-WEBHOOK_EXAMPLES["token.revoked"] = {**WEBHOOK_EXAMPLES["token.created"], "reason": "deleted"}
+WEBHOOK_EXAMPLES["token.revoked"] = {**WEBHOOK_EXAMPLES["token.created"], "reason": "deleted_by_admin"}
 WEBHOOK_EXAMPLES["token.leaked"] = {**WEBHOOK_EXAMPLES["token.created"], "actor": {"username": "credentials/revoke", "kind": "system"}, "reason": "leaked"}
 WEBHOOK_EXAMPLES["token.expiring"] = {"organization": "acme", "token": WEBHOOK_EXAMPLES["token.created"]["token"], "notice": "7d", "daysLeft": 7}
 WEBHOOK_EXAMPLES["token.expired"] = {"organization": "acme", "token": WEBHOOK_EXAMPLES["token.created"]["token"], "notice": "expired", "daysLeft": 0}

@@ -30,7 +30,9 @@ CREATE TABLE webhook_deliveries (
     payload         jsonb       NOT NULL,                                -- never a token secret
     created_at      timestamptz NOT NULL DEFAULT now(),
     status          text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
-    attempts        integer     NOT NULL DEFAULT 0,
+    attempts        integer     NOT NULL DEFAULT 0,                      -- since retry_from
+    -- Retries stop 26 h after this: the event's creation, or the admin's last "redeliver".
+    retry_from      timestamptz NOT NULL DEFAULT now(),
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     -- A replica that claimed the delivery and is sending it; after this, another may (a crash).
     locked_until    timestamptz,
@@ -101,7 +103,9 @@ BEGIN
         WHEN 'token.created' THEN
             PERFORM tessera_enqueue_event(NEW.org_id, 'token.created', data);
         WHEN 'token.revoked', 'token.deleted' THEN
-            reason := coalesce(NEW.details ->> 'reason', t.revoked_reason, 'deleted');
+            reason := coalesce(NEW.details ->> 'reason', t.revoked_reason,
+                               CASE WHEN NEW.actor_username = NEW.target_username THEN 'deleted_by_owner'
+                                    ELSE 'deleted_by_admin' END);
             PERFORM tessera_enqueue_event(NEW.org_id, 'token.revoked', data || jsonb_build_object('reason', reason));
             IF reason = 'leaked' THEN
                 PERFORM tessera_enqueue_event(NEW.org_id, 'token.leaked', data || jsonb_build_object('reason', reason));

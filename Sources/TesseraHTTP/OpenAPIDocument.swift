@@ -1610,7 +1610,7 @@ enum OpenAPIDocument {
         "type": "string"
        },
        "reason": {
-        "description": "token.revoked, token.leaked: deleted, leaked, owner_left_org, user_disabled, rotated, \u2026",
+        "description": "token.revoked, token.leaked: deleted_by_admin, deleted_by_owner, leaked, owner_left_org, \u2026",
         "type": "string"
        },
        "token": {
@@ -7347,7 +7347,7 @@ enum OpenAPIDocument {
          },
          "occurredDate": 1764000000,
          "organization": "acme",
-         "reason": "deleted",
+         "reason": "deleted_by_admin",
          "token": {
           "createdBy": "root",
           "createdDate": 1764000000,

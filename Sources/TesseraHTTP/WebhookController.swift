@@ -8,7 +8,7 @@ import TesseraPostgres
 /// A webhook as the API shows it: never its secret, except once in the answer that made it
 /// (create, or a PATCH with `rotateSecret`).
 struct WebhookInfo: ResponseEncodable {
-    let id: UUID
+    let id: String
     let url: String
     let description: String?
     let events: [String]
@@ -19,7 +19,7 @@ struct WebhookInfo: ResponseEncodable {
     let secret: String?
 
     init(_ record: WebhookRecord, showingSecret: Bool = false) {
-        id = record.id
+        id = record.id.uuidString.lowercased()
         url = record.url
         description = record.description
         events = record.events
@@ -32,7 +32,8 @@ struct WebhookInfo: ResponseEncodable {
 }
 
 struct WebhookDeliveryInfo: Encodable {
-    let id: UUID
+    /// Lower case, as in the `webhook-id` header.
+    let id: String
     let event: String
     let status: String
     let attempts: Int
@@ -46,7 +47,7 @@ struct WebhookDeliveryInfo: Encodable {
 
     init(_ record: WebhookDeliveryRecord) {
         func epoch(_ date: Date?) -> Int64? { date.map { Int64($0.timeIntervalSince1970) } }
-        id = record.id
+        id = record.id.uuidString.lowercased()
         event = record.event
         status = record.status
         attempts = record.attempts

@@ -180,7 +180,7 @@ public final class WebhookDeliveryService: Service, Sendable {
 
     /// The wait before the next attempt, or nil once the delivery is older than the retry window.
     func nextRetry(after delivery: ClaimedDelivery) -> Duration? {
-        let age = store.clock.now().timeIntervalSince(delivery.createdAt)
+        let age = store.clock.now().timeIntervalSince(delivery.retryFrom)
         guard age < Double(settings.retryWindow.components.seconds) else { return nil }
         let base = Double(settings.retryBase.components.seconds) + Double(settings.retryBase.components.attoseconds) / 1e18
         let wait = min(base * pow(2, Double(min(delivery.attempts, 30))), 3600) * Double.random(in: 0.8...1.2)

@@ -41,6 +41,8 @@ public struct ClaimedDelivery: Sendable {
     public var payload: String
     public var attempts: Int
     public var createdAt: Date
+    /// Retries stop 26 h after this (creation, or the last redeliver).
+    public var retryFrom: Date
     public var url: String
     public var secret: String
 }
@@ -147,11 +149,14 @@ extension PostgresConnection {
     }
 
     /// Sends a delivery again soon, whatever became of it (the same `webhook-id`, so a receiver
-    /// that already has it can tell). False when there is no such delivery of this webhook.
+    /// that already has it can tell), with a fresh retry schedule: its attempts count from zero
+    /// and retries run for 26 h from now. False when there is no such delivery of this webhook.
     public func redeliver(deliveryID: UUID, webhookID: UUID, logger: Logger) async throws -> Bool {
         let rows = try await statement(
             """
-            UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), locked_until = NULL
+            UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), attempts = 0, retry_from = now(),
+                -- a delivery being sent right now keeps its claim: it is not sent twice at once
+                locked_until = CASE WHEN status = 'pending' THEN locked_until END
             WHERE id = \(deliveryID) AND webhook_id = \(webhookID) RETURNING id
             """, logger: logger)
         for try await _ in rows { return true }
@@ -175,16 +180,16 @@ extension PostgresConnection {
             UPDATE webhook_deliveries d SET locked_until = now() + make_interval(secs => \(seconds))
             FROM due, webhooks w
             WHERE d.id = due.id AND w.id = d.webhook_id
-            RETURNING d.id, d.webhook_id, d.event, d.payload::text, d.attempts, d.created_at, w.url, w.secret
+            RETURNING d.id, d.webhook_id, d.event, d.payload::text, d.attempts, d.created_at, d.retry_from, w.url, w.secret
             """, logger: logger)
         var claimed: [ClaimedDelivery] = []
-        for try await (id, webhook, event, payload, attempts, created, url, secret) in rows.decode(
-            (UUID, UUID, String, String, Int32, Date, String, String).self)
+        for try await (id, webhook, event, payload, attempts, created, retryFrom, url, secret) in rows.decode(
+            (UUID, UUID, String, String, Int32, Date, Date, String, String).self)
         {
             claimed.append(
                 ClaimedDelivery(
                     id: id, webhookID: webhook, event: event, payload: payload, attempts: Int(attempts), createdAt: created,
-                    url: url, secret: secret))
+                    retryFrom: retryFrom, url: url, secret: secret))
         }
         return claimed.sorted { $0.createdAt < $1.createdAt }
     }

@@ -110,7 +110,7 @@ import TesseraPostgres
                 let json = try? JSONSerialization.jsonObject(with: Data(payload.1.utf8)) as? [String: Any]
                 return (json?["data"] as? [String: Any])?["reason"] as? String
             }
-            #expect(Set(reasons) == ["deleted", "owner_left_org"])
+            #expect(Set(reasons) == ["deleted_by_admin", "owner_left_org"])
             let first = try #require(events.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.1.utf8)) as? [String: Any] })
             #expect(first["type"] as? String == "token.created")
             let data = try #require(first["data"] as? [String: Any])
