@@ -50,15 +50,14 @@ enum CLILogin {
     }
 
     static func pending(_ code: String, client: PostgresClient, logger: Logger) async throws -> Pending? {
-        let rows = try await client.query(
+        let rows = try await TesseraStore(client: client, logger: logger).query(
             """
             SELECT client, host(source_ip), created_at, approved_at IS NOT NULL FROM cli_login_codes
             WHERE code_hash = \(hash(code)) AND expires_at > now() AND spent_at IS NULL
             """, logger: logger)
-        for try await (client, ip, created, approved) in rows.decode((String, String?, Date, Bool).self) {
-            return Pending(client: client, sourceIP: ip, createdAt: created, approved: approved)
-        }
-        return nil
+        guard let row = rows.first else { return nil }
+        let (client, ip, created, approved) = try row.decode((String, String?, Date, Bool).self)
+        return Pending(client: client, sourceIP: ip, createdAt: created, approved: approved)
     }
 
     /// Marks the code approved by `userID` for `org`; false when it is unknown, expired, spent or

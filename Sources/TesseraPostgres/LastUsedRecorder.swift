@@ -53,7 +53,9 @@ public final class LastUsedRecorder: Service, Sendable {
         let dates = ids.map { batch[$0]!.at }
         let addresses = ids.map { batch[$0]!.address ?? "" }
         do {
-            try await client.query(
+            // Bounded like a management statement: a flush must not wait forever on a pool that
+            // cannot connect, nor on a connection that closed under it.
+            try await TesseraStore(client: client, logger: logger).query(
                 """
                 UPDATE tokens t SET last_used_at = u.at, last_used_ip = nullif(u.address, '')::inet
                 FROM unnest(\(ids)::uuid[], \(dates)::timestamptz[], \(addresses)::text[]) AS u(id, at, address)

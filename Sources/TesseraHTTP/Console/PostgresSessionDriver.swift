@@ -18,15 +18,22 @@ struct PostgresSessionDriver: PersistDriver {
 
     static func keyHash(_ key: String) -> ByteBuffer { ByteBuffer(bytes: SHA256.hash(data: Data(key.utf8))) }
 
+    /// Each statement as management routes send theirs: a bounded wait for a connection, never
+    /// on a closed one (``TesseraStore/query(_:logger:)``).
+    @discardableResult
+    private func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await TesseraStore(client: client, logger: logger).query(query, logger: logger)
+    }
+
     func create<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
         let data = try Self.encode(value)
-        let rows = try await client.query(
+        let rows = try await query(
             """
             INSERT INTO console_sessions (key_hash, data, expires_at)
             VALUES (\(Self.keyHash(key)), \(data)::jsonb, now() + make_interval(secs => \(Self.seconds(expires ?? .seconds(43_200)))))
             ON CONFLICT (key_hash) DO NOTHING RETURNING 1
-            """, logger: logger)
-        for try await _ in rows { return }
+            """)
+        if !rows.isEmpty { return }
         throw PersistError.duplicate
     }
 
@@ -34,13 +41,13 @@ struct PostgresSessionDriver: PersistDriver {
     func set<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
         let data = try Self.encode(value)
         let seconds = expires.map(Self.seconds)
-        try await client.query(
+        try await query(
             """
             INSERT INTO console_sessions (key_hash, data, expires_at)
             VALUES (\(Self.keyHash(key)), \(data)::jsonb, now() + make_interval(secs => coalesce(\(seconds)::float8, 43200)))
             ON CONFLICT (key_hash) DO UPDATE SET data = EXCLUDED.data,
                 expires_at = CASE WHEN \(seconds)::float8 IS NULL THEN console_sessions.expires_at ELSE EXCLUDED.expires_at END
-            """, logger: logger)
+            """)
     }
 
     func get<Object: Codable & Sendable>(key: String, as object: Object.Type) async throws -> Object? {
@@ -50,12 +57,13 @@ struct PostgresSessionDriver: PersistDriver {
     func getWithTTL<Object: Codable & Sendable>(key: String, as object: Object.Type) async throws
         -> (object: Object, ttl: Duration?)?
     {
-        let rows = try await client.query(
+        let rows = try await query(
             """
             SELECT data::text, extract(epoch FROM expires_at - now())::float8 FROM console_sessions
             WHERE key_hash = \(Self.keyHash(key)) AND expires_at > now()
-            """, logger: logger)
-        for try await (data, ttl) in rows.decode((String, Double).self) {
+            """)
+        for row in rows {
+            let (data, ttl) = try row.decode((String, Double).self)
             do {
                 return (try JSONDecoder().decode(Object.self, from: Data(data.utf8)), .milliseconds(Int64(ttl * 1000)))
             } catch {
@@ -66,7 +74,7 @@ struct PostgresSessionDriver: PersistDriver {
     }
 
     func remove(key: String) async throws {
-        try await client.query("DELETE FROM console_sessions WHERE key_hash = \(Self.keyHash(key))", logger: logger)
+        try await query("DELETE FROM console_sessions WHERE key_hash = \(Self.keyHash(key))")
     }
 
     /// Deletes expired sessions until shutdown.
@@ -78,7 +86,7 @@ struct PostgresSessionDriver: PersistDriver {
                 return
             }
             do {
-                try await client.query("DELETE FROM console_sessions WHERE expires_at <= now()", logger: logger)
+                try await query("DELETE FROM console_sessions WHERE expires_at <= now()")
             } catch {
                 logger.debug("session sweep failed", metadata: ["error": "\(describeDatabaseFailure(error))"])
             }
