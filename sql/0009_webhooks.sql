@@ -145,9 +145,13 @@ BEGIN
         WHERE t.status = 'active' AND t.expires_at IS NOT NULL AND t.expires_at <= at + interval '60 days'
           -- expired long ago (before this feature, or a sweep outage of weeks): no news
           AND t.expires_at > at - interval '7 days'
+    ), fresh AS (
+        -- Most sweeps find every due notice already sent: one primary-key probe each, no insert.
+        SELECT d.* FROM due d
+        WHERE NOT EXISTS (SELECT 1 FROM token_expiry_notices n WHERE n.token_id = d.id AND n.notice = d.notice)
     ), claimed AS (
         INSERT INTO token_expiry_notices (token_id, notice, created_at)
-        SELECT d.id, n.notice, at FROM due d
+        SELECT d.id, n.notice, at FROM fresh d
         CROSS JOIN LATERAL unnest(CASE d.notice
             WHEN 'expired' THEN ARRAY['60d', '30d', '7d', 'expired']
             WHEN '7d' THEN ARRAY['60d', '30d', '7d']
@@ -157,7 +161,7 @@ BEGIN
         RETURNING token_id, notice
     )
     SELECT array_agg(d.id), array_agg(d.org_id), array_agg(d.notice) INTO ids, orgs, notices
-    FROM due d JOIN claimed c ON c.token_id = d.id AND c.notice = d.notice;
+    FROM fresh d JOIN claimed c ON c.token_id = d.id AND c.notice = d.notice;
     IF ids IS NULL THEN
         RETURN 0;
     END IF;
