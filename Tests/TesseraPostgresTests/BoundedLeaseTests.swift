@@ -50,7 +50,9 @@ import TesseraTestSupport
         try await withRunningClient(url) { client, logger in
             let store = TesseraStore(client: client, logger: logger)
             let boot = try await store.bootstrap(organization: "acme", admin: "root")
-            let verifier = TokenVerifier(store: store, cache: VerificationCache(settings: VerificationCacheSettings()))
+            // A generous lookup deadline: the suite shares 2 cores, and a first lookup can take seconds.
+            let verifier = TokenVerifier(
+                store: store, cache: VerificationCache(settings: VerificationCacheSettings()), lookupTimeout: .seconds(60))
             guard case .verified = await verifier.verify(boot.token.plaintext) else {
                 Issue.record("the token verifies")
                 return
@@ -85,7 +87,7 @@ import TesseraTestSupport
                     logger: logger)
             }
             let cache = VerificationCache(settings: VerificationCacheSettings())
-            let verifier = TokenVerifier(store: store, cache: cache)
+            let verifier = TokenVerifier(store: store, cache: cache, lookupTimeout: .seconds(60))
             // Never run: the listener is down, so no barrier can be confirmed.
             let listener = InvalidationListener(
                 configuration: try url.connectionConfiguration(), verifier: verifier, logger: logger)
