@@ -251,14 +251,12 @@ public final class InvalidationListener: Service, Sendable {
 /// barrier uses it when the listener cannot confirm the write (it is reconnecting, or the
 /// database went away right after the commit): then only the entries the write touched are
 /// dropped, rather than the whole cache, so cached tokens keep verifying through an outage.
-/// A write that notes nothing (or a request with several writes of which one is not described)
-/// falls back to dropping everything.
+/// A write that notes nothing falls back to dropping everything.
 public final class WriteJournal: Sendable {
     @TaskLocal public static var current: WriteJournal?
 
     private struct State {
         var described = false
-        var everything = false
         var targets: [VerificationCache.Target] = []
     }
     private let state = Mutex(State())
@@ -273,13 +271,8 @@ public final class WriteJournal: Sendable {
         }
     }
 
-    /// The running request's write may have touched anything.
-    public static func noteEverything() {
-        current?.state.withLock { $0.everything = true }
-    }
-
     /// The entries to drop, or nil for the whole cache.
     public var targets: [VerificationCache.Target]? {
-        state.withLock { $0.described && !$0.everything ? $0.targets : nil }
+        state.withLock { $0.described ? $0.targets : nil }
     }
 }
