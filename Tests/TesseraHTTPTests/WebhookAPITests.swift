@@ -148,12 +148,21 @@ import TesseraPostgres
                     .string("token"))
             let gone = try await client.call(.post, "/api-tokens/old", token: root, json: #"{"name": "old", "isSystemToken": true}"#)
             #expect(try await client.call(.delete, "/api-tokens/\(try #require(gone.string("tokenUUID")))", token: root).status == .ok)
+            // Rotated away with an overlap: the old secret still verifies until it is reported.
+            let overlapped = try await client.call(
+                .post, "/api-tokens/deploy", token: root, json: #"{"name": "deploy", "isSystemToken": true}"#)
+            let oldSecret = try #require(overlapped.string("token"))
+            let rotated = try await client.call(
+                .post, "/api-tokens/\(try #require(overlapped.string("tokenUUID")))/rotate", token: root,
+                json: #"{"overlapSeconds": 3600}"#)
+            #expect(rotated.status == .ok || rotated.status == .created)
+            #expect(try await client.call(.get, "/auth/verify", token: oldSecret).status == .ok)
             let unknown = TokenSecret.generate(kind: .organization).plaintext
             func report(_ strings: [String]) async throws -> Reply {
                 let body = try JSONSerialization.data(withJSONObject: ["credentials": strings])
                 return try await client.call(.post, "/credentials/revoke", json: String(decoding: body, as: UTF8.self))
             }
-            let mixed = try await report([live, try #require(gone.string("token")), unknown, "garbage", ""])
+            let mixed = try await report([live, try #require(gone.string("token")), unknown, "garbage", "", oldSecret])
             let garbage = try await report(["garbage"])
             #expect(mixed.status == .accepted && garbage.status == .accepted)
             #expect(mixed.text == garbage.text, "no oracle: the same answer whatever the list holds")
@@ -161,11 +170,12 @@ import TesseraPostgres
 
             let verify = try await client.call(.get, "/auth/verify", token: live)
             #expect(verify.status == .unauthorized, "a reported token stops at once on this replica")
+            #expect(try await client.call(.get, "/auth/verify", token: oldSecret).status == .unauthorized, "its overlap ends too")
             let events = try await app.store.withConnection { connection in
                 try await connection.query("SELECT event FROM webhook_deliveries ORDER BY created_at", logger: app.store.logger)
                     .collect().map { try $0.decode(String.self) }
             }
-            #expect(events.filter { $0 == "token.leaked" }.count == 1)
+            #expect(events.filter { $0 == "token.leaked" }.count == 2)
             let audit = try await client.call(.get, "/orgs/acme/audit-events?action=token.revoked", token: root)
             #expect(audit.text.contains("leaked"))
 
