@@ -70,6 +70,37 @@ struct CLIFailure: Error, CustomStringConvertible {
         return (root, try await ServerProcess.start(databaseURL: databaseURL))
     }
 
+    /// `tessera webhook …` against a real server (issue #16): the secret printed once, the list
+    /// without it, rotation, the delivery log, a private target refused, removal.
+    @Test func webhookCommands() async throws {
+        let (root, server) = try await bootstrappedServer()
+        defer { server.running.stop() }
+        let env = ["TESSERA_ENDPOINT": server.endpoint, "TESSERA_API_KEY": root, "NO_COLOR": "1"]
+        // A documentation address (TEST-NET-3): public, so allowed; nothing answers there.
+        let added = try tessera(["webhook", "add", "https://203.0.113.10/hook", "--event", "token.created", "-o", "json"], env)
+        #expect(added.status == 0, "\(added.stderr)")
+        let hook = try #require(try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any])
+        let id = try #require(hook["id"] as? String)
+        let secret = try #require(hook["secret"] as? String)
+        #expect(secret.hasPrefix("whsec_") && id == id.lowercased())
+        let list = try tessera(["webhook", "list"], env)
+        #expect(list.status == 0 && list.stdout.contains("https://203.0.113.10/hook") && !list.stdout.contains("whsec_"))
+        let refused = try tessera(["webhook", "add", "http://127.0.0.1:9/hook"], env)
+        #expect(refused.status != 0 && refused.stderr.contains("TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS"))
+        let rotated = try tessera(["webhook", "update", id, "--rotate-secret"], env)
+        #expect(rotated.status == 0 && rotated.stdout.contains("whsec_") && !rotated.stdout.contains(secret))
+        #expect(try tessera(["token", "create", "ci", "--org-token", "--label", "ci-bot", "-q"], env).status == 0)
+        let log = try tessera(["webhook", "deliveries", id, "-o", "json"], env)
+        let deliveries = (try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [String: Any])?["deliveries"] as? [[String: Any]]
+        #expect(deliveries?.first?["event"] as? String == "token.created")
+        let delivery = try #require(deliveries?.first?["id"] as? String)
+        #expect(try tessera(["webhook", "redeliver", id, delivery], env).status == 0)
+        #expect(try tessera(["webhook", "remove", id, "--yes"], env).status == 0)
+        let after = try tessera(["webhook", "list", "-o", "json"], env)
+        #expect((try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any])?["webhooks"] as? [Any] != nil)
+        #expect(!after.stdout.contains(id))
+    }
+
     @Test func loginCreateListUpdateRotateDeleteAndRemove() async throws {
         let (root, server) = try await bootstrappedServer()
         defer { server.running.stop() }
