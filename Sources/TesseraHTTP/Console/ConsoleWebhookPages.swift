@@ -22,9 +22,7 @@ struct ConsoleWebhookPages {
     }
 
     func admin(_ context: ConsoleContext) throws -> ConsoleUser {
-        let user = try context.signedIn()
-        guard user.isAdmin else { throw ConsoleAdminPages.adminsOnly }
-        return user
+        try ConsoleAdminPages(controller: controller).admin(context)
     }
 
     func id(_ context: ConsoleContext, _ name: String = "id") throws -> UUID {
