@@ -54,7 +54,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # no e2e/__pycache__
-from harness import (ROOT, Client, Postgres, Tessera, Workdir, check, checks, failures, free_port, log,  # noqa: E402
+from harness import (ROOT, Client, Postgres, Tessera, Workdir, check, checks, exit_with_failures, failures, free_port, log,  # noqa: E402
                      migrate_and_bootstrap, random_token)
 
 RESULTS_DIR = os.path.join(ROOT, "e2e", "browser-results")
@@ -821,12 +821,7 @@ def main():
     for what in notes:
         log("note: " + what)
     if failures:
-        log(f"{len(failures)} check(s) failed:")
-        for what in failures:
-            log("  - " + what)
-        log("--- last lines of tessera.log")
-        print(TOKEN_PATTERN.sub("[token]", logs[-3000:]))
-        sys.exit(1)
+        exit_with_failures([("tessera.log", logs)])
     log("all browser checks passed")
 
 

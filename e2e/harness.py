@@ -41,6 +41,19 @@ def check(condition, what):
     return condition
 
 
+def exit_with_failures(logs):
+    """Ends a suite whose checks failed: the last lines of each `(name, text)` in `logs` (token
+    strings redacted), then the failed checks, last, because CI shows only the tail of the
+    output. Exit status 1."""
+    for name, text in logs:
+        log(f"--- last lines of {name}")
+        print(re.sub(r"ts[po]_[0-9a-f]{128}", "[token]", text[-3000:]))
+    log(f"{len(failures)} check(s) failed:")
+    for what in failures:
+        log("  FAIL " + what)
+    sys.exit(1)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ROOT, Client, Postgres, Tessera, Workdir, apt_install, check, failures, free_port,  # noqa: E402
+from harness import (ROOT, Client, Postgres, Tessera, Workdir, apt_install, check, exit_with_failures, failures, free_port,  # noqa: E402
                      log, migrate_and_bootstrap, percentile, random_token)
 
 
@@ -230,11 +230,8 @@ def main():
     with open(os.path.join(ROOT, "e2e/results.json"), "w") as f:
         json.dump(results, f, indent=2)
     if failures:
-        log(f"{len(failures)} check(s) failed")
-        for name in ("replica-a", "replica-b"):
-            log(f"--- last lines of {name}.log")
-            print(open(os.path.join(work.path, f"{name}.log"), errors="replace").read()[-4000:])
-        sys.exit(1)
+        exit_with_failures([(f"{name}.log", open(os.path.join(work.path, f"{name}.log"), errors="replace").read())
+                            for name in ("replica-a", "replica-b")])
     log("all end-to-end checks passed")
 
 

@@ -131,7 +131,7 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "receiver":
 # The driver
 
 sys.path.insert(0, HERE)
-from harness import Client, Postgres, Tessera, Workdir, check, failures, free_port, log, migrate_and_bootstrap, random_token  # noqa: E402
+from harness import Client, Postgres, Tessera, Workdir, check, exit_with_failures, failures, free_port, log, migrate_and_bootstrap, random_token  # noqa: E402
 
 results = {}
 
@@ -630,13 +630,7 @@ def main():
         json.dump(results, f, indent=2)
     log("summary: " + json.dumps({k: v for k, v in results.items() if k != "failures"}))
     if failures:
-        log(f"{len(failures)} check(s) failed:")
-        for failure in failures:
-            log("  " + failure)
-        for server in servers:
-            log(f"--- last lines of {os.path.basename(server.log_path)}")
-            print(TOKEN_PATTERN.sub("[token]", server.logs()[-3000:]))
-        sys.exit(1)
+        exit_with_failures([(os.path.basename(server.log_path), server.logs()) for server in servers])
     log(f"webhooks end to end passed in {time.time() - started:.0f} s")
 
 

@@ -15,6 +15,7 @@ the binary `make test` built. Real parts only: a private PostgreSQL, `tessera se
 Writes reliability/results.json. Exit status 1 if any check fails. RELIABILITY_LOAD_SECONDS and
 RELIABILITY_FUZZ_SECONDS shorten the run for local use."""
 
+import glob
 import json
 import os
 import random
@@ -28,7 +29,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
-from harness import Client, Postgres, ROOT, Tessera, Workdir, check, failures, log, migrate_and_bootstrap, random_token  # noqa: E402
+from harness import Client, Postgres, ROOT, Tessera, Workdir, check, exit_with_failures, failures, log, migrate_and_bootstrap, random_token  # noqa: E402
 
 SCHEMATHESIS = "schemathesis==4.32.5"
 VENV = os.path.join(ROOT, ".venv-reliability")
@@ -61,7 +62,10 @@ def fuzz(server, token, work):
                "-H", f"Authorization: Bearer {token}", "-H", f"Api-Key: {token}",
                "--checks", "all", "--exclude-checks", "positive_data_acceptance",
                "--phases", "examples,coverage,fuzzing", "--max-time", str(seconds), "-w", "2",
-               "--seed", "20261123", "--report", "junit", "--report-dir", report, "--no-color"]
+               "--seed", "20261123", "--report", "junit,har", "--report-dir", report, "--no-color",
+               # unsanitized, so that a finding's body can be checked again below; token strings
+               # are redacted from everything this suite writes
+               "--output-sanitize", "false"]
     out = subprocess.run(command, capture_output=True, text=True, cwd=work.path)
     text = out.stdout + out.stderr
     with open(os.path.join(ROOT, "reliability/fuzz-output.txt"), "w") as f:
@@ -79,13 +83,64 @@ def fuzz(server, token, work):
     summary = re.search(r"=+ (.*) in [0-9.]+s =+", text)
     failed = int(m.group(1)) if summary and (m := re.search(r"(\d+) failures?", summary.group(1))) else (0 if out.returncode == 0 else -1)
     internal = len(re.findall(r"^Runtime Error$", text, re.MULTILINE))
-    results["fuzz"].update({"failures": failed, "schemathesis_internal_errors": internal})
+    false_positives = rejected_valid_requests(text, server, report)
+    results["fuzz"].update({"failures": failed, "schemathesis_internal_errors": internal,
+                            "fuzzer_false_positives": false_positives})
     if internal:
         log(f"note: {internal} schemathesis internal error(s) (a crash in the fuzzer, not a response); see reliability/fuzz-output.txt")
-    check(failed == 0 and (out.returncode == 0 or internal > 0),
-          f"every response matches the document ({failed} failures; see reliability/fuzz-output.txt)")
+    for case in false_positives:
+        log(f"note: schemathesis case {case['case']} ({case['operation']}) called its request schema-violating, "
+            "but its body is valid against the document (checked again with jsonschema_rs): not a finding")
+    real = failed - len(false_positives) if failed >= 0 else failed
+    check(real == 0 and (out.returncode == 0 or internal > 0 or false_positives),
+          f"every response matches the document ({real} failures; see reliability/fuzz-output.txt)")
     if out.returncode != 0:
         print("\n".join(text.splitlines()[-60:]))
+
+
+def rejected_valid_requests(text, server, report):
+    """The fuzzer's "schema-violating request accepted" (ST201) findings whose request is in fact
+    valid. Schemathesis 4.32's coverage phase sometimes marks a body negative after a mutation
+    that left it valid (seen: an extra property added, then removed as "a missing required
+    property" although the schema never required it), and whether our answer is a 202 or a 429
+    then decided the run. Each such case is looked up in the HAR report by its test-case id and its
+    body validated against the operation's schema in the served document; only an operation
+    without parameters qualifies, so the body is the whole request. Returns those cases."""
+    cases, operation, case = {}, None, None
+    for line in text.splitlines():
+        if m := re.match(r"^_+ ([A-Z]+) (\S+) _+$", line):
+            operation = (m.group(1), m.group(2))
+        elif m := re.search(r"Test Case ID: (\w+)", line):
+            case = m.group(1)
+            cases[case] = {"operation": operation, "codes": set()}
+        elif case and (m := re.match(r"^- (ST\d+|\w+) ", line)):
+            cases[case]["codes"].add(m.group(1))
+    suspects = {c: v for c, v in cases.items() if v["codes"] == {"ST201"} and v["operation"]}
+    hars = glob.glob(os.path.join(report, "har-*.json"))
+    if not suspects or not hars:
+        return []
+    document = json.loads(Client(server.base).get("/openapi.json")[3])
+    bodies = {}
+    for entry in json.load(open(hars[0]))["log"]["entries"]:
+        headers = {h["name"].lower(): h["value"] for h in entry["request"]["headers"]}
+        if headers.get("x-schemathesis-testcaseid") in suspects:
+            bodies[headers["x-schemathesis-testcaseid"]] = (entry["request"].get("postData") or {}).get("text")
+    python = os.path.join(VENV, "bin", "python")
+    found = []
+    for case, info in suspects.items():
+        method, path = info["operation"]
+        spec = document["paths"].get(path, {}).get(method.lower(), {})
+        schema = spec.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+        if spec.get("parameters") or schema is None or bodies.get(case) is None:
+            continue
+        probe = ("import json, sys, jsonschema_rs\n"
+                 "schema, body = json.load(sys.stdin)\n"
+                 "sys.exit(0 if jsonschema_rs.validator_for(schema).is_valid(json.loads(body)) else 1)")
+        valid = subprocess.run([python, "-c", probe], input=json.dumps(
+            [{**schema, "components": document["components"]}, bodies[case]]), text=True).returncode == 0
+        if valid:
+            found.append({"case": case, "operation": f"{method} {path}"})
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,7 +421,8 @@ def main():
     pg.psql("CREATE DATABASE fuzz")
     fuzz_url = pg.url.replace("/postgres?", "/fuzz?")
     fuzz_token = migrate_and_bootstrap(fuzz_url, org="fuzzed", admin="fuzzer")["token"]
-    fuzz_server = Tessera(work, fuzz_url, name="fuzzed")
+    # Leak reports unthrottled: fuzzed for real, and the same answers whatever the timing.
+    fuzz_server = Tessera(work, fuzz_url, name="fuzzed", env={"TESSERA_CREDENTIALS_REVOKE_PER_MINUTE": "100000"})
 
     fuzz(fuzz_server, fuzz_token, work)
     database_outage(pg, server, admin)
@@ -380,13 +436,7 @@ def main():
     with open(os.path.join(ROOT, "reliability/results.json"), "w") as f:
         json.dump(results, f, indent=2, default=str)
     if failures:
-        log(f"{len(failures)} check(s) failed:")
-        for failure in failures:
-            log("  " + failure)
-        for s in (server, fuzz_server):
-            log(f"--- last lines of {os.path.basename(s.log_path)}")
-            print(TOKEN_PATTERN.sub("[token]", s.logs()[-3000:]))
-        sys.exit(1)
+        exit_with_failures([(os.path.basename(s.log_path), s.logs()) for s in (server, fuzz_server)])
     log("reliability suite passed")
 
 
