@@ -18,6 +18,8 @@ package from PyPI (installed into .venv-webhooks when missing) and records what 
    and garbage strings → the same 202 bytes as a list of garbage; only the live one revoked
    (reason `leaked`, a `token.leaked` webhook); more than 1,000 strings refused; rate limit 429.
 6. Redeliver through the API → the receiver gets the same `webhook-id` again.
+7. Hostile targets: a 200 followed by a 1 GiB body is delivered, Tessera hanging up after 64 KiB
+   and holding none of it; a 307 to a private address is a failed attempt and is not followed.
 
 Writes e2e/webhooks-results.json; exit status 1 if any check fails. The receiver is this file run
 as `webhooks_run.py receiver ...` with the virtualenv's Python."""
@@ -101,16 +103,38 @@ def receiver_main(argv):
                 record.update(type=payload.get("type"), token=(token.get("tokenUUID") or "").lower() or None,
                               reason=data.get("reason"), notice=data.get("notice"), member=data.get("member"))
                 time.sleep(args.delay_ms / 1000)
-                status = 500 if n <= args.fail_first else 204
+                status = {"/hostile/flood": 200, "/hostile/redirect": 307}.get(
+                    self.path, 500 if n <= args.fail_first else 204)
                 record["answered"] = status
+                if self.path == "/hostile/flood":
+                    record["sent_bytes"] = self.flood()
                 with lock:
                     out.write(json.dumps(record) + "\n")
             finally:
                 with lock:
                     state["inflight"][self.path] -= 1
+            if self.path == "/hostile/flood":
+                return
             self.send_response(status)
+            if status == 307:  # to a path of this receiver, i.e. a private address
+                self.send_header("Location", f"http://127.0.0.1:{args.port}/hostile/landing")
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def flood(self):
+            """A 200 promising a 1 GiB body, written until the client hangs up; the bytes sent."""
+            size, chunk, sent = 1 << 30, b"x" * 65536, 0
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            try:
+                while sent < size:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass
+            self.close_connection = True
+            return sent
 
         def log_message(self, *args):
             pass
@@ -589,6 +613,44 @@ def scenario_redeliver(ctx):
     results["redeliver"] = {"seconds": round(took, 2) if took is not None else None}
 
 
+def scenario_hostile_targets(ctx):
+    log("-- 7. hostile targets: a 200 with a 1 GiB body, a redirect to a private address")
+    api, root, rx, a = ctx["api"], ctx["root"], ctx["rx"], ctx["a"]
+    hooks = {}
+    for path in ("/hostile/flood", "/hostile/redirect"):
+        status, _, hook, text = api.request("POST", "/orgs/acme/webhooks", root,
+                                            {"url": rx.url(path), "events": ["token.created"]})
+        if status != 201:
+            raise AssertionError(f"creating the {path} webhook: {status} {text[:200]}")
+        rx.add_secret(path, hook["secret"])
+        hooks[path] = hook["id"].lower()
+    rss_before = a.rss_kib()
+    _, token_id = create_token(api, root, "e2e-bot", "hostile-targets")
+
+    def logged():
+        rows = {path: [d for d in deliveries(api, root, hook) if d["attempts"] > 0] for path, hook in hooks.items()}
+        return rows if all(rows.values()) else None
+    took = wait_for(logged, 30)
+    rows = logged() or {}
+    flood = (rows.get("/hostile/flood") or [{}])[0]
+    sent = max((r.get("sent_bytes", 0) for r in rx.records("/hostile/flood")), default=0)
+    rss_after = a.rss_kib()
+    check(flood.get("status") == "delivered" and flood.get("lastStatus") == 200,
+          f"a 200 with an endless body counts as delivered ({flood.get('status')}, {flood.get('lastStatus')})")
+    check(0 < sent < 64 << 20, f"Tessera hung up early instead of reading the 1 GiB body ({sent >> 10} KiB sent)")
+    check(rss_after - rss_before < 32 << 10, f"and held none of it (RSS {rss_before >> 10} -> {rss_after >> 10} MiB)")
+    redirect = (rows.get("/hostile/redirect") or [{}])[0]
+    check(redirect.get("status") == "pending" and redirect.get("lastStatus") == 307
+          and redirect.get("lastError") == "HTTP 307",
+          f"a redirect is a failed attempt, retried later ({redirect.get('status')}, {redirect.get('lastStatus')}, "
+          f"{redirect.get('lastError')})")
+    check(not rx.records("/hostile/landing"), "and its target was never asked")
+    for hook in hooks.values():
+        api.request("DELETE", f"/orgs/acme/webhooks/{hook}", root)
+    results["hostile_targets"] = {"seconds": round(took, 2) if took is not None else None, "flood_sent_kib": sent >> 10,
+                                  "rss_before_kib": rss_before, "rss_after_kib": rss_after, "token": token_id}
+
+
 def main():
     started = time.time()
     python = venv_python()
@@ -604,7 +666,8 @@ def main():
 
     for name, run in (("events", scenario_events), ("receiver_down", scenario_receiver_down),
                       ("kill9", scenario_kill9), ("one_at_a_time", scenario_one_at_a_time), ("expiry", lambda c: scenario_expiry(c, work, env)),
-                      ("credentials_revoke", scenario_credentials_revoke), ("redeliver", scenario_redeliver)):
+                      ("credentials_revoke", scenario_credentials_revoke), ("redeliver", scenario_redeliver),
+                      ("hostile_targets", scenario_hostile_targets)):
         try:
             run(ctx)
         except Exception as error:  # noqa: BLE001 - a broken scenario is a failed check; the rest still run

@@ -1,14 +1,14 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import Metrics
+import NIOCore
+import NIOHTTP1
 import PostgresNIO
 import ServiceLifecycle
 import TesseraCore
 import TesseraPostgres
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// `TESSERA_WEBHOOKS_*` settings of the delivery service.
 public struct WebhookSettings: Sendable {
@@ -44,7 +44,6 @@ public final class WebhookDeliveryService: Service, Sendable {
     let settings: WebhookSettings
     let policy: WebhookTargetPolicy
     let logger: Logger
-    private let session: URLSession
     private static let claimLease: Duration = .seconds(60)
 
     private let delivered = TesseraMetrics.counter("tessera_webhook_deliveries_total", [("outcome", "delivered")])
@@ -59,15 +58,10 @@ public final class WebhookDeliveryService: Service, Sendable {
         self.settings = settings
         self.policy = WebhookTargetPolicy(allowPrivate: settings.allowPrivateTargets)
         self.logger = logger
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = Double(settings.requestTimeout.components.seconds)
-        configuration.timeoutIntervalForResource = Double(settings.requestTimeout.components.seconds)
-        configuration.httpCookieStorage = nil
-        configuration.urlCache = nil
-        self.session = URLSession(configuration: configuration, delegate: NoRedirects(), delegateQueue: nil)
     }
 
     public func run() async throws {
+        let transport = WebhookTransport(timeout: settings.requestTimeout)
         await cancelWhenGracefulShutdown {
             var lastSweep: ContinuousClock.Instant?
             var lastGauge: ContinuousClock.Instant?
@@ -80,10 +74,11 @@ public final class WebhookDeliveryService: Service, Sendable {
                     lastGauge = .now
                     await self.updateGauges()
                 }
-                let worked = await self.deliverDue()
+                let worked = await self.deliverDue(using: transport)
                 if !worked { try? await Task.sleep(for: self.settings.pollInterval) }
             }
         }
+        await transport.shutdown()
     }
 
     /// Queues the expiry notices due now (the database decides, once per token and notice).
@@ -109,7 +104,7 @@ public final class WebhookDeliveryService: Service, Sendable {
     }
 
     /// Claims one batch and sends it; false when there was nothing due (or the database is away).
-    func deliverDue() async -> Bool {
+    func deliverDue(using transport: WebhookTransport) async -> Bool {
         let claimed: [ClaimedDelivery]
         do {
             claimed = try await store.withConnection { [logger] in
@@ -129,7 +124,7 @@ public final class WebhookDeliveryService: Service, Sendable {
                     await group.next()
                     running -= 1
                 }
-                group.addTask { await self.send(deliveries) }
+                group.addTask { await self.send(deliveries, using: transport) }
                 running += 1
             }
         }
@@ -139,10 +134,10 @@ public final class WebhookDeliveryService: Service, Sendable {
     /// One endpoint's claimed deliveries in order. After a failure (the endpoint is down or slow)
     /// or 30 s, the rest go back unsent: they are retried on their own schedule, and no claim
     /// runs out while its delivery is still queued here (which would let a second sender in).
-    func send(_ deliveries: [ClaimedDelivery]) async {
+    func send(_ deliveries: [ClaimedDelivery], using transport: WebhookTransport) async {
         let started = ContinuousClock.now
         for (index, delivery) in deliveries.enumerated() {
-            guard await attempt(delivery), started.duration(to: .now) < .seconds(30) else {
+            guard await attempt(delivery, using: transport), started.duration(to: .now) < .seconds(30) else {
                 let rest = deliveries[(index + 1)...].map(\.id)
                 if !rest.isEmpty {
                     _ = try? await store.withConnection { [logger] in try await $0.releaseDeliveries(rest, logger: logger) }
@@ -154,8 +149,8 @@ public final class WebhookDeliveryService: Service, Sendable {
 
     /// One POST, and its outcome recorded; true when it was delivered.
     @discardableResult
-    func attempt(_ delivery: ClaimedDelivery) async -> Bool {
-        let (ok, status, failure) = await post(delivery)
+    func attempt(_ delivery: ClaimedDelivery, using transport: WebhookTransport) async -> Bool {
+        let (ok, status, failure) = await post(delivery, using: transport)
         let retryIn: Duration? = ok ? nil : nextRetry(after: delivery)
         if ok {
             delivered.increment()
@@ -187,7 +182,7 @@ public final class WebhookDeliveryService: Service, Sendable {
         return .milliseconds(Int64(wait * 1000))
     }
 
-    private func post(_ delivery: ClaimedDelivery) async -> (ok: Bool, status: Int?, error: String?) {
+    private func post(_ delivery: ClaimedDelivery, using transport: WebhookTransport) async -> (ok: Bool, status: Int?, error: String?) {
         let url: URL
         let secret: WebhookSecret
         do {
@@ -199,31 +194,84 @@ public final class WebhookDeliveryService: Service, Sendable {
         let body = Data(delivery.payload.utf8)
         let id = delivery.id.uuidString.lowercased()
         let timestamp = Int64(Date().timeIntervalSince1970)
-        var request = URLRequest(url: url)
-        request.httpMethod = "POST"
-        request.httpBody = body
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue("Tessera-Webhooks/1", forHTTPHeaderField: "User-Agent")
-        request.setValue(id, forHTTPHeaderField: "webhook-id")
-        request.setValue(String(timestamp), forHTTPHeaderField: "webhook-timestamp")
-        request.setValue(secret.signature(id: id, timestamp: timestamp, body: body), forHTTPHeaderField: "webhook-signature")
-        do {
-            let (_, response) = try await session.data(for: request)
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let headers = HTTPHeaders([
+            ("Content-Type", "application/json"), ("User-Agent", "Tessera-Webhooks/1"), ("webhook-id", id),
+            ("webhook-timestamp", String(timestamp)),
+            ("webhook-signature", secret.signature(id: id, timestamp: timestamp, body: body)),
+        ])
+        switch await transport.post(url: url, headers: headers, body: body) {
+        case .answered(let status):
             return ((200..<300).contains(status), status, (200..<300).contains(status) ? nil : "HTTP \(status)")
-        } catch {
-            return (false, nil, (error as NSError).localizedDescription)
+        case .failed(let reason):
+            return (false, nil, reason)
         }
     }
 }
 
-/// Webhook targets answer; they do not send us elsewhere (a redirect could lead to a private
-/// address the target check never saw). A 3xx is recorded as a failed attempt.
-private final class NoRedirects: NSObject, URLSessionTaskDelegate, Sendable {
-    func urlSession(
-        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
-        newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void
-    ) {
-        completionHandler(nil)
+/// The HTTP side of a delivery (AsyncHTTPClient). Only the status matters (Standard Webhooks), so
+/// a target cannot make a replica read or hold what it sends back: a body announced as at most
+/// ``bodyLimit`` bytes is read and dropped (the connection stays open for the next delivery);
+/// anything longer, or of unknown length, is read no further than the limit and the connection
+/// closed; the status counts either way. Redirects are not followed: a target answers, it does not
+/// send us elsewhere (perhaps to a private address the target check never saw); a 3xx is a
+/// failed attempt. The whole attempt, connection included, has ``WebhookSettings/requestTimeout``.
+/// Created by ``WebhookDeliveryService/run()`` and shut down when it ends.
+struct WebhookTransport: Sendable {
+    enum Outcome: Sendable, Equatable {
+        case answered(Int)
+        case failed(String)
+    }
+
+    static let bodyLimit = 64 * 1024
+    private let client: HTTPClient
+    private let timeout: Duration
+
+    init(timeout: Duration) {
+        let amount = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)
+        let configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: .init(connect: amount, read: amount), decompression: .disabled)
+        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.timeout = timeout
+    }
+
+    func post(url: URL, headers: HTTPHeaders, body: Data) async -> Outcome {
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = .POST
+        request.headers = headers
+        request.body = .bytes(ByteBuffer(bytes: body))
+        do {
+            let response = try await client.execute(
+                request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+            let length = response.headers.first(name: "content-length").flatMap(Int.init)
+            if let length, length <= Self.bodyLimit {
+                var read = 0
+                for try await chunk in response.body {
+                    read += chunk.readableBytes
+                    if read > Self.bodyLimit { break }
+                }
+            }
+            // Otherwise the body is left unread: dropping the response closes the connection.
+            return .answered(Int(response.status.code))
+        } catch {
+            return .failed(Self.describe(error))
+        }
+    }
+
+    /// A short text for the delivery log (no secrets: the request is ours, the URL the admin's).
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout:
+            "no answer in time"
+        case let error as HTTPClientError where error == .connectTimeout:
+            "could not connect in time"
+        case let error as HTTPClientError:
+            "\(error)"
+        default:
+            String(describing: error).prefix(300).description
+        }
+    }
+
+    func shutdown() async {
+        try? await client.shutdown()
     }
 }
