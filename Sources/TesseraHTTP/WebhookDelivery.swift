@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 import TesseraCore
 import TesseraPostgres
 
@@ -183,10 +184,10 @@ public final class WebhookDeliveryService: Service, Sendable {
     }
 
     private func post(_ delivery: ClaimedDelivery, using transport: WebhookTransport) async -> (ok: Bool, status: Int?, error: String?) {
-        let url: URL
+        let target: WebhookTargetPolicy.Target
         let secret: WebhookSecret
         do {
-            url = try policy.check(delivery.url)
+            target = try policy.target(delivery.url)
             secret = try WebhookSecret(parsing: delivery.secret)
         } catch {
             return (false, nil, "\(error)")
@@ -199,7 +200,7 @@ public final class WebhookDeliveryService: Service, Sendable {
             ("webhook-timestamp", String(timestamp)),
             ("webhook-signature", secret.signature(id: id, timestamp: timestamp, body: body)),
         ])
-        switch await transport.post(url: url, headers: headers, body: body) {
+        switch await transport.post(to: target, headers: headers, body: body) {
         case .answered(let status):
             return ((200..<300).contains(status), status, (200..<300).contains(status) ? nil : "HTTP \(status)")
         case .failed(let reason):
@@ -211,37 +212,54 @@ public final class WebhookDeliveryService: Service, Sendable {
 /// The HTTP side of a delivery (AsyncHTTPClient). Only the status matters (Standard Webhooks), so
 /// a target cannot make a replica read or hold what it sends back: a body announced as at most
 /// ``bodyLimit`` bytes is read and dropped (the connection stays open for the next delivery);
-/// anything longer, or of unknown length, is read no further than the limit and the connection
-/// closed; the status counts either way. Redirects are not followed: a target answers, it does not
-/// send us elsewhere (perhaps to a private address the target check never saw); a 3xx is a
-/// failed attempt. The whole attempt, connection included, has ``WebhookSettings/requestTimeout``.
-/// Created by ``WebhookDeliveryService/run()`` and shut down when it ends.
-struct WebhookTransport: Sendable {
+/// anything longer, or of unknown length, is not read and the connection is closed; the status
+/// counts either way. Redirects are not followed: a target answers, it does not send us elsewhere
+/// (perhaps to a private address the target check never saw); a 3xx is a failed attempt. One
+/// deadline, ``WebhookSettings/requestTimeout``, covers the attempt, connection included.
+///
+/// A target whose host is a name is reached at the address the target check saw
+/// (``WebhookTargetPolicy/Target/address``), not at whatever the name resolves to a moment later
+/// (DNS rebinding): AsyncHTTPClient's `dnsOverride` connects there while TLS still checks the
+/// certificate for the name. One client per (host, address), so connections are reused while the
+/// name keeps its address; idle ones past ``pinnedClients`` are shut down.
+/// Created by ``WebhookDeliveryService/run()``, shut down when it ends.
+final class WebhookTransport: Sendable {
     enum Outcome: Sendable, Equatable {
         case answered(Int)
         case failed(String)
     }
 
     static let bodyLimit = 64 * 1024
-    private let client: HTTPClient
-    private let timeout: Duration
+    static let pinnedClients = 32
+
+    private struct Pinned {
+        var client: HTTPClient
+        var inUse = 0
+        var lastUsed = ContinuousClock.now
+    }
+
+    private let configuration: HTTPClient.Configuration
+    private let direct: HTTPClient
+    private let pinned = Mutex<[String: Pinned]>([:])
+    private let timeout: TimeAmount
 
     init(timeout: Duration) {
         let amount = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)
-        let configuration = HTTPClient.Configuration(
+        configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow, timeout: .init(connect: amount, read: amount), decompression: .disabled)
-        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        self.timeout = timeout
+        direct = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.timeout = amount
     }
 
-    func post(url: URL, headers: HTTPHeaders, body: Data) async -> Outcome {
-        var request = HTTPClientRequest(url: url.absoluteString)
+    func post(to target: WebhookTargetPolicy.Target, headers: HTTPHeaders, body: Data) async -> Outcome {
+        let (client, key) = lease(target)
+        defer { if let key { release(key) } }
+        var request = HTTPClientRequest(url: target.url.absoluteString)
         request.method = .POST
         request.headers = headers
         request.body = .bytes(ByteBuffer(bytes: body))
         do {
-            let response = try await client.execute(
-                request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+            let response = try await client.execute(request, timeout: timeout)
             let length = response.headers.first(name: "content-length").flatMap(Int.init)
             if let length, length <= Self.bodyLimit {
                 var read = 0
@@ -255,6 +273,35 @@ struct WebhookTransport: Sendable {
         } catch {
             return .failed(Self.describe(error))
         }
+    }
+
+    /// The client for `target`: the shared one for an IP literal (or when private targets are
+    /// allowed), else the one pinned to the checked address, made on first use.
+    private func lease(_ target: WebhookTargetPolicy.Target) -> (HTTPClient, String?) {
+        guard let address = target.address, let host = target.url.host else { return (direct, nil) }
+        let key = "\(host) \(address)"
+        var retired: [HTTPClient] = []
+        let client = pinned.withLock { clients -> HTTPClient in
+            if clients[key] == nil {
+                var configuration = self.configuration
+                configuration.dnsOverride = [host: address]
+                clients[key] = Pinned(client: HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration))
+                let idle = clients.filter { $0.value.inUse == 0 && $0.key != key }.sorted { $0.value.lastUsed < $1.value.lastUsed }
+                for (old, entry) in idle.prefix(max(0, clients.count - Self.pinnedClients)) {
+                    retired.append(entry.client)
+                    clients[old] = nil
+                }
+            }
+            clients[key]!.inUse += 1
+            clients[key]!.lastUsed = .now
+            return clients[key]!.client
+        }
+        for old in retired { Task { try? await old.shutdown() } }
+        return (client, key)
+    }
+
+    private func release(_ key: String) {
+        pinned.withLock { $0[key]?.inUse -= 1 }
     }
 
     /// A short text for the delivery log (no secrets: the request is ours, the URL the admin's).
@@ -272,6 +319,9 @@ struct WebhookTransport: Sendable {
     }
 
     func shutdown() async {
-        try? await client.shutdown()
+        try? await direct.shutdown()
+        for client in pinned.withLock({ clients in defer { clients = [:] }; return clients.values.map(\.client) }) {
+            try? await client.shutdown()
+        }
     }
 }

@@ -28,19 +28,52 @@ public struct WebhookTargetPolicy: Sendable {
         }
     }
 
+    /// A checked target: its URL, and the address that was checked when the host is a name.
+    public struct Target: Sendable {
+        public var url: URL
+        /// The host's address as checked (text), to connect to that one and no other: resolving
+        /// the name again could give another answer (DNS rebinding). Nil for an IP literal, and
+        /// when private targets are allowed.
+        public var address: String?
+    }
+
     /// Parses and checks `string`; the resolved addresses must all be public.
     public func check(_ string: String) throws(Refusal) -> URL {
+        try target(string).url
+    }
+
+    /// Parses and checks `string` as ``check(_:)`` does, and keeps the checked address.
+    public func target(_ string: String) throws(Refusal) -> Target {
         guard string.count <= 2048, let url = URL(string: string), let scheme = url.scheme?.lowercased(),
             ["http", "https"].contains(scheme), url.user == nil, url.password == nil
         else { throw .notHTTP }
         guard let host = url.host, !host.isEmpty else { throw .noHost }
-        if allowPrivate { return url }
-        let addresses = Self.resolve(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))
-        guard !addresses.isEmpty else { throw .unresolvable(host) }
+        if allowPrivate { return Target(url: url, address: nil) }
+        let name = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let addresses = Self.resolve(name)
+        guard let first = addresses.first else { throw .unresolvable(host) }
         if let bad = addresses.first(where: { !Self.isPublic($0) }) {
             throw .privateAddress(bad.map(String.init).joined(separator: bad.count == 4 ? "." : ":"))
         }
-        return url
+        return Target(url: url, address: Self.parse(name) == nil ? Self.text(first) : nil)
+    }
+
+    /// An address as text (inet_ntop: dotted IPv4, compressed IPv6).
+    static func text(_ address: [UInt8]) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let family = address.count == 4 ? AF_INET : AF_INET6
+        guard address.withUnsafeBytes({ inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }) != nil
+        else { return "" }
+        return String(cString: buffer)
+    }
+
+    /// `text` as an IPv4 or IPv6 literal, or nil when it is a name.
+    static func parse(_ text: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: v6) { Array($0) } }
+        return nil
     }
 
     /// The addresses `host` resolves to, as 4 or 16 bytes.
