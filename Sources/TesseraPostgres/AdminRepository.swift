@@ -82,4 +82,18 @@ extension PostgresConnection {
     public func deleteUser(id: UUID, logger: Logger) async throws {
         try await statement("DELETE FROM users WHERE id = \(id)", logger: logger)
     }
+
+    /// Locks a user's row until the transaction ends: no membership or token can be added for
+    /// them meanwhile (those inserts' foreign keys take a KEY SHARE lock on this row).
+    public func lockUser(id: UUID, logger: Logger) async throws {
+        try await statement("SELECT 1 FROM users WHERE id = \(id) FOR UPDATE", logger: logger)
+    }
+
+    /// Removes every membership of a user; returns the organizations they were in.
+    public func removeMemberships(userID: UUID, logger: Logger) async throws -> [UUID] {
+        var orgs: [UUID] = []
+        let rows = try await statement("DELETE FROM memberships WHERE user_id = \(userID) RETURNING org_id", logger: logger)
+        for try await org in rows.decode(UUID.self) { orgs.append(org) }
+        return orgs
+    }
 }

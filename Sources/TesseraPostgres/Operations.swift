@@ -108,11 +108,18 @@ extension TesseraStore {
         }
     }
 
-    /// Deletes a user after revoking their personal tokens everywhere (`owner_deleted`); their
-    /// memberships go with them, organization tokens they created stay.
+    /// Deletes a user after revoking their personal tokens everywhere (`owner_deleted`) and
+    /// removing them from each organization (`member.removed` in its audit trail, and so to its
+    /// webhooks, as if an admin had removed them); organization tokens they created stay.
     public func deleteUser(_ user: UserRecord, by actor: AuditActor) async throws {
         try await transaction { connection in
+            try await connection.lockUser(id: user.id, logger: logger)
             try await revokeEverywhere(connection, user, reason: "owner_deleted", by: actor)
+            for orgID in try await connection.removeMemberships(userID: user.id, logger: logger) {
+                try await connection.recordAudit(
+                    actor.event(orgID: orgID, action: "member.removed", target: user.username, details: ["reason": "user_deleted"]),
+                    logger: logger)
+            }
             try await connection.deleteUser(id: user.id, logger: logger)
             try await connection.recordAudit(
                 actor.event(orgID: nil, action: "user.deleted", target: user.username), logger: logger)

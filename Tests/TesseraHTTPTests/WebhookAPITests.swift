@@ -135,6 +135,33 @@ import TesseraPostgres
         }
     }
 
+    /// A platform admin deleting a user removes them from every organization: each org's
+    /// webhooks hear `member.removed` (and `token.revoked`, `owner_deleted`), as after an admin's
+    /// removal, and its audit trail says so.
+    @Test func deletingAUserTellsEachOrganization() async throws {
+        try await TestApp.run(configuration: Self.configuration) { app, client in
+            let root = app.root.token.plaintext
+            #expect(try await client.call(.post, "/orgs/acme/webhooks", token: root, json: Self.hook).status == .created)
+            try await app.addMember("bob")
+            #expect(try await client.call(.post, "/api-tokens/bob", token: root, json: #"{"name": "laptop"}"#).status == .created)
+            #expect(try await client.call(.delete, "/users/bob", token: root).status == .ok)
+
+            let events = try await app.store.withConnection { connection in
+                try await connection.query(
+                    "SELECT event, payload::text FROM webhook_deliveries ORDER BY created_at, event", logger: app.store.logger
+                ).collect().map { try $0.decode((String, String).self) }
+            }
+            #expect(events.map(\.0).sorted() == ["member.removed", "token.created", "token.revoked"])
+            let removed = try #require(events.first { $0.0 == "member.removed" })
+            let data = try #require(
+                (try JSONSerialization.jsonObject(with: Data(removed.1.utf8)) as? [String: Any])?["data"] as? [String: Any])
+            #expect(data["member"] as? String == "bob")
+            #expect(data["left"] as? Bool == false)
+            let audit = try await client.call(.get, "/orgs/acme/audit-events?action=member.removed", token: root)
+            #expect(audit.text.contains("user_deleted"), "\(audit.text)")
+        }
+    }
+
     /// GitHub's leak report: one answer for every input, only live tokens revoked (`leaked`),
     /// the org told, and a rate limit per address.
     @Test func leakReportsRevokeLiveTokensAndAnswerTheSameWhatever() async throws {
