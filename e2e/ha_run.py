@@ -987,10 +987,10 @@ def listener_sessions(cluster, replicas):
         if node in cluster.down:
             continue
         try:
-            # The listener's session last ran LISTEN or the fence position query.
+            # Listener sessions name themselves (application_name).
             evidence["listen_sessions"][node] = int(cluster.psql(
                 url, "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
-                     "(query ILIKE 'LISTEN%' OR query LIKE '%pg_current_wal_insert_lsn() - %')", timeout=5))
+                     "application_name = 'tessera-invalidation-listener'", timeout=5))
         except (RuntimeError, ValueError) as error:
             evidence["listen_sessions"][node] = str(error)[:120]
     for replica in replicas:

@@ -7,10 +7,13 @@ import Synchronization
 
 /// LISTENs on `tessera_invalidation` (notifications sent by the triggers of migration 0004 at
 /// commit) on a connection of its own and drops the cache entries each one covers. Reconnects by
-/// itself with backoff; on every (re)connect it forgets the whole cache, since notifications sent
-/// while it was away are lost. The cache TTL bounds staleness if one is lost some other way.
+/// itself with backoff; on every (re)connect it reads every cached answer again on that
+/// connection and drops those that changed (``TokenVerifier/confirmCache(on:logger:)``), since
+/// notifications sent while it was away are lost. The cache TTL bounds staleness if one is lost
+/// some other way.
 public final class InvalidationListener: Service, Sendable {
     public static let channel = "tessera_invalidation"
+    public static let applicationName = "tessera-invalidation-listener"
 
     private let configuration: PostgresConnection.Configuration
     private let verifier: TokenVerifier
@@ -21,6 +24,8 @@ public final class InvalidationListener: Service, Sendable {
         factory: TesseraMetrics.factory)
     private let received = TesseraMetrics.counter("tessera_invalidation_notifications_total")
     private let connected = TesseraMetrics.gauge("tessera_invalidation_listener_connected")
+    private let confirmed = TesseraMetrics.counter("tessera_cache_reconnect_entries_total", [("outcome", "kept")])
+    private let unconfirmed = TesseraMetrics.counter("tessera_cache_reconnect_entries_total", [("outcome", "dropped")])
 
     struct State {
         var connected = false
@@ -46,6 +51,9 @@ public final class InvalidationListener: Service, Sendable {
         configuration: PostgresConnection.Configuration, verifier: TokenVerifier, logger: Logger,
         heartbeatInterval: Duration = .seconds(10)
     ) {
+        var configuration = configuration
+        // Findable in pg_stat_activity (its last query is not always the LISTEN).
+        configuration.options.additionalStartupParameters.append(("application_name", Self.applicationName))
         self.configuration = configuration
         self.verifier = verifier
         self.logger = logger
@@ -84,8 +92,23 @@ public final class InvalidationListener: Service, Sendable {
             configuration: configuration, id: Int.random(in: 1..<Int.max), logger: logger)
         do {
             try await connection.listen(on: Self.channel) { notifications in
-                // Anything may have changed while no one listened.
-                verifier.invalidateAll()
+                // Anything may have changed while no one listened: every cached answer is read
+                // again here (a notification arriving meanwhile waits in the stream and is
+                // handled after), and the cache is whole-dropped only if that fails.
+                do {
+                    let (kept, dropped) = try await withTimeout(.seconds(10)) {
+                        try await self.verifier.confirmCache(on: connection, logger: self.logger)
+                    }
+                    confirmed.increment(by: Int64(kept))
+                    unconfirmed.increment(by: Int64(dropped))
+                    logger.debug("cache confirmed after (re)connecting", metadata: ["kept": "\(kept)", "dropped": "\(dropped)"])
+                } catch {
+                    verifier.invalidateAll()
+                    if connection.isClosed { throw error }
+                    logger.warning(
+                        "could not confirm the cache after (re)connecting; dropped it",
+                        metadata: ["error": "\(describeDatabaseFailure(error))"])
+                }
                 try await settleFences(on: connection)
                 setConnected(true)
                 logger.debug("invalidation listener connected")

@@ -275,6 +275,54 @@ public final class TokenVerifier: Sendable {
         catalogs.withLock { $0.removeAll() }
     }
 
+    /// Largest cache confirmed entry by entry when the listener (re)connects; a bigger one is
+    /// dropped whole, as re-reading it would take longer than answering its misses.
+    public static let confirmableEntries = 100_000
+
+    /// Called by the ``InvalidationListener`` when it (re)connects, LISTENing already, on its own
+    /// connection, before it declares itself connected: notifications sent while no one listened
+    /// are lost, so each cached answer is read again there and dropped if it changed (a revoked,
+    /// deactivated or new token, an owner who left, new scopes), the rest kept. Dropping the whole
+    /// cache instead would send every verification to the pool at the moment it may not reach the
+    /// database yet (the listener is first to reach a new leader after a failover) and fail live
+    /// tokens closed. Meanwhile the cache is deaf (hits are asked again). Returns (kept, dropped).
+    public func confirmCache(on connection: PostgresConnection, logger: Logger) async throws -> (kept: Int, dropped: Int) {
+        standby?.fence(nil)
+        catalogs.withLock { $0.removeAll() }
+        let now = store.clock.now()
+        let entries = cache.snapshot(now: now)
+        guard entries.count <= Self.confirmableEntries else {
+            cache.removeAll()
+            return (0, entries.count)
+        }
+        var fresh: [TokenHash: StoredTokenState] = [:]
+        var start = 0
+        while start < entries.count {
+            let chunk = entries[start..<min(start + 5_000, entries.count)].map(\.hash)
+            let statement = TokenStateStatement(hashes: chunk)
+            let query = PostgresQuery(unsafeSQL: TokenStateStatement.sql, binds: try statement.makeBindings())
+            for try await row in try await connection.query(query, logger: logger) {
+                if let (hash, state) = try statement.decodeRow(row) { fresh[hash] = state }
+            }
+            start += chunk.count
+        }
+        var catalogs: [UUID: ScopeCatalog] = [:]
+        for orgID in Set(fresh.values.map(\.token.orgID)) {
+            catalogs[orgID] = ScopeCatalog(try await connection.scopeCatalog(orgID: orgID, logger: logger))
+        }
+        let changed = entries.filter { entry in
+            let current: CachedLookup =
+                if let state = fresh[entry.hash], let catalog = catalogs[state.token.orgID] {
+                    .token(state, effectiveScopes: EffectiveScopes(catalog.effectiveScopes(of: state.token)))
+                } else {
+                    .unknown
+                }
+            return !entry.lookup.answersAlike(current)
+        }.map(\.hash)
+        cache.remove(changed)
+        return (entries.count - changed.count, changed.count)
+    }
+
     private func catalog(for orgID: UUID, now: Date) async throws -> ScopeCatalog {
         if let cached = catalogs.withLock({ $0[orgID] }), cached.expires > now { return cached.catalog }
         let generation = cache.generation

@@ -32,6 +32,23 @@ public enum CachedLookup: Sendable {
     case unknown
 }
 
+extension CachedLookup {
+    /// Both would answer a verification the same way: the same token facts, status, owner
+    /// standing, overlap and effective scopes (the last use, which only this process's hits
+    /// move forward, is left out).
+    func answersAlike(_ other: CachedLookup) -> Bool {
+        switch (self, other) {
+        case (.unknown, .unknown):
+            return true
+        case (.token(let a, let aScopes), .token(let b, let bScopes)):
+            return a.token == b.token && a.status == b.status && a.ownerIsActiveMember == b.ownerIsActiveMember
+                && a.idleTimeoutDays == b.idleTimeoutDays && a.graceUntil == b.graceUntil && aScopes == bScopes
+        default:
+            return false
+        }
+    }
+}
+
 /// A token's effective scopes, with the strings the hot path answers with made once per lookup
 /// (not per request): the space-separated list and the token id.
 public struct EffectiveScopes: Sendable, Equatable, ExpressibleByArrayLiteral {
@@ -180,6 +197,23 @@ public final class VerificationCache: Sendable {
     }
 
     public var count: Int { state.withLock { $0.entries.count } }
+
+    /// Every live entry, to be confirmed against the database (``TokenVerifier/confirmCache(on:)``).
+    func snapshot(now: Date) -> [(hash: TokenHash, lookup: CachedLookup)] {
+        state.withLock { state in state.entries.compactMap { $0.value.expires > now ? ($0.key, $0.value.lookup) : nil } }
+    }
+
+    /// Drops these entries (their answers changed while no one listened); like ``invalidate(_:)``,
+    /// a lookup already running when this happens is not stored.
+    func remove(_ hashes: [TokenHash]) {
+        let count = state.withLock { state -> Int in
+            for hash in hashes { Self.remove(hash, from: &state) }
+            state.generation &+= 1
+            return state.entries.count
+        }
+        if !hashes.isEmpty { invalidations.increment(by: hashes.count) }
+        size.record(count)
+    }
 
     private static func remove(_ hash: TokenHash, from state: inout State) {
         guard case .token(let stored, _) = state.entries.removeValue(forKey: hash)?.lookup else { return }

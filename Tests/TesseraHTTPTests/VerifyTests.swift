@@ -151,7 +151,7 @@ extension Reply {
             let id = try #require(UUID(uuidString: idText))
             #expect(try await client.verify(secret).status == .ok)  // cached now
             try await app.store.client.query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'")
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = \(InvalidationListener.applicationName)")
             try await Task.sleep(for: .milliseconds(300))
             try await app.store.client.query("UPDATE tokens SET status = 'inactive' WHERE id = \(id)")
             // Pushed by the reconnected listener (or dropped by its reconnect), never left for the TTL.
