@@ -629,12 +629,23 @@ def step_remove_member(page, api, root):
           f"API: token B is revoked ({status}, {(info or {}).get('status')}, {(info or {}).get('revokedReason')})")
 
 
+# A long URL with nothing to break at: it must wrap, not widen the page or the table.
+HOOK_URL = "http://127.0.0.1:9/hook/" + "x" * 150
+
+
+def fits_sideways(page):
+    """Neither the page nor any table scrolls sideways."""
+    return page.driver.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth && "
+        "[...document.querySelectorAll('.table-wrap')].every(e => e.scrollWidth <= e.clientWidth + 1)")
+
+
 def step_webhooks(page):
     page.step = "webhooks"
     log("-- webhooks: add one (the secret shown once), its delivery log")
     page.click(page.link("Webhooks"))
     check(page.h1() == "Webhooks", f"Webhooks opens from the nav ({page.path()})")
-    page.field("URL").send_keys("http://127.0.0.1:9/hook")
+    page.field("URL").send_keys(HOOK_URL)
     page.field("Description").send_keys("<b>alerts</b>")
     page.field("token.expiring").click()  # a checkbox: no new page
     page.field("token.leaked").click()
@@ -651,11 +662,13 @@ def step_webhooks(page):
     check("<b>alerts</b>" not in source and "&lt;b&gt;alerts&lt;/b&gt;" in source, "the description is escaped")
     check("token.expiring, token.leaked" in source, "the chosen events are listed")
     inspect(page, "14b-webhooks")
-    page.click(page.link("http://127.0.0.1:9/hook"))
+    check(fits_sideways(page), "a 174-character URL wraps in the webhooks table (no sideways scroll)")
+    page.click(page.link(HOOK_URL))
     check(page.h1() == "Deliveries", f"a webhook's delivery log opens ({page.path()})")
     inspect(page, "14c-webhook-deliveries")
+    check(fits_sideways(page), "and on its delivery log")
     page.click(page.link("All webhooks"))
-    page.click(page.button("Pause http://127.0.0.1:9/hook"))
+    page.click(page.button(f"Pause {HOOK_URL}"))
     check("paused" in page.flash(), f"pausing shows a message ({page.flash()!r})")
 
 
