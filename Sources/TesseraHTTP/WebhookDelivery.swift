@@ -10,7 +10,6 @@ import Synchronization
 import TesseraCore
 import TesseraPostgres
 
-
 /// `TESSERA_WEBHOOKS_*` settings of the delivery service.
 public struct WebhookSettings: Sendable {
     /// `TESSERA_WEBHOOKS` (on|off): this replica delivers webhooks and sweeps expiry notices.
