@@ -46,11 +46,24 @@ import Testing
 
     static let headers = HTTPHeaders([("Content-Type", "application/json")])
 
+    /// Runs `body`, then shuts the transports down whatever happened (an HTTPClient left running
+    /// traps in its deinit in debug builds, which would end the whole test run).
+    static func shuttingDown(_ transports: [WebhookTransport], _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch {
+            for transport in transports { await transport.shutdown() }
+            throw error
+        }
+        for transport in transports { await transport.shutdown() }
+    }
+
     @Test func aNameIsReachedAtTheCheckedAddress() async throws {
         let seen = Seen()
-        // (short: the unpinned attempt below waits it out, AsyncHTTPClient retrying the lookup)
-        let transport = WebhookTransport(timeout: .seconds(2))
-        try await Self.receiver(seen).test(.live) { client in
+        let transport = WebhookTransport(timeout: .seconds(30))
+        // Short: the unpinned attempt below waits it out, AsyncHTTPClient retrying the lookup.
+        let impatient = WebhookTransport(timeout: .seconds(2))
+        try await Self.shuttingDown([transport, impatient]) { try await Self.receiver(seen).test(.live) { client in
             let port = try #require(client.port)
             // `.invalid` never resolves (RFC 6761): the request can only arrive through the pin.
             let target = WebhookTargetPolicy.Target(
@@ -62,18 +75,17 @@ import Testing
             #expect(seen.hosts == ["hook.invalid:\(port)", "hook.invalid:\(port)"])
 
             let unpinned = WebhookTargetPolicy.Target(url: URL(string: "http://hook.invalid:\(port)/hook")!, address: nil)
-            guard case .failed = await transport.post(to: unpinned, headers: Self.headers, body: Data("{}".utf8)) else {
+            guard case .failed = await impatient.post(to: unpinned, headers: Self.headers, body: Data("{}".utf8)) else {
                 Issue.record("an unpinned .invalid name must not resolve")
                 return
             }
-        }
-        await transport.shutdown()
+        } }
     }
 
     @Test func redirectsAreNotFollowedAndLongBodiesNotRead() async throws {
         let seen = Seen()
-        let transport = WebhookTransport(timeout: .seconds(10))
-        try await Self.receiver(seen).test(.live) { client in
+        let transport = WebhookTransport(timeout: .seconds(30))
+        try await Self.shuttingDown([transport]) { try await Self.receiver(seen).test(.live) { client in
             let port = try #require(client.port)
             let moved = WebhookTargetPolicy.Target(url: URL(string: "http://127.0.0.1:\(port)/moved")!, address: nil)
             #expect(await transport.post(to: moved, headers: Self.headers, body: Data("{}".utf8)) == .answered(307))
@@ -81,8 +93,7 @@ import Testing
 
             let chatty = WebhookTargetPolicy.Target(url: URL(string: "http://127.0.0.1:\(port)/chatty")!, address: nil)
             #expect(await transport.post(to: chatty, headers: Self.headers, body: Data("{}".utf8)) == .answered(200))
-        }
-        await transport.shutdown()
+        } }
     }
 
     @Test func theCheckKeepsTheAddressOfANameOnly() throws {
