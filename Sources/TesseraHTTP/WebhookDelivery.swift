@@ -243,7 +243,7 @@ final class WebhookTransport: Sendable {
     private let timeout: TimeAmount
 
     init(timeout: Duration) {
-        let amount = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)
+        let amount = TimeAmount(timeout)
         configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow, timeout: .init(connect: amount, read: amount), decompression: .disabled)
         direct = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)

@@ -170,20 +170,13 @@ public final class VerificationCache: Sendable {
     /// Drops every entry `target` covers; returns how many.
     @discardableResult
     public func invalidate(_ target: Target) -> Int {
-        let (dropped, count) = state.withLock { state -> (Int, Int) in
-            let doomed: [TokenHash]
+        drop { state in
             switch target {
-            case .token(let id): doomed = state.byTokenID[id].map { [$0] } ?? []
-            case .user(let id): doomed = Array(state.byOwner[id] ?? [])
-            case .organization(let id): doomed = Array(state.byOrg[id] ?? [])
+            case .token(let id): state.byTokenID[id].map { [$0] } ?? []
+            case .user(let id): Array(state.byOwner[id] ?? [])
+            case .organization(let id): Array(state.byOrg[id] ?? [])
             }
-            for hash in doomed { Self.remove(hash, from: &state) }
-            state.generation &+= 1
-            return (doomed.count, state.entries.count)
         }
-        if dropped > 0 { invalidations.increment(by: dropped) }
-        size.record(count)
-        return dropped
     }
 
     /// Forgets everything (the listener reconnected and may have missed notifications).
@@ -206,13 +199,22 @@ public final class VerificationCache: Sendable {
     /// Drops these entries (their answers changed while no one listened); like ``invalidate(_:)``,
     /// a lookup already running when this happens is not stored.
     func remove(_ hashes: [TokenHash]) {
-        let count = state.withLock { state -> Int in
+        drop { _ in hashes }
+    }
+
+    /// Drops the entries `doomed` picks, under the same lock, and moves the generation on (a
+    /// lookup already running is not stored); returns how many were picked.
+    @discardableResult
+    private func drop(_ doomed: (State) -> [TokenHash]) -> Int {
+        let (dropped, count) = state.withLock { state -> (Int, Int) in
+            let hashes = doomed(state)
             for hash in hashes { Self.remove(hash, from: &state) }
             state.generation &+= 1
-            return state.entries.count
+            return (hashes.count, state.entries.count)
         }
-        if !hashes.isEmpty { invalidations.increment(by: hashes.count) }
+        if dropped > 0 { invalidations.increment(by: dropped) }
         size.record(count)
+        return dropped
     }
 
     private static func remove(_ hash: TokenHash, from state: inout State) {
