@@ -53,7 +53,7 @@ public struct WebhookTargetPolicy: Sendable {
         let addresses = Self.resolve(name)
         guard let first = addresses.first else { throw .unresolvable(host) }
         if let bad = addresses.first(where: { !Self.isPublic($0) }) {
-            throw .privateAddress(bad.map(String.init).joined(separator: bad.count == 4 ? "." : ":"))
+            throw .privateAddress(Self.text(bad))
         }
         return Target(url: url, address: Self.parse(name) == nil ? Self.text(first) : nil)
     }
