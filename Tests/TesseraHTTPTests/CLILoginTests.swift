@@ -15,8 +15,10 @@ import TesseraCore
             #expect(code.range(of: #"^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$"#, options: .regularExpression) != nil)
             // Not approved yet: 404, which the client reads as "not yet".
             #expect(try await client.call(.get, "/api/v1/auth/token?code=\(code)").status == .notFound)
-            // A poll right after another (made "now" in the database: no timing in this test) is refused.
-            try await app.store.client.query("UPDATE cli_login_codes SET last_poll_at = now()")
+            // A poll right after another is refused. The last poll is set an hour ahead, so the
+            // next request falls within the 500 ms however long it takes to arrive (a loaded
+            // full run once took over 500 ms between an UPDATE to now() and that request).
+            try await app.store.client.query("UPDATE cli_login_codes SET last_poll_at = now() + interval '1 hour'")
             #expect(try await client.call(.get, "/api/v1/auth/token?code=\(code)").status == .tooManyRequests, "polled twice at once")
 
             // The page the client opens leads into the console, through sign-in, and back.
