@@ -1,16 +1,19 @@
 # Tessera: `make run` serves on 127.0.0.1:8080 with a private PostgreSQL; `make test` runs the suite.
 SWIFT ?= swift
-BIN := $(CURDIR)/.build/debug/tessera
+# The build folder; `make test-clone` points a fresh clone at this checkout's, so only Tessera's
+# own modules compile again there.
+SCRATCH ?= $(CURDIR)/.build
+BIN := $(SCRATCH)/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test e2e browser bentoml ha reliability webhooks bench soak scale build release postgres format clean-data
+.PHONY: run test test-clone e2e browser bentoml ha reliability webhooks bench soak scale build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
 
 build:
-	$(SWIFT) build --product tessera
+	$(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 
 # The deployable binary (.build/release/tessera); docker/Dockerfile runs the same build. Static
 # Foundation links libcurl: needs libcurl4-openssl-dev (in the official Swift images).
@@ -31,13 +34,19 @@ run: postgres $(if $(TESSERA_BIN),,build)
 
 # One build (library, binary and tests), then the whole suite against its own PostgreSQL.
 test: postgres
-	$(SWIFT) build --build-tests
-	TESSERA_BIN=$(BIN) $(SWIFT) test --skip-build
+	$(SWIFT) build --build-tests --scratch-path $(SCRATCH)
+	TESSERA_BIN=$(BIN) $(SWIFT) test --skip-build --scratch-path $(SCRATCH)
+
+# A newcomer's first step: HEAD cloned into a new `mktemp -d` folder (mode 0700, which the
+# postgres user cannot enter when we are root), then `make test` there, reusing this checkout's
+# build folder for the dependencies.
+test-clone: postgres
+	scripts/clone-test
 
 # End to end with real parts on the binary `make test` built: nginx auth_request in front of an
 # upstream, two replicas on one database (revocation propagation), a database outage.
 e2e: postgres
-	@test -x $(BIN) || $(SWIFT) build --product tessera
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	TESSERA_BIN=$(BIN) python3 e2e/first_run.py
 	TESSERA_BIN=$(BIN) python3 e2e/run.py
 
@@ -46,7 +55,7 @@ e2e: postgres
 # `make test` built: sign in with a token and with SSO, every token action, members, policy, audit,
 # escaping, axe-core on every page. Screenshots and results in e2e/browser-results/. About 1 minute.
 browser: postgres
-	@test -x $(BIN) || $(SWIFT) build --product tessera
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	scripts/browser-deps
 	TESSERA_BIN=$(BIN) timeout 600 python3 e2e/browser.py
 
@@ -54,7 +63,7 @@ browser: postgres
 # `tessera serve` on the binary `make test` built: login, api-token list/create/get/delete, env
 # configuration, a revoked token, the Python SDK. About a minute (plus the install once).
 bentoml: postgres
-	@test -x $(BIN) || $(SWIFT) build --product tessera
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	TESSERA_BIN=$(BIN) timeout 1200 python3 e2e/bentoml_client.py
 
 # High availability (issue #15) on the binary `make test` built: etcd, three Patroni-managed
@@ -65,7 +74,7 @@ bentoml: postgres
 # Results in e2e/ha-results.json. About 3-5 minutes. Not in .ci/run yet: a management request
 # can still go unanswered for 30 s during a switchover (issue #15).
 ha: postgres
-	@test -x $(BIN) || $(SWIFT) build --product tessera
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	TESSERA_BIN=$(BIN) timeout 900 python3 e2e/ha_run.py
 
 # The verification hot path against baselines of the same run (release build, dynamic stdlib, private PostgreSQL,
@@ -92,7 +101,7 @@ soak: postgres
 # .venv-reliability), database outage under load, kill -9 mid-burst, secrets in logs, timing,
 # 60 s of held load. About 5 minutes.
 reliability: postgres
-	@test -x $(BIN) || $(SWIFT) build --product tessera
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	TESSERA_BIN=$(BIN) python3 reliability/run.py
 
 # Webhooks and leak response (issue #16) on the binary `make test` built: a real receiver process
@@ -101,7 +110,7 @@ reliability: postgres
 # replicas sweeping expiry (each warning once), POST /credentials/revoke (same answer, only live
 # tokens revoked, rate limit), redelivery. Results in e2e/webhooks-results.json. About 1-2 minutes.
 webhooks: postgres
-	@test -x $(BIN) || $(SWIFT) build --product tessera
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	TESSERA_BIN=$(BIN) python3 e2e/webhooks_run.py
 
 format:

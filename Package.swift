@@ -32,6 +32,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto")
             ]
         ),
+        // The HTTP API's contract: the OpenAPI document (Resources/openapi.json, compiled in).
+        .target(
+            name: "TesseraAPI",
+            resources: [.embedInCode("Resources/openapi.json")]
+        ),
         // PostgresNIO repositories, migrations, the local PostgreSQL used by `make run` and tests.
         .target(
             name: "TesseraPostgres",
@@ -52,6 +57,7 @@ let package = Package(
         .target(
             name: "TesseraHTTP",
             dependencies: [
+                "TesseraAPI",
                 "TesseraCore",
                 "TesseraPostgres",
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import TesseraAPI
 import PostgresNIO
 import ServiceLifecycle
 import TesseraCore
@@ -138,8 +139,9 @@ func buildRouter(
     webhookTargets: WebhookTargetPolicy, reportLimiter: RateLimiter
 ) -> Router<TesseraRequestContext> {
     let router = Router(context: TesseraRequestContext.self)
+    let routes = RouteMethods()
     router.add(middleware: MetricsMiddleware())
-    router.add(middleware: ProblemMiddleware())
+    router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: URISanityMiddleware())
     HomeController(console: console != nil).addRoutes(to: router)
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
@@ -148,7 +150,7 @@ func buildRouter(
         router.get(RouterPath(path)) { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+                body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
         }
     }
     VerifyController(verifier: verifier, lastUsed: lastUsed).addRoutes(to: router)
@@ -178,6 +180,7 @@ func buildRouter(
     BentoCloudController(store: store, resolver: resolver).addRoutes(to: api("api/v1"))
     CLILoginController(store: store).addRoutes(to: router)
     console?.addRoutes(to: router)
+    routes.load(from: router)
     return router
 }
 

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
+import TesseraAPI
 
 /// `GET /` and `GET /docs`: what someone who opens the server's address finds. A browser
 /// (`Accept` naming `text/html`) gets a small page saying what this is, with links to the API
@@ -99,7 +100,7 @@ struct HomeController {
 
     /// The operations of the OpenAPI document, grouped by tag, as one HTML page.
     static let reference: String = {
-        let document = (try? JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json.utf8))) as? [String: Any] ?? [:]
+        let document = OpenAPIDocument.object
         let paths = document["paths"] as? [String: [String: [String: Any]]] ?? [:]
         let methods = ["get", "post", "put", "patch", "delete"]
         var groups: [String: [String]] = [:]

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Synchronization
 import TesseraCore
 import TesseraPostgres
 
@@ -61,6 +62,8 @@ public struct Problem: Error, HTTPResponseError, Sendable {
 /// Turns every error into a problem+json response: ``Problem`` as is, Hummingbird's `HTTPError`
 /// with its status, anything else as a logged 500 whose body says nothing internal.
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: RouteMethods
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
@@ -69,8 +72,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let problem as Problem {
             return try problem.response(from: request, context: context)
         } catch let error as HTTPError where error.status == .notFound {
-            // A documented path with another method: 405 and Allow (RFC 9110), not 404.
-            if let allowed = DocumentedRoutes.methods(for: request.uri.path) {
+            // A routed path with another method: 405 and Allow (RFC 9110), not 404.
+            if let allowed = routes.methods(for: request.uri.path) {
                 return try Problem(
                     .methodNotAllowed, "Method \(request.method) is not allowed here; use \(allowed.joined(separator: ", "))",
                     headers: [.allow: allowed.joined(separator: ", ")]
@@ -96,25 +99,32 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// The paths and methods of the OpenAPI document, to tell "no such path" (404) from "not with
-/// this method" (405).
-enum DocumentedRoutes {
-    static let table: [(segments: [String?], methods: Set<String>)] = {
-        guard let document = try? JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json.utf8)) as? [String: Any],
-            let paths = document["paths"] as? [String: [String: Any]]
-        else { return [] }
-        return paths.map { path, operations in
-            let segments: [String?] = path.split(separator: "/").map { $0.hasPrefix("{") ? nil : String($0) }
-            return (segments, Set(operations.keys.map { $0.uppercased() }))
-        }
-    }()
+/// The methods each routed path answers, read from the router once every route is added, to
+/// tell "no such path" (404) from "not with this method" (405 and `Allow`). The console's pages
+/// are left out: they answer a wrong method with their own not-found page.
+final class RouteMethods: Sendable {
+    private let table = Mutex<[(segments: [String?], methods: Set<String>)]>([])
 
-    /// The methods of the most specific documented path matching `path` (literal segments win
-    /// over parameters, as in the router), or nil when no documented path matches.
-    static func methods(for path: String) -> [String]? {
+    /// Takes the routes of `router` (captures and wildcards match any segment).
+    func load<Context>(from router: Router<Context>) {
+        var methods: [String: (segments: [String?], methods: Set<String>)] = [:]
+        for route in router.routes {
+            let elements = route.path.components.map(\.description)
+            guard elements.first != "console" else { continue }
+            let segments: [String?] = elements.map { $0.hasPrefix("{") || $0.hasPrefix("*") ? nil : $0 }
+            methods[route.path.description, default: (segments, [])].methods.insert(route.method.rawValue)
+        }
+        table.withLock { $0 = Array(methods.values) }
+    }
+
+    /// The methods of the most specific routed path matching `path` (literal segments win over
+    /// parameters, as in the router), or nil when no routed path matches.
+    func methods(for path: String) -> [String]? {
         let parts = path.split(separator: "/").map(String.init)
-        let matches = table.filter { route in
-            route.segments.count == parts.count && zip(route.segments, parts).allSatisfy { $0 == nil || $0 == $1 }
+        let matches = table.withLock { table in
+            table.filter { route in
+                route.segments.count == parts.count && zip(route.segments, parts).allSatisfy { $0 == nil || $0 == $1 }
+            }
         }
         guard let best = matches.map({ $0.segments.compactMap { $0 }.count }).max() else { return nil }
         let methods = matches.filter { $0.segments.compactMap { $0 }.count == best }.reduce(into: Set<String>()) {

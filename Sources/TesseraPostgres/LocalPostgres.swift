@@ -111,7 +111,9 @@ public struct LocalPostgres: Sendable {
         let executable = binDirectory + "/" + tool
         let outcome =
             getuid() == 0
-            ? try Subprocess.run("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments)
+            // From `/`: a working directory the postgres user cannot enter (a checkout in a 0700
+            // folder) would add "could not change directory" to every tool's output.
+            ? try Subprocess.run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env", "-C", "/", executable] + arguments)
             : try Subprocess.run(executable, arguments)
         guard outcome.status == 0 else {
             let output = outcome.stdout + "\n" + outcome.stderr
@@ -213,6 +215,7 @@ extension LocalPostgres {
     public func stopWhenProcessExits(_ pid: Int32 = getpid(), removeData: Bool) throws {
         let pgCtl = (getuid() == 0 ? "/usr/sbin/runuser -u postgres -- " : "") + "'\(binDirectory)/pg_ctl'"
         let script = """
+            cd /
             while kill -0 \(pid) 2>/dev/null; do sleep 0.5; done
             \(pgCtl) -D '\(dataDirectory)' -m immediate -w stop >/dev/null 2>&1
             \(removeData ? "rm -rf '\(dataDirectory)' '\(failureLog)'" : "")
