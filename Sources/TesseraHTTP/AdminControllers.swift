@@ -44,7 +44,7 @@ struct MemberInfo: ResponseEncodable {
         username = member.username
         role = member.role.rawValue
         groups = member.groups
-        status = member.userStatus
+        status = member.userStatus.rawValue
         createdDate = Int64(member.createdAt.timeIntervalSince1970)
     }
 }
@@ -57,7 +57,7 @@ struct UserInfo: ResponseEncodable {
 
     init(_ user: UserRecord) {
         username = user.username
-        status = user.status
+        status = user.status.rawValue
         platformAdmin = user.platformAdmin
         createdDate = Int64(user.createdAt.timeIntervalSince1970)
     }
@@ -131,9 +131,7 @@ struct OrganizationController {
             throw Problem.invalidField("slug", "must match [a-z0-9][a-z0-9-]{1,62}")
         }
         let displayName = body.displayName ?? body.slug
-        guard (1...200).contains(displayName.count), Validation.isPlainText(displayName) else {
-            throw Problem.invalidField("displayName", "must be 1 to 200 characters, without control characters")
-        }
+        try Limits.checkName(displayName, field: "displayName")
         do {
             let created = try await store.createOrganization(slug: body.slug, displayName: displayName, by: actor.auditActor(context))
             return EditedResponse(
@@ -207,7 +205,7 @@ struct OrganizationController {
                 for scope in patch.defaultScopes ?? [] where catalog.entries[scope] == nil {
                     throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
                 }
-                try await connection.recordAudit(actor.event(orgID: org.id, action: "org.policy_updated"), logger: logger)
+                try await connection.recordAudit(actor.event(orgID: org.id, action: .orgPolicyUpdated), logger: logger)
             }
         } catch let error as PSQLError where error.isCheckViolation {
             let reason =
@@ -222,7 +220,7 @@ struct OrganizationController {
         try await store.transaction { connection in
             _ = try await connection.deleteOrganization(id: org.id, logger: context.logger)
             try await connection.recordAudit(
-                caller.auditEvent(context, action: "org.deleted", details: ["slug": org.slug]), logger: context.logger)
+                caller.auditEvent(context, action: .orgDeleted, details: ["slug": org.slug]), logger: context.logger)
         }
         return Message(message: "Organization deleted successfully")
     }
@@ -248,10 +246,7 @@ struct OrganizationController {
         let username = try context.parameters.require("username")
         guard Validation.isValidUsername(username) else { throw Problem(.badRequest, "Username \(username) is invalid") }
         let body = try await request.decodeJSON(MemberRequest.self, context: context)
-        let groups = body.groups ?? []
-        guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) && Validation.isPlainText($0) }) else {
-            throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
-        }
+        try Limits.checkGroups(body.groups ?? [])
         let (member, _) = try await store.putMember(
             orgID: org.id, username: username, role: body.role, groups: body.groups, by: caller.auditActor(context))
         return MemberInfo(member)
@@ -297,14 +292,12 @@ struct OrganizationController {
     }
 
     static func validate(_ patch: OrganizationPatch) throws {
-        if let name = patch.displayName, !(1...200).contains(name.count) || !Validation.isPlainText(name) {
-            throw Problem.invalidField("displayName", "must be 1 to 200 characters, without control characters")
-        }
-        if let group = patch.apiGroup ?? nil, !(1...200).contains(group.count) || !Validation.isPlainText(group) {
-            throw Problem.invalidField("apiGroup", "must be 1 to 200 characters, without control characters")
-        }
-        for scope in patch.scopes ?? [] where scope.description.count > 1000 || !Validation.isPlainText(scope.description, multiline: true) {
-            throw Problem.invalidField("scopes", "description of \(scope.name) must be at most 1000 characters, without control characters")
+        if let name = patch.displayName { try Limits.checkName(name, field: "displayName") }
+        if let group = patch.apiGroup ?? nil { try Limits.checkName(group, field: "apiGroup") }
+        for scope in patch.scopes ?? [] {
+            do { try Limits.checkDescription(scope.description) } catch {
+                throw Problem.invalidField("scopes", "description of \(scope.name) must be at most 1000 characters, without control characters")
+            }
         }
         for (field, value) in [("defaultTokenLifetimeDays", patch.defaultTokenLifetimeDays), ("maxTokenLifetimeDays", patch.maxTokenLifetimeDays ?? nil), ("idleTimeoutDays", patch.idleTimeoutDays ?? nil)] {
             if let value, !(1...36500).contains(value) { throw Problem.invalidField(field, "must be between 1 and 36500") }
@@ -345,7 +338,7 @@ struct UserController {
             if try await connection.user(username: body.username, logger: context.logger) != nil { return nil }
             _ = try await connection.upsertUser(username: body.username, platformAdmin: body.platformAdmin ?? false, logger: context.logger)
             try await connection.recordAudit(
-                AuditEvent(orgID: nil, actorUsername: actor.username, actorKind: actor.kind, action: "user.created",
+                AuditEvent(orgID: nil, actorUsername: actor.username, actorKind: actor.kind, action: .userCreated,
                            targetUsername: body.username, sourceIP: context.remoteAddress),
                 logger: context.logger)
             return try await connection.user(username: body.username, logger: context.logger)
@@ -362,15 +355,16 @@ struct UserController {
     @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> UserInfo {
         let actor = try await resolver.platformAdmin(request, context: context)
         let body = try await request.decodeJSON(MergePatch.self, context: context)
-        let status: String?
+        let statusText: String?
         let platformAdmin: Bool?
         do {
-            status = try body.value("status")
+            statusText = try body.value("status")
             platformAdmin = try body.value("platformAdmin")
         } catch let error as DecodingError {
             throw Problem.unprocessable(error)
         }
-        if let status, !["active", "disabled"].contains(status) {
+        let status = statusText.flatMap(UserStatus.init(rawValue:))
+        if statusText != nil && status == nil {
             throw Problem.invalidField("status", "must be active or disabled")
         }
         let target = try await user(context)
@@ -416,7 +410,7 @@ extension CallerResolver {
             return PlatformActor(username: token.username, kind: .token)
         case .jwt(let username):
             let user = try await store.withConnection { try await $0.user(username: username, logger: context.logger) }
-            guard let user, user.status == "active", user.platformAdmin else {
+            guard let user, user.status == .active, user.platformAdmin else {
                 throw Problem(.forbidden, "Only platform admins can do this")
             }
             return PlatformActor(username: username, kind: .jwt)

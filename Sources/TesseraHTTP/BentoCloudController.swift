@@ -156,7 +156,7 @@ struct BentoCloudController {
         var query = TokenQuery(limit: min(start + count, 100_000))
         query.liveOnly = true
         if let search = parameters.get("search")?.replacingOccurrences(of: "+", with: " "), !search.isEmpty {
-            guard search.count <= 200 else { throw Problem(.badRequest, "search must be at most 200 characters") }
+            guard search.count <= Limits.searchLength else { throw Problem(.badRequest, "search must be at most 200 characters") }
             query.search = search
         }
         let admin = caller.isAdmin(catalog: .builtIn)

@@ -74,7 +74,7 @@ enum CLILogin {
                 """, logger: store.logger)
             for try await client in rows.decode(String.self) {
                 try await connection.recordAudit(
-                    actor.event(orgID: org.id, action: "cli_login.approved", details: ["client": client, "name": tokenName]),
+                    actor.event(orgID: org.id, action: .cliLoginApproved, details: ["client": client, "name": tokenName]),
                     logger: store.logger)
                 return true
             }
@@ -179,7 +179,7 @@ struct CLILoginController {
         let resolved = try await store.withConnection { connection -> (Caller, OrganizationRecord)? in
             guard let org = try await connection.organization(id: orgID, logger: logger),
                 let membership = try await connection.membership(orgID: orgID, userID: userID, logger: logger),
-                let user = try await connection.user(username: membership.username, logger: logger), user.status == "active"
+                let user = try await connection.user(username: membership.username, logger: logger), user.status == .active
             else { return nil }
             let caller = Caller(
                 credential: .jwt, userID: userID, username: user.username, platformAdmin: user.platformAdmin, orgID: org.id,

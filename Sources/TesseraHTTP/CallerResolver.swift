@@ -37,7 +37,7 @@ struct CallerResolver: Sendable {
                 return (Self.caller(token: token, org: org, role: membership?.role, groups: membership?.groups ?? []), org)
 
             case .jwt(let username):
-                guard let user = try await connection.user(username: username, logger: logger), user.status == "active"
+                guard let user = try await connection.user(username: username, logger: logger), user.status == .active
                 else { throw Problem.invalidToken(.ownerInactive) }
                 let requested = pathSlug ?? request.headers[.tesseraOrg]
                 let org: OrganizationRecord
@@ -82,7 +82,7 @@ extension Caller {
     }
 
     func auditEvent(
-        _ context: TesseraRequestContext, action: String, token: UUID? = nil, target: String? = nil,
+        _ context: TesseraRequestContext, action: AuditAction, token: UUID? = nil, target: String? = nil,
         details: [String: String] = [:]
     ) -> AuditEvent {
         auditActor(context).event(orgID: orgID, action: action, token: token, target: target, details: details)

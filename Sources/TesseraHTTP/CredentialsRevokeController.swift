@@ -78,7 +78,7 @@ extension PostgresConnection {
         for try await row in rows.decode((UUID, UUID, String).self) { revoked.append(row) }
         for (id, org, username) in revoked {
             try await recordAudit(
-                actor.event(orgID: org, action: "token.revoked", token: id, target: username, details: ["reason": "leaked"]),
+                actor.event(orgID: org, action: .tokenRevoked, token: id, target: username, details: ["reason": "leaked"]),
                 logger: logger)
         }
         return revoked.map(\.0)

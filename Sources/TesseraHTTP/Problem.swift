@@ -59,6 +59,30 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     }
 }
 
+extension Problem {
+    /// The one mapping of a domain refusal to its problem (status and text).
+    public init(_ error: DomainError) {
+        switch error {
+        case .invalidField(let field, let reason): self = .invalidField(field, reason)
+        case .invalid(let message): self.init(.badRequest, message)
+        case .forbidden(let message): self.init(.forbidden, message)
+        case .notAnAdmin(let message): self.init(.unauthorized, message)
+        case .notFound(let message): self.init(.notFound, message)
+        case .conflict(let message): self.init(.conflict, message)
+        }
+    }
+
+    /// `error` as the problem it stands for when it is a refusal (a ``Problem`` or a
+    /// ``DomainError``), else nil.
+    public static func refusal(_ error: any Error) -> Problem? {
+        switch error {
+        case let problem as Problem: problem
+        case let domain as DomainError: Problem(domain)
+        default: nil
+        }
+    }
+}
+
 /// Turns every error into a problem+json response: ``Problem`` as is, Hummingbird's `HTTPError`
 /// with its status, anything else as a logged 500 whose body says nothing internal.
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
@@ -69,8 +93,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     {
         do {
             return try await next(request, context)
-        } catch let problem as Problem {
-            return try problem.response(from: request, context: context)
+        } catch let error where Problem.refusal(error) != nil {
+            return try Problem.refusal(error)!.response(from: request, context: context)
         } catch let error as HTTPError where error.status == .notFound {
             // A routed path with another method: 405 and Allow (RFC 9110), not 404.
             if let allowed = routes.methods(for: request.uri.path) {

@@ -212,7 +212,7 @@ struct TokenController {
             query.after = position
         }
         if let search = parameters.nonEmpty("search"), !search.isEmpty {
-            guard search.count <= 200 else { throw Problem(.badRequest, "search must be at most 200 characters") }
+            guard search.count <= Limits.searchLength else { throw Problem(.badRequest, "search must be at most 200 characters") }
             query.search = search
         }
         if let raw = parameters.get("kind") {

@@ -98,12 +98,8 @@ public struct TokenOperations: Sendable {
         actor: AuditActor, logger: Logger
     ) async throws -> TokenRecord {
         guard mayManage(record, caller: caller) else { throw Self.tokenNotFound }
-        if let name, !(1...200).contains(name.count) || !Validation.isPlainText(name) {
-            throw Problem.invalidField("name", "must be 1 to 200 characters, without control characters")
-        }
-        if let description = description ?? nil, description.count > 1000 || !Validation.isPlainText(description, multiline: true) {
-            throw Problem.invalidField("description", "must be at most 1000 characters")
-        }
+        if let name { try Limits.checkName(name) }
+        if let description = description ?? nil { try Limits.checkDescription(description) }
         if status == .revoked {
             throw Problem.invalidField("status", "must be active or inactive (delete a token to revoke it)")
         }
@@ -117,7 +113,7 @@ public struct TokenOperations: Sendable {
             var details: [String: String] = [:]
             if let name { details["name"] = name }
             if let status { details["status"] = status.rawValue }
-            let action = status.map { $0 != record.status ? "token.status_changed" : "token.updated" } ?? "token.updated"
+            let action: AuditAction = status.map { $0 != record.status ? .tokenStatusChanged : .tokenUpdated } ?? .tokenUpdated
             try await connection.recordAudit(
                 actor.event(orgID: caller.orgID, action: action, token: record.id, target: record.username, details: details),
                 logger: logger)
@@ -147,12 +143,12 @@ public struct TokenOperations: Sendable {
                 case .rotated(let newID):
                     try await connection.recordAudit(
                         actor.event(
-                            orgID: caller.orgID, action: "token.rotated", token: record.id, target: record.username,
+                            orgID: caller.orgID, action: .tokenRotated, token: record.id, target: record.username,
                             details: ["newTokenUUID": newID.uuidString.lowercased(), "overlapSeconds": String(overlap)]),
                         logger: logger)
                 case .reuseDetected:
                     try await connection.recordAudit(
-                        actor.event(orgID: caller.orgID, action: "token.rotation_reuse", token: record.id, target: record.username),
+                        actor.event(orgID: caller.orgID, action: .tokenRotationReuse, token: record.id, target: record.username),
                         logger: logger)
                 case .notFound: break
                 }
@@ -180,7 +176,7 @@ public struct TokenOperations: Sendable {
             guard try await connection.deleteToken(id: record.id, orgID: caller.orgID, logger: logger) else { return false }
             try await connection.recordAudit(
                 actor.event(
-                    orgID: caller.orgID, action: "token.deleted", token: record.id, target: record.username,
+                    orgID: caller.orgID, action: .tokenDeleted, token: record.id, target: record.username,
                     details: ["kind": record.kind.rawValue, "name": record.name]),
                 logger: logger)
             return true
@@ -250,15 +246,9 @@ public struct TokenOperations: Sendable {
         _ body: CreateRequest, caller: Caller, org: OrganizationRecord, admin: Bool, kind: TokenKind,
         ownerUserID: UUID?, username: String, groups: [String], logger: Logger
     ) async throws -> NewTokenRow {
-        guard (1...200).contains(body.name.count), Validation.isPlainText(body.name) else {
-            throw Problem.invalidField("name", "must be 1 to 200 characters, without control characters")
-        }
-        if let description = body.description, description.count > 1000 || !Validation.isPlainText(description, multiline: true) {
-            throw Problem.invalidField("description", "must be at most 1000 characters, without control characters")
-        }
-        guard groups.count <= 100, groups.allSatisfy({ (1...200).contains($0.count) && Validation.isPlainText($0) }) else {
-            throw Problem.invalidField("groups", "must be at most 100 names of 1 to 200 characters")
-        }
+        try Limits.checkName(body.name)
+        if let description = body.description { try Limits.checkDescription(description) }
+        try Limits.checkGroups(groups)
         let now = store.clock.now()
         let expiresAt: Date?
         if body.neverExpires {
@@ -313,7 +303,7 @@ public struct TokenOperations: Sendable {
                 let id = try await connection.insertToken(row, logger: logger)
                 try await connection.recordAudit(
                     actor.event(
-                        orgID: row.orgID, action: "token.created", token: id, target: row.username,
+                        orgID: row.orgID, action: .tokenCreated, token: id, target: row.username,
                         details: ["kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " ")]),
                     logger: logger)
                 guard let record = try await connection.token(id: id, orgID: row.orgID, logger: logger) else {

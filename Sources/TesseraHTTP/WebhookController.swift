@@ -98,7 +98,7 @@ public struct WebhookOperations: Sendable {
     /// The new webhook, with its secret (the caller shows it once).
     func create(_ draft: Draft, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws -> WebhookRecord {
         let url = try checkedURL(draft.url)
-        let events = try Self.checkedEvents(draft.events ?? WebhookEvent.all)
+        let events = try Self.checkedEvents(draft.events ?? WebhookEvent.names)
         let description = try Self.checkedDescription(draft.description)
         var secret = WebhookSecret.generate()
         if let own = draft.secret {
@@ -113,7 +113,7 @@ public struct WebhookOperations: Sendable {
                 orgID: org.id, url: url, description: description, events: events, secret: secret.encoded,
                 active: draft.active ?? true, createdBy: actor.username ?? "unknown", logger: logger)
             try await connection.recordAudit(
-                actor.event(orgID: org.id, action: "webhook.created", details: ["id": record.id.uuidString.lowercased(), "url": url]),
+                actor.event(orgID: org.id, action: .webhookCreated, details: ["id": record.id.uuidString.lowercased(), "url": url]),
                 logger: logger)
             return record
         }
@@ -134,7 +134,7 @@ public struct WebhookOperations: Sendable {
             var details = ["id": id.uuidString.lowercased()]
             if secret != nil { details["secret"] = "rotated" }
             if let active = change.active { details["active"] = String(active) }
-            try await connection.recordAudit(actor.event(orgID: org.id, action: "webhook.updated", details: details), logger: logger)
+            try await connection.recordAudit(actor.event(orgID: org.id, action: .webhookUpdated, details: details), logger: logger)
             return record
         }
         guard let record else { throw Self.notFound }
@@ -146,7 +146,7 @@ public struct WebhookOperations: Sendable {
         let deleted = try await store.transaction { connection in
             guard try await connection.deleteWebhook(id: id, orgID: org.id, logger: logger) else { return false }
             try await connection.recordAudit(
-                actor.event(orgID: org.id, action: "webhook.deleted", details: ["id": id.uuidString.lowercased()]), logger: logger)
+                actor.event(orgID: org.id, action: .webhookDeleted, details: ["id": id.uuidString.lowercased()]), logger: logger)
             return true
         }
         guard deleted else { throw Self.notFound }
@@ -161,7 +161,7 @@ public struct WebhookOperations: Sendable {
         let found = try await store.transaction { connection in
             guard try await connection.redeliver(deliveryID: delivery, webhookID: webhook.id, logger: logger) else { return false }
             try await connection.recordAudit(
-                actor.event(orgID: org.id, action: "webhook.redelivered", details: ["delivery": delivery.uuidString.lowercased()]),
+                actor.event(orgID: org.id, action: .webhookRedelivered, details: ["delivery": delivery.uuidString.lowercased()]),
                 logger: logger)
             return true
         }
@@ -179,17 +179,15 @@ public struct WebhookOperations: Sendable {
 
     static func checkedEvents(_ events: [String]) throws -> [String] {
         let unique = Array(Set(events)).sorted()
-        guard !unique.isEmpty, unique.allSatisfy(WebhookEvent.all.contains) else {
-            throw Problem.invalidField("events", "must be a non-empty list of: \(WebhookEvent.all.joined(separator: ", "))")
+        guard !unique.isEmpty, unique.allSatisfy(WebhookEvent.names.contains) else {
+            throw Problem.invalidField("events", "must be a non-empty list of: \(WebhookEvent.names.joined(separator: ", "))")
         }
         return unique
     }
 
     static func checkedDescription(_ description: String?) throws -> String? {
         guard let description, !description.isEmpty else { return nil }
-        guard description.count <= 1000, Validation.isPlainText(description, multiline: true) else {
-            throw Problem.invalidField("description", "must be at most 1000 characters")
-        }
+        try Limits.checkDescription(description)
         return description
     }
 }

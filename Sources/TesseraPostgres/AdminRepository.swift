@@ -69,10 +69,10 @@ extension PostgresConnection {
         return false
     }
 
-    public func setUser(id: UUID, status: String?, platformAdmin: Bool?, logger: Logger) async throws {
+    public func setUser(id: UUID, status: UserStatus?, platformAdmin: Bool?, logger: Logger) async throws {
         try await statement(
             """
-            UPDATE users SET status = coalesce(\(status), status),
+            UPDATE users SET status = coalesce(\(status?.rawValue), status),
                              platform_admin = coalesce(\(platformAdmin), platform_admin), updated_at = now()
             WHERE id = \(id)
             """,

@@ -57,7 +57,7 @@ extension TesseraStore {
                 )
                 try await connection.recordAudit(
                     AuditEvent(
-                        orgID: orgID, actorUsername: username, actorKind: .cli, action: "org.bootstrapped",
+                        orgID: orgID, actorUsername: username, actorKind: .cli, action: .orgBootstrapped,
                         targetTokenID: tokenID, targetUsername: username
                     ),
                     logger: logger

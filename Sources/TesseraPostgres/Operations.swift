@@ -23,7 +23,7 @@ public struct AuditActor: Sendable {
     }
 
     public func event(
-        orgID: UUID?, action: String, token: UUID? = nil, target: String? = nil, details: [String: String] = [:]
+        orgID: UUID?, action: AuditAction, token: UUID? = nil, target: String? = nil, details: [String: String] = [:]
     ) -> AuditEvent {
         AuditEvent(
             orgID: orgID, actorUsername: username, actorKind: kind, actorTokenID: tokenID, action: action,
@@ -42,7 +42,7 @@ extension TesseraStore {
     {
         try await transaction { connection in
             let id = try await connection.insertOrganization(slug: slug, displayName: displayName, logger: logger)
-            try await connection.recordAudit(actor.event(orgID: id, action: "org.created"), logger: logger)
+            try await connection.recordAudit(actor.event(orgID: id, action: .orgCreated), logger: logger)
             guard let record = try await connection.organization(id: id, logger: logger) else { throw StoreError.noRows }
             return record
         }
@@ -61,7 +61,7 @@ extension TesseraStore {
                 orgID: orgID, userID: userID, role: newRole, groups: groups ?? existing?.groups ?? [], logger: logger)
             try await connection.recordAudit(
                 actor.event(
-                    orgID: orgID, action: existing == nil ? "member.added" : "member.updated", target: username,
+                    orgID: orgID, action: existing == nil ? .memberAdded : .memberUpdated, target: username,
                     details: ["role": newRole.rawValue]),
                 logger: logger)
             guard let member = try await connection.membership(orgID: orgID, userID: userID, logger: logger) else {
@@ -81,12 +81,12 @@ extension TesseraStore {
             for tokenID in revoked {
                 try await connection.recordAudit(
                     actor.event(
-                        orgID: orgID, action: "token.revoked", token: tokenID, target: username,
+                        orgID: orgID, action: .tokenRevoked, token: tokenID, target: username,
                         details: ["reason": "owner_left_org"]),
                     logger: logger)
             }
             try await connection.recordAudit(
-                actor.event(orgID: orgID, action: leaving ? "member.left" : "member.removed", target: username),
+                actor.event(orgID: orgID, action: leaving ? .memberLeft : .memberRemoved, target: username),
                 logger: logger)
             return true
         }
@@ -94,16 +94,16 @@ extension TesseraStore {
 
     /// Sets a user's status and platform-admin flag (nil: unchanged). Disabling revokes their
     /// personal tokens in every org (`owner_disabled`).
-    public func updateUser(_ user: UserRecord, status: String?, platformAdmin: Bool?, by actor: AuditActor) async throws {
+    public func updateUser(_ user: UserRecord, status: UserStatus?, platformAdmin: Bool?, by actor: AuditActor) async throws {
         try await transaction { connection in
-            if status == "disabled" && user.status != "disabled" {
+            if status == .disabled && user.status != .disabled {
                 try await revokeEverywhere(connection, user, reason: "owner_disabled", by: actor)
             }
             try await connection.setUser(id: user.id, status: status, platformAdmin: platformAdmin, logger: logger)
             try await connection.recordAudit(
                 actor.event(
-                    orgID: nil, action: "user.updated", target: user.username,
-                    details: ["status": status ?? user.status]),
+                    orgID: nil, action: .userUpdated, target: user.username,
+                    details: ["status": (status ?? user.status).rawValue]),
                 logger: logger)
         }
     }
@@ -117,12 +117,12 @@ extension TesseraStore {
             try await revokeEverywhere(connection, user, reason: "owner_deleted", by: actor)
             for orgID in try await connection.removeMemberships(userID: user.id, logger: logger) {
                 try await connection.recordAudit(
-                    actor.event(orgID: orgID, action: "member.removed", target: user.username, details: ["reason": "user_deleted"]),
+                    actor.event(orgID: orgID, action: .memberRemoved, target: user.username, details: ["reason": "user_deleted"]),
                     logger: logger)
             }
             try await connection.deleteUser(id: user.id, logger: logger)
             try await connection.recordAudit(
-                actor.event(orgID: nil, action: "user.deleted", target: user.username), logger: logger)
+                actor.event(orgID: nil, action: .userDeleted, target: user.username), logger: logger)
         }
     }
 
@@ -133,7 +133,7 @@ extension TesseraStore {
         for token in revoked {
             try await connection.recordAudit(
                 actor.event(
-                    orgID: token.orgID, action: "token.revoked", token: token.id, target: user.username,
+                    orgID: token.orgID, action: .tokenRevoked, token: token.id, target: user.username,
                     details: ["reason": reason]),
                 logger: logger)
         }

@@ -9,7 +9,7 @@ public struct MemberRecord: Sendable, Equatable {
     public var username: String
     public var role: MembershipRole
     public var groups: [String]
-    public var userStatus: String
+    public var userStatus: UserStatus
     public var createdAt: Date
 }
 
@@ -17,10 +17,15 @@ public struct MemberRecord: Sendable, Equatable {
 public struct UserRecord: Sendable, Equatable {
     public var id: UUID
     public var username: String
-    public var status: String
+    public var status: UserStatus
     public var platformAdmin: Bool
     public var createdAt: Date
     public var updatedAt: Date
+}
+
+extension UserStatus {
+    /// `users.status` (a CHECK keeps it to these values; anything else reads as disabled, closed).
+    init(stored: String) { self = UserStatus(rawValue: stored) ?? .disabled }
 }
 
 extension PostgresConnection {
@@ -70,7 +75,7 @@ extension PostgresConnection {
             logger: logger)
         var users: [UserRecord] = []
         for try await (id, username, status, platformAdmin, createdAt, updatedAt) in rows.decode((UUID, String, String, Bool, Date, Date).self) {
-            users.append(UserRecord(id: id, username: username, status: status, platformAdmin: platformAdmin, createdAt: createdAt, updatedAt: updatedAt))
+            users.append(UserRecord(id: id, username: username, status: UserStatus(stored: status), platformAdmin: platformAdmin, createdAt: createdAt, updatedAt: updatedAt))
         }
         return users
     }
@@ -91,7 +96,7 @@ extension PostgresConnection {
             "SELECT id, username, status, platform_admin, created_at, updated_at FROM users WHERE username = \(username)",
             logger: logger)
         for try await (id, name, status, admin, created, updated) in rows.decode((UUID, String, String, Bool, Date, Date).self) {
-            return UserRecord(id: id, username: name, status: status, platformAdmin: admin, createdAt: created, updatedAt: updated)
+            return UserRecord(id: id, username: name, status: UserStatus(stored: status), platformAdmin: admin, createdAt: created, updatedAt: updated)
         }
         return nil
     }
@@ -116,7 +121,7 @@ extension PostgresConnection {
             members.append(
                 MemberRecord(
                     userID: id, username: username, role: MembershipRole(rawValue: role) ?? .member, groups: groups,
-                    userStatus: status, createdAt: created))
+                    userStatus: UserStatus(stored: status), createdAt: created))
         }
         return members
     }

@@ -97,14 +97,14 @@ public struct AuditEvent: Sendable {
     public var actorUsername: String?
     public var actorKind: AuditActorKind
     public var actorTokenID: UUID?
-    public var action: String
+    public var action: AuditAction
     public var targetTokenID: UUID?
     public var targetUsername: String?
     public var sourceIP: String?
     public var details: [String: String]
 
     public init(
-        orgID: UUID?, actorUsername: String?, actorKind: AuditActorKind, actorTokenID: UUID? = nil, action: String,
+        orgID: UUID?, actorUsername: String?, actorKind: AuditActorKind, actorTokenID: UUID? = nil, action: AuditAction,
         targetTokenID: UUID? = nil, targetUsername: String? = nil, sourceIP: String? = nil,
         details: [String: String] = [:]
     ) {
@@ -192,7 +192,7 @@ extension PostgresConnection {
             INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
                                       target_token_id, target_username, source_ip, details)
             VALUES (\(event.orgID), \(event.actorUsername), \(event.actorKind.rawValue), \(event.actorTokenID),
-                    \(event.action), \(event.targetTokenID), \(event.targetUsername), \(event.sourceIP)::inet,
+                    \(event.action.rawValue), \(event.targetTokenID), \(event.targetUsername), \(event.sourceIP)::inet,
                     \(details)::jsonb)
             """,
             logger: logger

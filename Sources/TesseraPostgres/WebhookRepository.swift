@@ -47,13 +47,6 @@ public struct ClaimedDelivery: Sendable {
     public var secret: String
 }
 
-public enum WebhookEvent {
-    /// Every event type a webhook may ask for.
-    public static let all = [
-        "token.created", "token.revoked", "token.expiring", "token.expired", "token.leaked", "member.removed",
-    ]
-}
-
 extension PostgresConnection {
 
     private func webhooks(_ query: PostgresQuery, logger: Logger) async throws -> [WebhookRecord] {

@@ -73,7 +73,7 @@ struct AdminCommand: AsyncParsableCommand {
             func run() async throws {
                 try await withStore(database) { store in
                     let user = try await requireUser(store, username)
-                    try await store.updateUser(user, status: "disabled", platformAdmin: nil, by: .cli())
+                    try await store.updateUser(user, status: .disabled, platformAdmin: nil, by: .cli())
                     print("Disabled \(username)")
                 }
             }
@@ -87,7 +87,7 @@ struct AdminCommand: AsyncParsableCommand {
             func run() async throws {
                 try await withStore(database) { store in
                     let user = try await requireUser(store, username)
-                    try await store.updateUser(user, status: "active", platformAdmin: nil, by: .cli())
+                    try await store.updateUser(user, status: .active, platformAdmin: nil, by: .cli())
                     print("Enabled \(username)")
                 }
             }

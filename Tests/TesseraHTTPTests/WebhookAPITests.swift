@@ -28,7 +28,7 @@ import TesseraPostgres
             let id = try #require(created.string("id"))
             let secret = try #require(created.string("secret"))
             #expect(secret.hasPrefix("whsec_"))
-            #expect((created.json["events"] as? [String])?.count == WebhookEvent.all.count, "all events by default")
+            #expect((created.json["events"] as? [String])?.count == WebhookEvent.names.count, "all events by default")
 
             let list = try await client.call(.get, "/orgs/acme/webhooks", token: root)
             #expect((list.json["webhooks"] as? [[String: Any]])?.count == 1)

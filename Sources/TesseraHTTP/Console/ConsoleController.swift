@@ -144,7 +144,7 @@ struct ConsoleController {
         try await store.withConnection { connection in
             try await connection.recordAudit(
                 AuditActor(username: token.username, kind: .console, tokenID: token.tokenID, sourceIP: context.remoteAddress)
-                    .event(orgID: token.orgID, action: "console.signed_in", details: ["method": "token"]),
+                    .event(orgID: token.orgID, action: .consoleSignedIn, details: ["method": "token"]),
                 logger: context.logger)
         }
         throw ConsoleRedirect(location: Self.nextPath(context.form["next"]) ?? "/console/my-token")
@@ -196,7 +196,7 @@ struct ConsoleController {
         }
         let name = context.form.text("name") ?? "CLI login"
         try await flashing(context, back: back) {
-            guard name.count <= 200, Validation.isPlainText(name) else { throw Problem.invalidField("Name", "must be 1 to 200 characters") }
+            try Limits.checkName(name, field: "Name")
             guard let userID = user.caller.userID, user.caller.role != nil else {
                 throw Problem(.forbidden, "You are not a member of \(user.org.slug): switch to an organization of yours")
             }
@@ -262,7 +262,7 @@ struct ConsoleController {
             return response
         }
         let user = try await store.user(named: username)
-        guard let user, user.status == "active" else {
+        guard let user, user.status == .active else {
             return signInResponse(
                 request, message: "Signed in as \(username), but there is no active Tessera account by that name: ask an organization admin to add you.",
                 isError: true, status: .forbidden)
@@ -276,7 +276,7 @@ struct ConsoleController {
         try await store.withConnection { connection in
             try await connection.recordAudit(
                 AuditActor(username: user.username, kind: .console, sourceIP: context.remoteAddress)
-                    .event(orgID: orgs.first?.id, action: "console.signed_in", details: ["method": "oidc"]),
+                    .event(orgID: orgs.first?.id, action: .consoleSignedIn, details: ["method": "oidc"]),
                 logger: context.logger)
         }
         var response = Response(status: .seeOther, headers: [.location: "/console/my-token"])
@@ -481,7 +481,8 @@ struct ConsoleController {
     func flashing<T>(_ context: ConsoleContext, back: String, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let problem as Problem where problem.status.code < 500 {
+        } catch let error where (Problem.refusal(error)?.status.code ?? 500) < 500 {
+            let problem = Problem.refusal(error)!
             flash(context, problem.errors.isEmpty ? problem.detail : problem.errors.map { "\($0.field) \($0.message)" }.joined(separator: "; "), error: true)
             throw ConsoleRedirect(location: back)
         }

@@ -53,7 +53,8 @@ struct ConsoleErrorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let problem as Problem {
+        } catch let error where Problem.refusal(error) != nil {
+            let problem = Problem.refusal(error)!
             return views.errorPage(status: problem.status, message: problem.detail)
         } catch let error as HTTPError {
             return views.errorPage(
@@ -145,7 +146,7 @@ struct ConsoleUserMiddleware: RouterMiddleware {
         }
         let logger = context.logger
         let resolved: ConsoleUser? = try await store.withConnection { connection in
-            guard let user = try await connection.user(username: session.username, logger: logger), user.status == "active"
+            guard let user = try await connection.user(username: session.username, logger: logger), user.status == .active
             else { return nil }
             let organizations = try await connection.organizations(memberUserID: user.id, logger: logger)
             var org = organizations.first { $0.slug == session.org } ?? organizations.first

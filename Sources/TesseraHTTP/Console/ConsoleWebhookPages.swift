@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TesseraCore
 import TesseraPostgres
 
 /// The admins' Webhooks pages (DESIGN §11): the org's endpoints, their delivery log with
@@ -37,7 +38,7 @@ struct ConsoleWebhookPages {
             ["id": hook.id.uuidString.lowercased(), "url": hook.url, "description": hook.description ?? "",
              "events": hook.events.joined(separator: ", "), "active": hook.active, "since": ConsoleController.format(hook.createdAt)]
         }
-        let events = WebhookEvent.all.map { ["name": $0] }
+        let events = WebhookEvent.names.map { ["name": $0] }
         return views.page(
             "webhooks", ["title": "Webhooks", "webhooks": rows, "empty": rows.isEmpty, "events": events, "back": Self.back], user: user)
     }
