@@ -37,7 +37,16 @@ let package = Package(
             name: "TesseraAPI",
             resources: [.embedInCode("Resources/openapi.json")]
         ),
-        // PostgresNIO repositories, migrations, the local PostgreSQL used by `make run` and tests.
+        // Private PostgreSQL clusters (initdb, pg_ctl, as `postgres` when root) for `tessera dev`
+        // and the tests, and the child-process runner they use. Not used by `tessera serve`.
+        .target(
+            name: "TesseraLocalPostgres",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // PostgresNIO store and repositories, migrations, the verification hot path.
         .target(
             name: "TesseraPostgres",
             dependencies: [
@@ -80,6 +89,7 @@ let package = Package(
                 "TesseraCore",
                 "TesseraPostgres",
                 "TesseraHTTP",
+                "TesseraLocalPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -89,6 +99,7 @@ let package = Package(
             name: "TesseraTestSupport",
             dependencies: [
                 "TesseraCore",
+                "TesseraLocalPostgres",
                 "TesseraPostgres",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -96,6 +107,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TesseraCoreTests", dependencies: ["TesseraCore"]),
+        .testTarget(name: "TesseraLocalPostgresTests", dependencies: ["TesseraLocalPostgres"]),
         .testTarget(
             name: "TesseraPostgresTests",
             dependencies: ["TesseraPostgres", "TesseraTestSupport", "TesseraCore"]
@@ -114,7 +126,7 @@ let package = Package(
         .testTarget(
             name: "TesseraCLITests",
             dependencies: [
-                "TesseraTestSupport", "TesseraCore", "TesseraPostgres",
+                "TesseraTestSupport", "TesseraCore", "TesseraPostgres", "TesseraLocalPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import TesseraCore
+import TesseraLocalPostgres
 import TesseraPostgres
 
 /// One private PostgreSQL cluster per test run, started on first use in a temporary folder on

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TesseraLocalPostgres
 import TesseraPostgres
 
 /// What `make run` runs: a private PostgreSQL under `--data` when `DATABASE_URL` is unset,

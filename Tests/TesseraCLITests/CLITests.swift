@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TesseraCore
+import TesseraLocalPostgres
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// Runs the real `tessera` binary (`TESSERA_BIN`, default `.build/debug/tessera` of this checkout).
 struct CLI {

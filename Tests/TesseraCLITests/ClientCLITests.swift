@@ -1,9 +1,10 @@
 import Foundation
-import Testing
-import TesseraCore
-import TesseraPostgres
 import PostgresNIO
+import TesseraCore
+import TesseraLocalPostgres
+import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
+import TesseraLocalPostgres
 import TesseraPostgres
+import Testing
 
 /// No Docker engine runs on our machines: the deployment files are checked for what they say
 /// (issue #6). Compose is parsed as YAML (python3's PyYAML, as on these machines), and its

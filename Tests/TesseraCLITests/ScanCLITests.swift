@@ -1,5 +1,6 @@
 import Foundation
 import TesseraCore
+import TesseraLocalPostgres
 import TesseraPostgres
 import TesseraTestSupport
 import Testing

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TesseraCore
+import TesseraLocalPostgres
 import TesseraPostgres
 
 // `tessera login|whoami|token|member|org|audit`: client commands that talk to a running server.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TesseraPostgres
+import TesseraLocalPostgres
 
 /// The private cluster of `make run` and of the test harness (#11): where it lives, and what a
 /// failed PostgreSQL tool says. Real initdb and pg_ctl, in throw-away folders.
