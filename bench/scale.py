@@ -47,7 +47,6 @@ import hashlib
 import http.client
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -56,10 +55,9 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
-from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap  # noqa: E402
+from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap, random_token  # noqa: E402
 
 
 def sizes(name, default):
@@ -88,8 +86,7 @@ def fail(what):
 
 
 def make_token(kind):
-    body = "%0120x" % random.getrandbits(480)
-    return f"{kind}_{body}{zlib.crc32(body.encode()):08x}"
+    return random_token(kind)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,12 +27,10 @@ import re
 import subprocess
 import sys
 import time
-import zlib
-import random
 import statistics
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
-from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap  # noqa: E402
+from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap, random_token  # noqa: E402
 from peers import knox as knox_peer  # noqa: E402
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100000"))
@@ -63,8 +61,7 @@ end
 
 
 def make_token():
-    body = "%0120x" % random.getrandbits(480)
-    return f"tso_{body}{zlib.crc32(body.encode()):08x}"
+    return random_token("tso")
 
 
 def seed(pg, work):

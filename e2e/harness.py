@@ -243,8 +243,12 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+def token_string(kind, body):
+    """The token format (DESIGN §3) in one place: `<kind>_` + 120 hex + CRC-32 of those 120 hex."""
+    import zlib
+    return f"{kind}_{body}{zlib.crc32(body.encode()):08x}"
+
+
 def random_token(kind="tso"):
     """A well-formed token that no one was ever issued (right CRC-32, random body)."""
-    import zlib
-    body = "".join(random.choice("0123456789abcdef") for _ in range(120))
-    return f"{kind}_{body}{zlib.crc32(body.encode()):08x}"
+    return token_string(kind, "%0120x" % random.getrandbits(480))

@@ -26,10 +26,9 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
-from harness import Client, Postgres, ROOT, Tessera, Workdir, check, exit_with_failures, failures, log, migrate_and_bootstrap, random_token  # noqa: E402
+from harness import Client, Postgres, ROOT, Tessera, Workdir, check, exit_with_failures, failures, log, migrate_and_bootstrap, random_token, token_string  # noqa: E402
 
 SCHEMATHESIS = "schemathesis==4.32.5"
 VENV = os.path.join(ROOT, ".venv-reliability")
@@ -344,10 +343,6 @@ def crash(pg, server, admin):
 # --------------------------------------------------------------------------------------------
 # 4. Secrets
 
-def well_formed(kind, random_hex):
-    return f"{kind}_{random_hex}{zlib.crc32(random_hex.encode()):08x}"
-
-
 def timing(server, admin):
     log("-- lookup time against how much of a guess is right")
     real = admin  # a live personal token: guesses share 0 or 116 of its 120 random characters
@@ -359,7 +354,7 @@ def timing(server, admin):
             guess_body = body[:keep] + "".join(random.choice("0123456789abcdef") for _ in range(120 - keep))
             if guess_body == body:
                 continue
-            guess = well_formed("tsp", guess_body)
+            guess = token_string("tsp", guess_body)
             started = time.perf_counter()
             status = client.get("/auth/verify", token=guess)[0]
             bucket.append(time.perf_counter() - started)
