@@ -7,7 +7,7 @@ BIN := $(SCRATCH)/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test test-clone e2e browser bentoml ha reliability webhooks bench soak scale build release postgres format clean-data
+.PHONY: run test test-clone lint e2e browser bentoml ha reliability webhooks bench soak scale build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -115,6 +115,10 @@ webhooks: postgres
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
+
+# The toolchain's swift-format with the checked-in .swift-format, every finding an error (CI's first step).
+lint:
+	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
 
 # Forget the local demo database (the next `make run` bootstraps again), wherever it lives.
 clean-data:

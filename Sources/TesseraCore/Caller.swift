@@ -98,7 +98,9 @@ public struct ScopeCatalog: Sendable {
     }
 
     public static let builtIn = ScopeCatalog(
-        BuiltInScope.all.map { Entry(name: $0.name, description: $0.description, adminOnly: $0.adminOnly, implies: $0.implies) }
+        BuiltInScope.all.map {
+            Entry(name: $0.name, description: $0.description, adminOnly: $0.adminOnly, implies: $0.implies)
+        }
     )
 
     /// What a verified token may do *now* (authority rule): its granted scopes with implications

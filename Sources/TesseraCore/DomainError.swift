@@ -42,7 +42,9 @@ public enum Limits {
 
     /// At most 100 group names of 1 to 200 characters each.
     public static func checkGroups(_ groups: [String], field: String = "groups") throws(DomainError) {
-        guard groups.count <= Self.groups, groups.allSatisfy({ nameLength.contains($0.count) && Validation.isPlainText($0) }) else {
+        guard groups.count <= Self.groups,
+            groups.allSatisfy({ nameLength.contains($0.count) && Validation.isPlainText($0) })
+        else {
             throw .invalidField(field, "must be at most 100 names of 1 to 200 characters")
         }
     }

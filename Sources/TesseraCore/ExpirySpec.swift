@@ -18,7 +18,10 @@ public enum ExpirySpec: Equatable, Sendable {
             let count = Int(value.dropLast()), value.dropLast().allSatisfy(\.isNumber)
         {
             guard count > 0, count <= 100_000 else {
-                throw ParseError(description: "--expires \(text): the duration must be from 1 to 100000 \(unit == "h" ? "hours" : unit == "d" ? "days" : "weeks")")
+                throw ParseError(
+                    description:
+                        "--expires \(text): the duration must be from 1 to 100000 \(unit == "h" ? "hours" : unit == "d" ? "days" : "weeks")"
+                )
             }
             return .at(now.addingTimeInterval(Double(count) * seconds))
         }

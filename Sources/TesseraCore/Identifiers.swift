@@ -63,12 +63,20 @@ public struct BuiltInScope: Sendable {
 
     public static let all: [BuiltInScope] = [
         .init(name: "tokens:read", description: "Read token metadata", adminOnly: false, implies: []),
-        .init(name: "tokens:write", description: "Create, update and delete tokens", adminOnly: false, implies: ["tokens:read"]),
+        .init(
+            name: "tokens:write", description: "Create, update and delete tokens", adminOnly: false,
+            implies: ["tokens:read"]),
         .init(name: "org:read", description: "Read the organization and its members", adminOnly: false, implies: []),
-        .init(name: "org:admin", description: "Administer the organization", adminOnly: true, implies: ["org:read", "tokens:read", "tokens:write"]),
-        .init(name: "platform:admin", description: "Act as an admin in every organization (platform admins only)", adminOnly: true, implies: ["org:admin"]),
+        .init(
+            name: "org:admin", description: "Administer the organization", adminOnly: true,
+            implies: ["org:read", "tokens:read", "tokens:write"]),
+        .init(
+            name: "platform:admin", description: "Act as an admin in every organization (platform admins only)",
+            adminOnly: true, implies: ["org:admin"]),
         .init(name: "api:read", description: "Read access to the organization's APIs", adminOnly: false, implies: []),
-        .init(name: "api:write", description: "Write access to the organization's APIs", adminOnly: false, implies: ["api:read"]),
+        .init(
+            name: "api:write", description: "Write access to the organization's APIs", adminOnly: false,
+            implies: ["api:read"]),
     ]
 
     /// Scopes a token gets when created without `scopes` (DESIGN §2).

@@ -114,7 +114,9 @@ public struct TokenHash: Sendable, Hashable, CustomStringConvertible {
     public init?(hex: String) {
         let utf8 = Array(hex.utf8)
         guard utf8.count == 64, utf8.allSatisfy(Hex.isLowercaseDigit) else { return nil }
-        self.bytes = stride(from: 0, to: 64, by: 2).map { UInt8(Hex.value(of: utf8[$0]) << 4 | Hex.value(of: utf8[$0 + 1])) }
+        self.bytes = stride(from: 0, to: 64, by: 2).map {
+            UInt8(Hex.value(of: utf8[$0]) << 4 | Hex.value(of: utf8[$0 + 1]))
+        }
     }
 
     public static func == (lhs: TokenHash, rhs: TokenHash) -> Bool {

@@ -19,7 +19,8 @@ public struct WebhookSecret: Sendable, CustomStringConvertible {
 
     /// An admin's own secret, or a stored one: `whsec_` + base64 of 24 to 64 bytes.
     public init(parsing encoded: String) throws(WebhookSecretError) {
-        guard encoded.hasPrefix(Self.prefix), let key = Data(base64Encoded: String(encoded.dropFirst(Self.prefix.count))),
+        guard encoded.hasPrefix(Self.prefix),
+            let key = Data(base64Encoded: String(encoded.dropFirst(Self.prefix.count))),
             (24...64).contains(key.count)
         else { throw WebhookSecretError() }
         self.encoded = encoded

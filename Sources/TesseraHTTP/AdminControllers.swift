@@ -124,7 +124,9 @@ struct OrganizationController {
         var displayName: String?
     }
 
-    @Sendable func create(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<OrganizationInfo> {
+    @Sendable func create(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<
+        OrganizationInfo
+    > {
         let actor = try await resolver.platformAdmin(request, context: context)
         let body = try await request.decodeJSON(CreateRequest.self, context: context)
         guard Validation.isValidSlug(body.slug) else {
@@ -133,7 +135,8 @@ struct OrganizationController {
         let displayName = body.displayName ?? body.slug
         try Limits.checkName(displayName, field: "displayName")
         do {
-            let created = try await store.createOrganization(slug: body.slug, displayName: displayName, by: actor.auditActor(context))
+            let created = try await store.createOrganization(
+                slug: body.slug, displayName: displayName, by: actor.auditActor(context))
             return EditedResponse(
                 status: .created,
                 response: OrganizationInfo(
@@ -146,7 +149,8 @@ struct OrganizationController {
         }
     }
 
-    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> [String: [OrganizationInfo]] {
+    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> [String: [OrganizationInfo]]
+    {
         let platform = try? await resolver.platformAdmin(request, context: context)
         let (caller, _) = try await resolver.resolve(request, context: context, orgSlug: nil)
         let infos = try await store.withConnection { connection in
@@ -172,7 +176,8 @@ struct OrganizationController {
 
     @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> OrganizationInfo {
         let (caller, org) = try await resolve(request, context, scope: "org:admin", admin: true)
-        let body = try await request.decodeJSON(MergePatch.self, context: context, nullable: ["maxTokenLifetimeDays", "idleTimeoutDays", "apiGroup"])
+        let body = try await request.decodeJSON(
+            MergePatch.self, context: context, nullable: ["maxTokenLifetimeDays", "idleTimeoutDays", "apiGroup"])
         var patch = OrganizationPatch()
         do {
             patch.displayName = try body.value("displayName")
@@ -188,7 +193,8 @@ struct OrganizationController {
         } catch let error as DecodingError {
             throw Problem.unprocessable(error)
         }
-        try await Self.applyPolicy(patch, org: org, store: store, actor: caller.auditActor(context), logger: context.logger)
+        try await Self.applyPolicy(
+            patch, org: org, store: store, actor: caller.auditActor(context), logger: context.logger)
         return try await store.withConnection { try await info($0, id: org.id, context) }
     }
 
@@ -203,7 +209,8 @@ struct OrganizationController {
                 _ = try await connection.updateOrganization(id: org.id, patch: patch, logger: logger)
                 let catalog = ScopeCatalog(try await connection.scopeCatalog(orgID: org.id, logger: logger))
                 for scope in patch.defaultScopes ?? [] where catalog.entries[scope] == nil {
-                    throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
+                    throw Problem(
+                        .badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
                 }
                 try await connection.recordAudit(actor.event(orgID: org.id, action: .orgPolicyUpdated), logger: logger)
             }
@@ -244,7 +251,9 @@ struct OrganizationController {
     @Sendable func putMember(_ request: Request, context: TesseraRequestContext) async throws -> MemberInfo {
         let (caller, org) = try await resolve(request, context, scope: "org:admin", admin: true)
         let username = try context.parameters.require("username")
-        guard Validation.isValidUsername(username) else { throw Problem(.badRequest, "Username \(username) is invalid") }
+        guard Validation.isValidUsername(username) else {
+            throw Problem(.badRequest, "Username \(username) is invalid")
+        }
         let body = try await request.decodeJSON(MemberRequest.self, context: context)
         try Limits.checkGroups(body.groups ?? [])
         let (member, _) = try await store.putMember(
@@ -256,7 +265,8 @@ struct OrganizationController {
     /// revoked (`owner_left_org`) in the same transaction. Org tokens they created live on.
     @Sendable func removeMember(_ request: Request, context: TesseraRequestContext) async throws -> Message {
         let username = try context.parameters.require("username")
-        let (caller, org) = try await resolver.resolve(request, context: context, orgSlug: context.parameters.get("org"))
+        let (caller, org) = try await resolver.resolve(
+            request, context: context, orgSlug: context.parameters.get("org"))
         let leaving = caller.username == username && caller.userID != nil
         if !leaving {
             _ = try await resolve(request, context, scope: "org:admin", admin: true)
@@ -273,7 +283,8 @@ struct OrganizationController {
     func resolve(_ request: Request, _ context: TesseraRequestContext, scope: String, admin: Bool) async throws
         -> (Caller, OrganizationRecord)
     {
-        let (caller, org) = try await resolver.resolve(request, context: context, orgSlug: context.parameters.get("org"))
+        let (caller, org) = try await resolver.resolve(
+            request, context: context, orgSlug: context.parameters.get("org"))
         let isAdmin = caller.isAdmin(catalog: .builtIn)
         guard caller.holds(scope, catalog: .builtIn) || (scope == "org:read" && isAdmin) else {
             throw Problem(.forbidden, "This token lacks the \(scope) scope")
@@ -284,11 +295,14 @@ struct OrganizationController {
         return (caller, org)
     }
 
-    func info(_ connection: PostgresConnection, id: UUID, _ context: TesseraRequestContext) async throws -> OrganizationInfo {
+    func info(_ connection: PostgresConnection, id: UUID, _ context: TesseraRequestContext) async throws
+        -> OrganizationInfo
+    {
         guard let record = try await connection.organization(id: id, logger: context.logger) else {
             throw CallerResolver.notFound
         }
-        return OrganizationInfo(record: record, scopes: try await connection.scopeCatalog(orgID: id, logger: context.logger))
+        return OrganizationInfo(
+            record: record, scopes: try await connection.scopeCatalog(orgID: id, logger: context.logger))
     }
 
     static func validate(_ patch: OrganizationPatch) throws {
@@ -296,11 +310,19 @@ struct OrganizationController {
         if let group = patch.apiGroup ?? nil { try Limits.checkName(group, field: "apiGroup") }
         for scope in patch.scopes ?? [] {
             do { try Limits.checkDescription(scope.description) } catch {
-                throw Problem.invalidField("scopes", "description of \(scope.name) must be at most 1000 characters, without control characters")
+                throw Problem.invalidField(
+                    "scopes", "description of \(scope.name) must be at most 1000 characters, without control characters"
+                )
             }
         }
-        for (field, value) in [("defaultTokenLifetimeDays", patch.defaultTokenLifetimeDays), ("maxTokenLifetimeDays", patch.maxTokenLifetimeDays ?? nil), ("idleTimeoutDays", patch.idleTimeoutDays ?? nil)] {
-            if let value, !(1...36500).contains(value) { throw Problem.invalidField(field, "must be between 1 and 36500") }
+        for (field, value) in [
+            ("defaultTokenLifetimeDays", patch.defaultTokenLifetimeDays),
+            ("maxTokenLifetimeDays", patch.maxTokenLifetimeDays ?? nil),
+            ("idleTimeoutDays", patch.idleTimeoutDays ?? nil),
+        ] {
+            if let value, !(1...36500).contains(value) {
+                throw Problem.invalidField(field, "must be between 1 and 36500")
+            }
         }
         if let limit = patch.personalTokenLimit, !(1...1000).contains(limit) {
             throw Problem.invalidField("personalTokenLimit", "must be between 1 and 1000")
@@ -336,10 +358,12 @@ struct UserController {
         }
         let user = try await store.transaction { connection -> UserRecord? in
             if try await connection.user(username: body.username, logger: context.logger) != nil { return nil }
-            _ = try await connection.upsertUser(username: body.username, platformAdmin: body.platformAdmin ?? false, logger: context.logger)
+            _ = try await connection.upsertUser(
+                username: body.username, platformAdmin: body.platformAdmin ?? false, logger: context.logger)
             try await connection.recordAudit(
-                AuditEvent(orgID: nil, actorUsername: actor.username, actorKind: actor.kind, action: .userCreated,
-                           targetUsername: body.username, sourceIP: context.remoteAddress),
+                AuditEvent(
+                    orgID: nil, actorUsername: actor.username, actorKind: actor.kind, action: .userCreated,
+                    targetUsername: body.username, sourceIP: context.remoteAddress),
                 logger: context.logger)
             return try await connection.user(username: body.username, logger: context.logger)
         }
@@ -381,7 +405,9 @@ struct UserController {
 
     func user(_ context: TesseraRequestContext) async throws -> UserRecord {
         let username = try context.parameters.require("username")
-        guard let user = try await store.withConnection({ try await $0.user(username: username, logger: context.logger) }) else {
+        guard
+            let user = try await store.withConnection({ try await $0.user(username: username, logger: context.logger) })
+        else {
             throw Problem(.notFound, "User not found")
         }
         return user

@@ -1,8 +1,8 @@
 import Hummingbird
 import Logging
-import TesseraAPI
 import PostgresNIO
 import ServiceLifecycle
+import TesseraAPI
 import TesseraCore
 import TesseraPostgres
 
@@ -93,13 +93,17 @@ public func buildApplication(
         leaseTimeout: configuration.leaseTimeout)
     let lastUsed = LastUsedRecorder(client: client, logger: logger, interval: configuration.lastUsedFlushInterval)
     // Standby reads are safe only with the listener's fences: without one, misses stay on the primary.
-    let standbyReads = notifications == nil ? nil : standby.map {
-        StandbyReads(
-            standby: $0, logger: logger, statements: configuration.statements,
-            recheckPerSecond: configuration.standbyRechecksPerSecond)
-    }
+    let standbyReads =
+        notifications == nil
+        ? nil
+        : standby.map {
+            StandbyReads(
+                standby: $0, logger: logger, statements: configuration.statements,
+                recheckPerSecond: configuration.standbyRechecksPerSecond)
+        }
     let verifier = TokenVerifier(
-        store: store, cache: VerificationCache(settings: configuration.cache), lookupTimeout: configuration.lookupTimeout,
+        store: store, cache: VerificationCache(settings: configuration.cache),
+        lookupTimeout: configuration.lookupTimeout,
         lookupsInFlight: configuration.lookupsInFlight, standby: standbyReads)
     let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
     var services: [any Service] = [client]
@@ -107,10 +111,12 @@ public func buildApplication(
     var console: ConsoleController?
     if var settings = configuration.console {
         // Off loopback, cookies travel over TLS only (behind a TLS-terminating proxy).
-        settings.secureCookies = settings.secureCookies ?? !["127.0.0.1", "localhost", "::1"].contains(configuration.host)
+        settings.secureCookies =
+            settings.secureCookies ?? !["127.0.0.1", "localhost", "::1"].contains(configuration.host)
         let driver = PostgresSessionDriver(client: client, logger: logger)
         console = ConsoleController(
-            store: store, views: try await ConsoleViews.load(directory: settings.directory), settings: settings, sessionDriver: driver,
+            store: store, views: try await ConsoleViews.load(directory: settings.directory), settings: settings,
+            sessionDriver: driver,
             webhookTargets: WebhookTargetPolicy(allowPrivate: configuration.webhooks.allowPrivateTargets))
         services.append(driver)
     }

@@ -60,7 +60,9 @@ struct AuditController {
             query.limit = limit
         }
         if let raw = parameters.nonEmpty("cursor") {
-            guard let id = Int64(raw), id > 0 else { throw Problem(.badRequest, "cursor is not one this server issued") }
+            guard let id = Int64(raw), id > 0 else {
+                throw Problem(.badRequest, "cursor is not one this server issued")
+            }
             query.beforeID = id
         }
         query.actor = parameters.nonEmpty("actor")
@@ -71,7 +73,9 @@ struct AuditController {
         }
         for (name, keyPath) in [("since", \AuditQuery.since), ("until", \AuditQuery.until)] {
             if let raw = parameters.get(name) {
-                guard let seconds = Int64(raw), seconds >= 0 else { throw Problem(.badRequest, "\(name) must be epoch seconds") }
+                guard let seconds = Int64(raw), seconds >= 0 else {
+                    throw Problem(.badRequest, "\(name) must be epoch seconds")
+                }
                 query[keyPath: keyPath] = Date(timeIntervalSince1970: TimeInterval(seconds))
             }
         }

@@ -37,7 +37,8 @@ enum PresentedCredential: Equatable {
     private static func trimmed(_ text: some StringProtocol) -> Substring {
         let view = Substring(text)
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let start = view.firstIndex(where: { !isSpace($0) }), let end = view.lastIndex(where: { !isSpace($0) }) else {
+        guard let start = view.firstIndex(where: { !isSpace($0) }), let end = view.lastIndex(where: { !isSpace($0) })
+        else {
             return ""
         }
         return view[start...end]
@@ -88,7 +89,8 @@ extension Problem {
 
     /// 401 for a credential that does not authenticate, telling why without echoing it.
     static func invalidToken(_ failure: VerificationFailure) -> Problem {
-        Problem(.unauthorized, failure.description, headers: [.wwwAuthenticate: invalidTokenChallenge(failure.description)])
+        Problem(
+            .unauthorized, failure.description, headers: [.wwwAuthenticate: invalidTokenChallenge(failure.description)])
     }
 
     /// `WWW-Authenticate` for a token that does not authenticate (RFC 6750 `invalid_token`),

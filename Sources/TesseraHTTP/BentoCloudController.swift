@@ -91,7 +91,8 @@ struct BentoCloudController {
         var token: String?
 
         enum CodingKeys: String, CodingKey {
-            case uid, created_at, updated_at, deleted_at, name, resource_type, labels, description, scopes, user, organization
+            case uid, created_at, updated_at, deleted_at, name, resource_type, labels, description, scopes, user,
+                organization
             case expired_at, last_used_at, is_expired, is_api_token, is_organization_token, is_global_access, token
         }
 
@@ -156,13 +157,19 @@ struct BentoCloudController {
         var query = TokenQuery(limit: min(start + count, 100_000))
         query.liveOnly = true
         if let search = parameters.get("search")?.replacingOccurrences(of: "+", with: " "), !search.isEmpty {
-            guard search.count <= Limits.searchLength else { throw Problem(.badRequest, "search must be at most 200 characters") }
+            guard search.count <= Limits.searchLength else {
+                throw Problem(.badRequest, "search must be at most 200 characters")
+            }
             query.search = search
         }
         let admin = caller.isAdmin(catalog: .builtIn)
         let (page, total) = try await store.withConnection { connection in
-            (try await connection.tokens(orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: context.logger),
-             try await connection.countTokens(orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: context.logger))
+            (
+                try await connection.tokens(
+                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: context.logger),
+                try await connection.countTokens(
+                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: context.logger)
+            )
         }
         let now = store.clock.now()
         let items = page.records.dropFirst(start).map { Token(record: $0, org: org, now: now) }
@@ -173,15 +180,18 @@ struct BentoCloudController {
     /// lifetime (never "never").
     @Sendable func create(_ request: Request, context: TesseraRequestContext) async throws -> Token {
         let (caller, org) = try await authorize(request, context, scope: "tokens:write")
-        let body = try await request.decodeJSON(CreateRequest.self, context: context, nullable: ["description", "scopes", "expired_at"])
+        let body = try await request.decodeJSON(
+            CreateRequest.self, context: context, nullable: ["description", "scopes", "expired_at"])
         var create = TokenOperations.CreateRequest(name: body.name, description: body.description, scopes: body.scopes)
         if let text = body.expired_at {
             guard let date = Self.parseDate(text) else {
-                throw Problem.invalidField("expired_at", "must be a date-time like 2026-12-23 19:10:05 (UTC) or RFC 3339")
+                throw Problem.invalidField(
+                    "expired_at", "must be a date-time like 2026-12-23 19:10:05 (UTC) or RFC 3339")
             }
             create.tokenExpiration = Int64(date.timeIntervalSince1970.rounded(.down))
         }
-        let issued = try await operations.createOwn(create, caller: caller, org: org, actor: caller.auditActor(context), logger: context.logger)
+        let issued = try await operations.createOwn(
+            create, caller: caller, org: org, actor: caller.auditActor(context), logger: context.logger)
         var token = Token(record: issued.record, org: org, now: store.clock.now())
         token.token = issued.secret.plaintext
         return token
@@ -204,13 +214,17 @@ struct BentoCloudController {
 
     // MARK: - Rules
 
-    func authorize(_ request: Request, _ context: TesseraRequestContext, scope: String) async throws -> (Caller, OrganizationRecord) {
+    func authorize(_ request: Request, _ context: TesseraRequestContext, scope: String) async throws -> (
+        Caller, OrganizationRecord
+    ) {
         try await TokenController(store: store, resolver: resolver).authorize(request, context, scope: scope)
     }
 
     /// Revoked tokens are gone for this surface (404, as for an unknown uid).
     func visible(_ context: TesseraRequestContext, _ caller: Caller) async throws -> TokenRecord {
-        guard let id = context.parameters.get("uid").flatMap(UUID.init(uuidString:)) else { throw TokenOperations.tokenNotFound }
+        guard let id = context.parameters.get("uid").flatMap(UUID.init(uuidString:)) else {
+            throw TokenOperations.tokenNotFound
+        }
         let record = try await operations.visible(id, caller: caller, logger: context.logger)
         guard record.status != .revoked else { throw TokenOperations.tokenNotFound }
         return record
@@ -229,7 +243,10 @@ struct BentoCloudController {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
-        for format in ["yyyy-MM-dd HH:mm:ss.SSSSSS", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd"] {
+        for format in [
+            "yyyy-MM-dd HH:mm:ss.SSSSSS", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
+            "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd",
+        ] {
             formatter.dateFormat = format
             if let date = formatter.date(from: trimmed) { return date }
         }

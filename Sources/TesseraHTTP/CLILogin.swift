@@ -36,7 +36,8 @@ enum CLILogin {
     /// `ABCD-EFGH-JKLM-NPQR` from a normalized code.
     static func display(_ normalized: String) -> String {
         let letters = Array(normalized)
-        return stride(from: 0, to: letters.count, by: 4).map { String(letters[$0..<min($0 + 4, letters.count)]) }.joined(separator: "-")
+        return stride(from: 0, to: letters.count, by: 4).map { String(letters[$0..<min($0 + 4, letters.count)]) }
+            .joined(separator: "-")
     }
 
     static func hash(_ normalized: String) -> ByteBuffer { ByteBuffer(bytes: SHA256.hash(data: Data(normalized.utf8))) }
@@ -62,7 +63,9 @@ enum CLILogin {
 
     /// Marks the code approved by `userID` for `org`; false when it is unknown, expired, spent or
     /// already approved.
-    static func approve(_ code: String, userID: UUID, org: OrganizationRecord, tokenName: String, actor: AuditActor, store: TesseraStore)
+    static func approve(
+        _ code: String, userID: UUID, org: OrganizationRecord, tokenName: String, actor: AuditActor, store: TesseraStore
+    )
         async throws -> Bool
     {
         try await store.transaction { connection in
@@ -74,7 +77,8 @@ enum CLILogin {
                 """, logger: store.logger)
             for try await client in rows.decode(String.self) {
                 try await connection.recordAudit(
-                    actor.event(orgID: org.id, action: .cliLoginApproved, details: ["client": client, "name": tokenName]),
+                    actor.event(
+                        orgID: org.id, action: .cliLoginApproved, details: ["client": client, "name": tokenName]),
                     logger: store.logger)
                 return true
             }
@@ -83,7 +87,8 @@ enum CLILogin {
     }
 
     static func deny(_ code: String, store: TesseraStore) async throws {
-        try await store.query("DELETE FROM cli_login_codes WHERE code_hash = \(hash(code)) AND spent_at IS NULL", logger: store.logger)
+        try await store.query(
+            "DELETE FROM cli_login_codes WHERE code_hash = \(hash(code)) AND spent_at IS NULL", logger: store.logger)
     }
 }
 
@@ -99,7 +104,8 @@ struct CLILoginController {
             guard let raw = request.uri.queryParameters.get("code"), let code = CLILogin.normalize(raw) else {
                 throw Problem(.badRequest, "code is missing or malformed: start the login again from your terminal")
             }
-            return Response(status: .seeOther, headers: [.location: "/console/cli-login?code=\(CLILogin.display(code))"])
+            return Response(
+                status: .seeOther, headers: [.location: "/console/cli-login?code=\(CLILogin.display(code))"])
         }
     }
 
@@ -111,14 +117,18 @@ struct CLILoginController {
 
     @Sendable func code(_ request: Request, context: TesseraRequestContext) async throws -> Code {
         let code = CLILogin.newCode()
-        let agent = String((request.headers[.userAgent] ?? "unknown client").unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.prefix(200))
+        let agent = String(
+            (request.headers[.userAgent] ?? "unknown client").unicodeScalars.filter {
+                $0.value >= 0x20 && $0.value != 0x7F
+            }.prefix(200))
         try await store.query(
             """
             INSERT INTO cli_login_codes (code_hash, client, source_ip, expires_at)
             VALUES (\(CLILogin.hash(CLILogin.normalize(code)!)), \(agent), \(context.remoteAddress)::inet,
                     now() + make_interval(secs => \(CLILogin.lifetime)))
             """, logger: context.logger)
-        try await store.query("DELETE FROM cli_login_codes WHERE expires_at < now() - interval '1 day'", logger: context.logger)
+        try await store.query(
+            "DELETE FROM cli_login_codes WHERE expires_at < now() - interval '1 day'", logger: context.logger)
         return Code(code: code, url: "/api_tokens?code=\(code)", expires_in: Int(CLILogin.lifetime))
     }
 
@@ -167,7 +177,9 @@ struct CLILoginController {
                 return try await issue(userID: userID, orgID: orgID, name: name, context: context)
             } catch {
                 // Not issued (the limit was reached meanwhile, the member left): the code is not spent.
-                try await store.query("UPDATE cli_login_codes SET spent_at = NULL WHERE code_hash = \(CLILogin.hash(code))", logger: logger)
+                try await store.query(
+                    "UPDATE cli_login_codes SET spent_at = NULL WHERE code_hash = \(CLILogin.hash(code))",
+                    logger: logger)
                 throw error
             }
         }
@@ -179,17 +191,23 @@ struct CLILoginController {
         let resolved = try await store.withConnection { connection -> (Caller, OrganizationRecord)? in
             guard let org = try await connection.organization(id: orgID, logger: logger),
                 let membership = try await connection.membership(orgID: orgID, userID: userID, logger: logger),
-                let user = try await connection.user(username: membership.username, logger: logger), user.status == .active
+                let user = try await connection.user(username: membership.username, logger: logger),
+                user.status == .active
             else { return nil }
             let caller = Caller(
-                credential: .jwt, userID: userID, username: user.username, platformAdmin: user.platformAdmin, orgID: org.id,
+                credential: .jwt, userID: userID, username: user.username, platformAdmin: user.platformAdmin,
+                orgID: org.id,
                 orgSlug: org.slug, role: membership.role, groups: membership.groups)
             return (caller, org)
         }
-        guard let (caller, org) = resolved else { throw Problem(.forbidden, "The approving user is no longer an active member") }
+        guard let (caller, org) = resolved else {
+            throw Problem(.forbidden, "The approving user is no longer an active member")
+        }
         let issued = try await TokenOperations(store: store).createOwn(
             .init(name: name), caller: caller, org: org,
-            actor: AuditActor(username: caller.username, kind: .console, sourceIP: context.remoteAddress), logger: logger)
-        return Issued(token: issued.secret.plaintext, name: issued.record.name, organization: org.slug, username: caller.username)
+            actor: AuditActor(username: caller.username, kind: .console, sourceIP: context.remoteAddress),
+            logger: logger)
+        return Issued(
+            token: issued.secret.plaintext, name: issued.record.name, organization: org.slug, username: caller.username)
     }
 }

@@ -34,7 +34,9 @@ struct CallerResolver: Sendable {
                 let membership = try await token.ownerUserID.asyncFlatMap {
                     try await connection.membership(orgID: org.id, userID: $0, logger: logger)
                 }
-                return (Self.caller(token: token, org: org, role: membership?.role, groups: membership?.groups ?? []), org)
+                return (
+                    Self.caller(token: token, org: org, role: membership?.role, groups: membership?.groups ?? []), org
+                )
 
             case .jwt(let username):
                 guard let user = try await connection.user(username: username, logger: logger), user.status == .active
@@ -67,7 +69,8 @@ struct CallerResolver: Sendable {
         }
     }
 
-    static func caller(token: VerifiedToken, org: OrganizationRecord, role: MembershipRole?, groups: [String]) -> Caller {
+    static func caller(token: VerifiedToken, org: OrganizationRecord, role: MembershipRole?, groups: [String]) -> Caller
+    {
         Caller(
             credential: .token(token), userID: token.ownerUserID, username: token.username,
             platformAdmin: token.platformAdmin, orgID: org.id, orgSlug: org.slug, role: role, groups: groups)
@@ -78,7 +81,8 @@ extension Caller {
     /// An audit event of this caller in its acting org, from the request's peer address.
     func auditActor(_ context: TesseraRequestContext) -> AuditActor {
         AuditActor(
-            username: username, kind: token == nil ? .jwt : .token, tokenID: token?.tokenID, sourceIP: context.remoteAddress)
+            username: username, kind: token == nil ? .jwt : .token, tokenID: token?.tokenID,
+            sourceIP: context.remoteAddress)
     }
 
     func auditEvent(

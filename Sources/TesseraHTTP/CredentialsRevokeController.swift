@@ -46,13 +46,15 @@ struct CredentialsRevokeController {
         if !hashes.isEmpty {
             let tokens = try await store.transaction { connection in
                 try await connection.revokeLeaked(
-                    hashes, actor: AuditActor(username: "credentials/revoke", kind: .system, sourceIP: context.remoteAddress),
+                    hashes,
+                    actor: AuditActor(username: "credentials/revoke", kind: .system, sourceIP: context.remoteAddress),
                     logger: context.logger)
             }
             Self.revoked.increment(by: Int64(tokens.count))
             for token in tokens { WriteJournal.note(.token(token)) }
             if !tokens.isEmpty {
-                context.logger.warning("revoked leaked tokens reported to /credentials/revoke", metadata: ["count": "\(tokens.count)"])
+                context.logger.warning(
+                    "revoked leaked tokens reported to /credentials/revoke", metadata: ["count": "\(tokens.count)"])
             }
         } else {
             WriteJournal.note()
@@ -78,7 +80,8 @@ extension PostgresConnection {
         for try await row in rows.decode((UUID, UUID, String).self) { revoked.append(row) }
         for (id, org, username) in revoked {
             try await recordAudit(
-                actor.event(orgID: org, action: .tokenRevoked, token: id, target: username, details: ["reason": "leaked"]),
+                actor.event(
+                    orgID: org, action: .tokenRevoked, token: id, target: username, details: ["reason": "leaked"]),
                 logger: logger)
         }
         return revoked.map(\.0)

@@ -26,7 +26,8 @@ struct HealthController {
             throw Problem(.serviceUnavailable, "Database unreachable")
         }
         guard pending.isEmpty else {
-            throw Problem(.serviceUnavailable, "Database has pending migrations: \(pending.map(\.name).joined(separator: ", "))")
+            throw Problem(
+                .serviceUnavailable, "Database has pending migrations: \(pending.map(\.name).joined(separator: ", "))")
         }
         return Status(status: "ready")
     }

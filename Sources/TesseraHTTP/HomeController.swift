@@ -31,7 +31,8 @@ struct HomeController {
     func addRoutes(to router: Router<TesseraRequestContext>) {
         router.get("/") { request, context in
             guard Self.acceptsHTML(request) else { return try Self.index.response(from: request, context: context) }
-            return console ? Response(status: .seeOther, headers: [.location: "/console/", .vary: "Accept"]) : Self.page(Self.home)
+            return console
+                ? Response(status: .seeOther, headers: [.location: "/console/", .vary: "Accept"]) : Self.page(Self.home)
         }
         router.get("docs") { _, _ in Self.page(Self.reference) }
     }
@@ -59,7 +60,8 @@ struct HomeController {
     /// `style-src 'sha256-…'`: the inline stylesheet above and nothing else.
     static let contentSecurityPolicy: String = {
         let hash = Data(SHA256.hash(data: Data(style.utf8))).base64EncodedString()
-        return "default-src 'none'; style-src 'sha256-\(hash)'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        return
+            "default-src 'none'; style-src 'sha256-\(hash)'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     }()
 
     static func page(_ html: String) -> Response {

@@ -19,8 +19,9 @@ extension Request {
         }
         guard buffer.readableBytes > 0 else {
             if let whenEmpty { return whenEmpty }
-            throw Problem(.unprocessableContent, "Request body is empty: a JSON object is expected",
-                          errors: [.init(field: "body", message: "is required")])
+            throw Problem(
+                .unprocessableContent, "Request body is empty: a JSON object is expected",
+                errors: [.init(field: "body", message: "is required")])
         }
         let data = Data(buffer.readableBytesView)
         if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
@@ -36,8 +37,9 @@ extension Request {
             throw Problem.unprocessable(error)
         } catch {
             // Foundation's own errors (a number no Swift type holds, ...): still the client's body.
-            throw Problem(.unprocessableContent, "Invalid request body: body is not valid JSON",
-                          errors: [.init(field: "body", message: "is not valid JSON")])
+            throw Problem(
+                .unprocessableContent, "Invalid request body: body is not valid JSON",
+                errors: [.init(field: "body", message: "is not valid JSON")])
         }
     }
 }
@@ -58,7 +60,8 @@ extension Problem {
         case .valueNotFound(let type, let context):
             field = .init(field: path(context.codingPath), message: "must be \(Self.describe(type)), not null")
         case .dataCorrupted(let context):
-            field = context.codingPath.isEmpty
+            field =
+                context.codingPath.isEmpty
                 ? .init(field: "body", message: "is not valid JSON")
                 : .init(field: path(context.codingPath), message: "is invalid")
         @unknown default:
@@ -73,13 +76,17 @@ extension Problem {
         case is Int.Type, is Int64.Type: "an integer"
         case is Bool.Type: "a boolean"
         case is [String].Type, is [Any].Type: "an array"
-        default: "\(type)".contains("Array") ? "an array" : "\(type)".contains("Dictionary") ? "an object" : "a value of the right type"
+        default:
+            "\(type)".contains("Array")
+                ? "an array" : "\(type)".contains("Dictionary") ? "an object" : "a value of the right type"
         }
     }
 
     /// 422 for a field constraint the decoder cannot express (length, pattern).
     static func invalidField(_ field: String, _ message: String) -> Problem {
-        Problem(.unprocessableContent, "Invalid request body: \(field) \(message)", errors: [.init(field: field, message: message)])
+        Problem(
+            .unprocessableContent, "Invalid request body: \(field) \(message)",
+            errors: [.init(field: field, message: message)])
     }
 }
 

@@ -74,7 +74,8 @@ struct JWTAuthenticator: Sendable {
 
     func authenticate(_ token: String) async throws -> String {
         // Not three dot-separated parts: not a JWT (and not a Tessera token either).
-        guard token.utf8.count <= 16_384, token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+        guard token.utf8.count <= 16_384, token.split(separator: ".", omittingEmptySubsequences: false).count == 3
+        else {
             throw Problem.invalidToken(.malformed)
         }
         let claims: Claims
@@ -124,7 +125,9 @@ struct JWTAuthenticator: Sendable {
 
         /// A JWT without `exp` is refused: sessions must end.
         func verify(using algorithm: some JWTAlgorithm) async throws {
-            guard let expiration else { throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "exp missing") }
+            guard let expiration else {
+                throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "exp missing")
+            }
             try expiration.verifyNotExpired()
             try notBefore?.verifyNotBefore()
         }

@@ -99,11 +99,13 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             // A routed path with another method: 405 and Allow (RFC 9110), not 404.
             if let allowed = routes.methods(for: request.uri.path) {
                 return try Problem(
-                    .methodNotAllowed, "Method \(request.method) is not allowed here; use \(allowed.joined(separator: ", "))",
+                    .methodNotAllowed,
+                    "Method \(request.method) is not allowed here; use \(allowed.joined(separator: ", "))",
                     headers: [.allow: allowed.joined(separator: ", ")]
                 ).response(from: request, context: context)
             }
-            return try Problem(.notFound, "No route for \(request.method) \(request.uri.path)").response(from: request, context: context)
+            return try Problem(.notFound, "No route for \(request.method) \(request.uri.path)").response(
+                from: request, context: context)
         } catch let error as HTTPError {
             let detail: String =
                 switch error.status {
@@ -111,7 +113,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 default: error.body ?? error.status.reasonPhrase
                 }
             return try Problem(error.status, detail, headers: error.headers).response(from: request, context: context)
-        } catch where isDatabaseUnavailable(error) {
+        } catch  where isDatabaseUnavailable(error) {
             context.logger.warning("database unavailable", metadata: ["error": "\(describeDatabaseFailure(error))"])
             return try Problem(
                 .serviceUnavailable, "The database is unavailable; retry shortly", headers: [.retryAfter: "1"]

@@ -84,9 +84,11 @@ struct TokenController {
 
     @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> TokenList {
         let (caller, _) = try await authorize(request, context, scope: "tokens:read")
-        let page = try await operations.list(caller: caller, query: try Self.listQuery(request.uri.queryParameters), logger: context.logger)
+        let page = try await operations.list(
+            caller: caller, query: try Self.listQuery(request.uri.queryParameters), logger: context.logger)
         let now = store.clock.now()
-        return TokenList(tokens: page.records.map { TokenInfo(record: $0, now: now) }, nextCursor: page.next.map(Self.cursor))
+        return TokenList(
+            tokens: page.records.map { TokenInfo(record: $0, now: now) }, nextCursor: page.next.map(Self.cursor))
     }
 
     @Sendable func get(_ request: Request, context: TesseraRequestContext) async throws -> TokenInfo {
@@ -148,7 +150,8 @@ struct TokenController {
     /// `POST /api-tokens/{tokenUUID}/rotate`: a new secret (and a new tokenUUID) with the same
     /// metadata; the old secret stops at once, or after `overlapSeconds` (≤ 86400). Rotating a
     /// token that was already rotated away revokes its whole family (reuse detection).
-    @Sendable func rotate(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<TokenInfo> {
+    @Sendable func rotate(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<TokenInfo>
+    {
         let (caller, _) = try await authorize(request, context, scope: "tokens:write")
         let record = try await visibleToken(request, context, caller)
         guard operations.mayManage(record, caller: caller) else { throw Self.tokenNotFound }
@@ -167,16 +170,21 @@ struct TokenController {
     }
 
     /// `POST /api-tokens`: a member's own personal token (groups = their current groups).
-    @Sendable func createOwn(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<TokenInfo> {
+    @Sendable func createOwn(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<
+        TokenInfo
+    > {
         let (caller, org) = try await authorize(request, context, scope: "tokens:write")
         let body = try await request.decodeJSON(CreateRequest.self, context: context, nullable: ["tokenExpiration"])
         return created(
-            try await operations.createOwn(body, caller: caller, org: org, actor: caller.auditActor(context), logger: context.logger))
+            try await operations.createOwn(
+                body, caller: caller, org: org, actor: caller.auditActor(context), logger: context.logger))
     }
 
     /// `POST /api-tokens/{username}`: an admin creates a member's personal token, or with
     /// `isSystemToken: true` an organization token labelled `username`.
-    @Sendable func createFor(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<TokenInfo> {
+    @Sendable func createFor(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<
+        TokenInfo
+    > {
         let (caller, org) = try await authorize(request, context, scope: "tokens:write")
         guard caller.isAdmin(catalog: .builtIn) else {
             throw Problem(.unauthorized, "Only organization admins can create tokens for other users")
@@ -208,15 +216,21 @@ struct TokenController {
             query.limit = limit
         }
         if let raw = parameters.nonEmpty("cursor") {
-            guard let position = position(fromCursor: raw) else { throw Problem(.badRequest, "cursor is not one this server issued") }
+            guard let position = position(fromCursor: raw) else {
+                throw Problem(.badRequest, "cursor is not one this server issued")
+            }
             query.after = position
         }
         if let search = parameters.nonEmpty("search"), !search.isEmpty {
-            guard search.count <= Limits.searchLength else { throw Problem(.badRequest, "search must be at most 200 characters") }
+            guard search.count <= Limits.searchLength else {
+                throw Problem(.badRequest, "search must be at most 200 characters")
+            }
             query.search = search
         }
         if let raw = parameters.get("kind") {
-            guard let kind = TokenKind(rawValue: raw) else { throw Problem(.badRequest, "kind must be personal or organization") }
+            guard let kind = TokenKind(rawValue: raw) else {
+                throw Problem(.badRequest, "kind must be personal or organization")
+            }
             query.kind = kind
         }
         if let raw = parameters.get("status") {
@@ -260,12 +274,14 @@ struct TokenController {
     func authorize(_ request: Request, _ context: TesseraRequestContext, scope: String) async throws
         -> (Caller, OrganizationRecord)
     {
-        let (caller, org) = try await resolver.resolve(request, context: context, orgSlug: context.parameters.get("org"))
+        let (caller, org) = try await resolver.resolve(
+            request, context: context, orgSlug: context.parameters.get("org"))
         // Scopes of the org's own catalog may imply built-in ones (BentoCloud's names, #13): the
         // catalog is read only when the token holds such a scope.
         var catalog = ScopeCatalog.builtIn
         if let token = caller.token, token.scopes.contains(where: { ScopeCatalog.builtIn.entries[$0] == nil }) {
-            catalog = ScopeCatalog(try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: context.logger) })
+            catalog = ScopeCatalog(
+                try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: context.logger) })
         }
         guard caller.holds(scope, catalog: catalog) else {
             throw Problem(.forbidden, "This token lacks the \(scope) scope")
@@ -279,7 +295,9 @@ struct TokenController {
     }
 
     /// The token named by the path if the caller may see it (else 404, whether or not it exists).
-    func visibleToken(_ request: Request, _ context: TesseraRequestContext, _ caller: Caller) async throws -> TokenRecord {
+    func visibleToken(_ request: Request, _ context: TesseraRequestContext, _ caller: Caller) async throws
+        -> TokenRecord
+    {
         guard let id = UUID(uuidString: try context.parameters.require("tokenUUID")) else { throw Self.tokenNotFound }
         return try await operations.visible(id, caller: caller, logger: context.logger)
     }

@@ -80,7 +80,8 @@ public struct TokenOperations: Sendable {
             try await connection.token(id: id, orgID: caller.orgID, logger: logger)
         }
         guard let record else { throw Self.tokenNotFound }
-        let visible = caller.isAdmin(catalog: .builtIn) || record.kind == .organization || record.ownerUserID == caller.userID
+        let visible =
+            caller.isAdmin(catalog: .builtIn) || record.kind == .organization || record.ownerUserID == caller.userID
         guard visible else { throw Self.tokenNotFound }
         return record
     }
@@ -107,15 +108,19 @@ public struct TokenOperations: Sendable {
             throw Problem(.conflict, "A revoked token cannot be reactivated")
         }
         let updated = try await store.transaction { connection -> TokenRecord? in
-            guard try await connection.updateToken(
-                id: record.id, orgID: caller.orgID, name: name, description: description, status: status, logger: logger)
+            guard
+                try await connection.updateToken(
+                    id: record.id, orgID: caller.orgID, name: name, description: description, status: status,
+                    logger: logger)
             else { return nil }
             var details: [String: String] = [:]
             if let name { details["name"] = name }
             if let status { details["status"] = status.rawValue }
-            let action: AuditAction = status.map { $0 != record.status ? .tokenStatusChanged : .tokenUpdated } ?? .tokenUpdated
+            let action: AuditAction =
+                status.map { $0 != record.status ? .tokenStatusChanged : .tokenUpdated } ?? .tokenUpdated
             try await connection.recordAudit(
-                actor.event(orgID: caller.orgID, action: action, token: record.id, target: record.username, details: details),
+                actor.event(
+                    orgID: caller.orgID, action: action, token: record.id, target: record.username, details: details),
                 logger: logger)
             return try await connection.token(id: record.id, orgID: caller.orgID, logger: logger)
         }
@@ -126,11 +131,15 @@ public struct TokenOperations: Sendable {
 
     /// A new secret (and a new id) with the same metadata; the old secret stops at once, or after
     /// `overlapSeconds` (≤ 86400). Rotating a token already rotated away revokes its whole family.
-    public func rotate(_ record: TokenRecord, overlapSeconds overlap: Int, caller: Caller, actor: AuditActor, logger: Logger)
+    public func rotate(
+        _ record: TokenRecord, overlapSeconds overlap: Int, caller: Caller, actor: AuditActor, logger: Logger
+    )
         async throws -> Issued
     {
         guard mayManage(record, caller: caller) else { throw Self.tokenNotFound }
-        guard (0...86_400).contains(overlap) else { throw Problem.invalidField("overlapSeconds", "must be from 0 to 86400") }
+        guard (0...86_400).contains(overlap) else {
+            throw Problem.invalidField("overlapSeconds", "must be from 0 to 86400")
+        }
         let now = store.clock.now()
         let secret = TokenSecret.generate(kind: record.kind)
         let outcome: RotationOutcome
@@ -148,7 +157,8 @@ public struct TokenOperations: Sendable {
                         logger: logger)
                 case .reuseDetected:
                     try await connection.recordAudit(
-                        actor.event(orgID: caller.orgID, action: .tokenRotationReuse, token: record.id, target: record.username),
+                        actor.event(
+                            orgID: caller.orgID, action: .tokenRotationReuse, token: record.id, target: record.username),
                         logger: logger)
                 case .notFound: break
                 }
@@ -164,7 +174,9 @@ public struct TokenOperations: Sendable {
             throw Problem(.conflict, "This token was already rotated; every token of its family is now revoked")
         case .rotated(let newID):
             WriteJournal.note(.token(record.id))
-            let fresh = try await store.withConnection { try await $0.token(id: newID, orgID: caller.orgID, logger: logger) }
+            let fresh = try await store.withConnection {
+                try await $0.token(id: newID, orgID: caller.orgID, logger: logger)
+            }
             guard let fresh else { throw Self.tokenNotFound }
             return Issued(record: fresh, secret: secret)
         }
@@ -173,7 +185,9 @@ public struct TokenOperations: Sendable {
     public func delete(_ record: TokenRecord, caller: Caller, actor: AuditActor, logger: Logger) async throws {
         guard mayManage(record, caller: caller) else { throw Self.tokenNotFound }
         let deleted = try await store.transaction { connection in
-            guard try await connection.deleteToken(id: record.id, orgID: caller.orgID, logger: logger) else { return false }
+            guard try await connection.deleteToken(id: record.id, orgID: caller.orgID, logger: logger) else {
+                return false
+            }
             try await connection.recordAudit(
                 actor.event(
                     orgID: caller.orgID, action: .tokenDeleted, token: record.id, target: record.username,
@@ -188,7 +202,9 @@ public struct TokenOperations: Sendable {
     // MARK: - Creating
 
     /// The caller's own personal token (groups = their current groups).
-    public func createOwn(_ body: CreateRequest, caller: Caller, org: OrganizationRecord, actor: AuditActor, logger: Logger)
+    public func createOwn(
+        _ body: CreateRequest, caller: Caller, org: OrganizationRecord, actor: AuditActor, logger: Logger
+    )
         async throws -> Issued
     {
         guard let userID = caller.userID, caller.role != nil else {
@@ -199,18 +215,21 @@ public struct TokenOperations: Sendable {
             throw Problem(.forbidden, "User-managed API tokens are disabled in this organization")
         }
         let row = try await newRow(
-            body, caller: caller, org: org, admin: admin, kind: .personal, ownerUserID: userID, username: caller.username,
+            body, caller: caller, org: org, admin: admin, kind: .personal, ownerUserID: userID,
+            username: caller.username,
             groups: caller.groups, logger: logger)
         return try await insert(
             row, caller: caller, actor: actor, logger: logger,
             duplicate: org.personalTokenLimit == 1
                 ? "Token for user already exists. Delete it first to create a new one."
-                : "You already have \(org.personalTokenLimit) tokens, the limit of this organization. Delete one first to create a new one.")
+                : "You already have \(org.personalTokenLimit) tokens, the limit of this organization. Delete one first to create a new one."
+        )
     }
 
     /// Admins: a member's personal token, or (`isSystemToken`) an organization token labelled `username`.
     public func createFor(
-        _ username: String, _ body: CreateRequest, caller: Caller, org: OrganizationRecord, actor: AuditActor, logger: Logger
+        _ username: String, _ body: CreateRequest, caller: Caller, org: OrganizationRecord, actor: AuditActor,
+        logger: Logger
     ) async throws -> Issued {
         guard caller.isAdmin(catalog: .builtIn) else {
             throw Problem(.unauthorized, "Only organization admins can create tokens for other users")
@@ -255,7 +274,9 @@ public struct TokenOperations: Sendable {
             guard org.allowNonExpiringTokens, org.maxTokenLifetimeDays == nil else {
                 throw Problem(
                     .badRequest,
-                    org.maxTokenLifetimeDays.map { "Tokens must expire within the organization's maximum lifetime of \($0) days" }
+                    org.maxTokenLifetimeDays.map {
+                        "Tokens must expire within the organization's maximum lifetime of \($0) days"
+                    }
                         ?? "This organization does not allow tokens that never expire")
             }
             expiresAt = nil
@@ -263,7 +284,8 @@ public struct TokenOperations: Sendable {
             let date = Date(timeIntervalSince1970: TimeInterval(requested))
             guard date > now else { throw Problem(.badRequest, "Token expiration must be in the future") }
             if let maxDays = org.maxTokenLifetimeDays, date > now.addingTimeInterval(Double(maxDays) * 86_400) {
-                throw Problem(.badRequest, "Token expiration exceeds the organization's maximum lifetime of \(maxDays) days")
+                throw Problem(
+                    .badRequest, "Token expiration exceeds the organization's maximum lifetime of \(maxDays) days")
             }
             expiresAt = date
         } else {
@@ -273,7 +295,8 @@ public struct TokenOperations: Sendable {
         guard !scopes.isEmpty, scopes.count <= 100 else {
             throw Problem.invalidField("scopes", "must hold 1 to 100 scope names")
         }
-        let catalog = ScopeCatalog(try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
+        let catalog = ScopeCatalog(
+            try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
         for scope in scopes {
             guard let entry = catalog.entries[scope] else {
                 throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
@@ -297,14 +320,18 @@ public struct TokenOperations: Sendable {
     /// Inserts the token and its audit event in one transaction; the personal token limit (a
     /// trigger counting live tokens per membership) turns one too many, even a concurrent one,
     /// into LISA's 400.
-    func insert(_ row: NewTokenRow, caller: Caller, actor: AuditActor, logger: Logger, duplicate: String) async throws -> Issued {
+    func insert(_ row: NewTokenRow, caller: Caller, actor: AuditActor, logger: Logger, duplicate: String) async throws
+        -> Issued
+    {
         do {
             let record = try await store.transaction { connection in
                 let id = try await connection.insertToken(row, logger: logger)
                 try await connection.recordAudit(
                     actor.event(
                         orgID: row.orgID, action: .tokenCreated, token: id, target: row.username,
-                        details: ["kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " ")]),
+                        details: [
+                            "kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " "),
+                        ]),
                     logger: logger)
                 guard let record = try await connection.token(id: id, orgID: row.orgID, logger: logger) else {
                     throw StoreError.noRows

@@ -57,7 +57,8 @@ struct VerifyController {
                         + "error_description=\"The token lacks scope \(missing)\"",
                     detail: "The token lacks scope \(missing)")
             }
-            lastUsed.record(token.tokenID, at: verifier.store.clock.now(), address: Self.clientAddress(request, context))
+            lastUsed.record(
+                token.tokenID, at: verifier.store.clock.now(), address: Self.clientAddress(request, context))
             var headers = HTTPFields()
             headers.reserveCapacity(6)
             headers[.tesseraOrg] = token.orgSlug
@@ -101,7 +102,8 @@ struct VerifyController {
         uniqueKeysWithValues: VerificationFailure.allCases.map { failure in
             (
                 failure,
-                challenge(.unauthorized, Problem.invalidTokenChallenge(failure.description), detail: failure.description)
+                challenge(
+                    .unauthorized, Problem.invalidTokenChallenge(failure.description), detail: failure.description)
             )
         })
 
@@ -110,10 +112,13 @@ struct VerifyController {
         detail: "Token verification is temporarily unavailable (database unreachable); failing closed")
 
     static func challenge(_ status: HTTPResponse.Status, _ authenticate: String, detail: String) -> Response {
-        let body = #"{"type":"https://tessera.dev/problems/\#(status.code)","title":"\#(status.reasonPhrase)","status":\#(status.code),"detail":"\#(detail)","message":"\#(detail)"}"#
+        let body =
+            #"{"type":"https://tessera.dev/problems/\#(status.code)","title":"\#(status.reasonPhrase)","status":\#(status.code),"detail":"\#(detail)","message":"\#(detail)"}"#
         return Response(
             status: status,
-            headers: [.wwwAuthenticate: authenticate, .contentType: "application/problem+json", .cacheControl: "no-store"],
+            headers: [
+                .wwwAuthenticate: authenticate, .contentType: "application/problem+json", .cacheControl: "no-store",
+            ],
             body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
@@ -124,7 +129,8 @@ struct VerifyController {
     /// exactly `{"active": false}` for everything else (unknown, expired, another org's).
     @Sendable func introspect(_ request: Request, context: TesseraRequestContext) async throws -> Response {
         guard let credential = PresentedCredential.extract(from: request.headers) else {
-            throw Problem.unauthenticated("Missing credential: send Authorization: Bearer <token> with scope tokens:read")
+            throw Problem.unauthenticated(
+                "Missing credential: send Authorization: Bearer <token> with scope tokens:read")
         }
         let caller: VerifiedToken
         switch await verifier.verify(credential.value) {
@@ -135,20 +141,25 @@ struct VerifyController {
                 TokenVerifier.countInsufficientScope()
                 throw Problem(
                     .forbidden, "Introspection needs a token with scope tokens:read",
-                    headers: [.wwwAuthenticate: "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"tokens:read\""])
+                    headers: [
+                        .wwwAuthenticate:
+                            "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"tokens:read\""
+                    ])
             }
             caller = token
         }
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         guard contentType.hasPrefix("application/x-www-form-urlencoded") else {
-            throw Problem(.unsupportedMediaType, "Send the token form-encoded: Content-Type: application/x-www-form-urlencoded")
+            throw Problem(
+                .unsupportedMediaType, "Send the token form-encoded: Content-Type: application/x-www-form-urlencoded")
         }
         let body = try await request.body.collect(upTo: 16 * 1024)
         let form = FormBody(String(buffer: body))
         guard let presented = form["token"], !presented.isEmpty else {
             throw Problem(.badRequest, "Missing form field `token` (RFC 7662)")
         }
-        guard case .verified(let token, let scopes) = await verifier.verify(presented), token.orgID == caller.orgID else {
+        guard case .verified(let token, let scopes) = await verifier.verify(presented), token.orgID == caller.orgID
+        else {
             return Self.inactive
         }
         var claims: [String: Any] = [

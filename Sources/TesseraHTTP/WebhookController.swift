@@ -90,13 +90,16 @@ public struct WebhookOperations: Sendable {
     }
 
     func webhook(_ id: UUID, org: OrganizationRecord, logger: Logger) async throws -> WebhookRecord {
-        guard let record = try await store.withConnection({ try await $0.webhook(id: id, orgID: org.id, logger: logger) })
+        guard
+            let record = try await store.withConnection({ try await $0.webhook(id: id, orgID: org.id, logger: logger) })
         else { throw Self.notFound }
         return record
     }
 
     /// The new webhook, with its secret (the caller shows it once).
-    func create(_ draft: Draft, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws -> WebhookRecord {
+    func create(_ draft: Draft, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws
+        -> WebhookRecord
+    {
         let url = try checkedURL(draft.url)
         let events = try Self.checkedEvents(draft.events ?? WebhookEvent.names)
         let description = try Self.checkedDescription(draft.description)
@@ -113,7 +116,9 @@ public struct WebhookOperations: Sendable {
                 orgID: org.id, url: url, description: description, events: events, secret: secret.encoded,
                 active: draft.active ?? true, createdBy: actor.username ?? "unknown", logger: logger)
             try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .webhookCreated, details: ["id": record.id.uuidString.lowercased(), "url": url]),
+                actor.event(
+                    orgID: org.id, action: .webhookCreated,
+                    details: ["id": record.id.uuidString.lowercased(), "url": url]),
                 logger: logger)
             return record
         }
@@ -121,20 +126,24 @@ public struct WebhookOperations: Sendable {
         return record
     }
 
-    func update(_ id: UUID, _ change: Change, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws -> WebhookRecord {
+    func update(_ id: UUID, _ change: Change, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws
+        -> WebhookRecord
+    {
         let url = try change.url.map(checkedURL)
         let events = try change.events.map(Self.checkedEvents)
         let description = try change.description.map { try Self.checkedDescription($0) }
         let secret = change.rotateSecret ? WebhookSecret.generate() : nil
         let record = try await store.transaction { connection -> WebhookRecord? in
-            guard let record = try await connection.updateWebhook(
-                id: id, orgID: org.id, url: url, description: description, events: events, secret: secret?.encoded,
-                active: change.active, logger: logger)
+            guard
+                let record = try await connection.updateWebhook(
+                    id: id, orgID: org.id, url: url, description: description, events: events, secret: secret?.encoded,
+                    active: change.active, logger: logger)
             else { return nil }
             var details = ["id": id.uuidString.lowercased()]
             if secret != nil { details["secret"] = "rotated" }
             if let active = change.active { details["active"] = String(active) }
-            try await connection.recordAudit(actor.event(orgID: org.id, action: .webhookUpdated, details: details), logger: logger)
+            try await connection.recordAudit(
+                actor.event(orgID: org.id, action: .webhookUpdated, details: details), logger: logger)
             return record
         }
         guard let record else { throw Self.notFound }
@@ -146,7 +155,8 @@ public struct WebhookOperations: Sendable {
         let deleted = try await store.transaction { connection in
             guard try await connection.deleteWebhook(id: id, orgID: org.id, logger: logger) else { return false }
             try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .webhookDeleted, details: ["id": id.uuidString.lowercased()]), logger: logger)
+                actor.event(orgID: org.id, action: .webhookDeleted, details: ["id": id.uuidString.lowercased()]),
+                logger: logger)
             return true
         }
         guard deleted else { throw Self.notFound }
@@ -154,14 +164,21 @@ public struct WebhookOperations: Sendable {
     }
 
     func deliveries(of webhook: WebhookRecord, limit: Int, logger: Logger) async throws -> [WebhookDeliveryRecord] {
-        try await store.withConnection { try await $0.webhookDeliveries(webhookID: webhook.id, limit: limit, logger: logger) }
+        try await store.withConnection {
+            try await $0.webhookDeliveries(webhookID: webhook.id, limit: limit, logger: logger)
+        }
     }
 
-    func redeliver(_ delivery: UUID, of webhook: WebhookRecord, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws {
+    func redeliver(
+        _ delivery: UUID, of webhook: WebhookRecord, org: OrganizationRecord, actor: AuditActor, logger: Logger
+    ) async throws {
         let found = try await store.transaction { connection in
-            guard try await connection.redeliver(deliveryID: delivery, webhookID: webhook.id, logger: logger) else { return false }
+            guard try await connection.redeliver(deliveryID: delivery, webhookID: webhook.id, logger: logger) else {
+                return false
+            }
             try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .webhookRedelivered, details: ["delivery": delivery.uuidString.lowercased()]),
+                actor.event(
+                    orgID: org.id, action: .webhookRedelivered, details: ["delivery": delivery.uuidString.lowercased()]),
                 logger: logger)
             return true
         }
@@ -180,7 +197,8 @@ public struct WebhookOperations: Sendable {
     static func checkedEvents(_ events: [String]) throws -> [String] {
         let unique = Array(Set(events)).sorted()
         guard !unique.isEmpty, unique.allSatisfy(WebhookEvent.names.contains) else {
-            throw Problem.invalidField("events", "must be a non-empty list of: \(WebhookEvent.names.joined(separator: ", "))")
+            throw Problem.invalidField(
+                "events", "must be a non-empty list of: \(WebhookEvent.names.joined(separator: ", "))")
         }
         return unique
     }
@@ -224,11 +242,15 @@ struct WebhookController {
         var rotateSecret: Bool?
     }
 
-    @Sendable func create(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<WebhookInfo> {
+    @Sendable func create(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<
+        WebhookInfo
+    > {
         let (caller, org) = try await admin(request, context)
         let body = try await request.decodeJSON(CreateRequest.self, context: context)
         let record = try await operations.create(
-            .init(url: body.url, events: body.events, description: body.description, secret: body.secret, active: body.active),
+            .init(
+                url: body.url, events: body.events, description: body.description, secret: body.secret,
+                active: body.active),
             org: org, actor: caller.auditActor(context), logger: context.logger)
         return EditedResponse(status: .created, response: WebhookInfo(record, showingSecret: true))
     }
@@ -240,7 +262,8 @@ struct WebhookController {
 
     @Sendable func get(_ request: Request, context: TesseraRequestContext) async throws -> WebhookInfo {
         let (_, org) = try await admin(request, context)
-        return WebhookInfo(try await operations.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger))
+        return WebhookInfo(
+            try await operations.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger))
     }
 
     @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> WebhookInfo {
@@ -250,33 +273,41 @@ struct WebhookController {
         let change = WebhookOperations.Change(
             url: body.url, events: body.events, description: body.description, active: body.active,
             rotateSecret: body.rotateSecret == true)
-        let record = try await operations.update(id, change, org: org, actor: caller.auditActor(context), logger: context.logger)
+        let record = try await operations.update(
+            id, change, org: org, actor: caller.auditActor(context), logger: context.logger)
         return WebhookInfo(record, showingSecret: change.rotateSecret)
     }
 
     @Sendable func delete(_ request: Request, context: TesseraRequestContext) async throws -> Message {
         let (caller, org) = try await admin(request, context)
-        try await operations.delete(try Self.id(context, "webhook"), org: org, actor: caller.auditActor(context), logger: context.logger)
+        try await operations.delete(
+            try Self.id(context, "webhook"), org: org, actor: caller.auditActor(context), logger: context.logger)
         return Message(message: "Webhook deleted successfully")
     }
 
-    @Sendable func deliveries(_ request: Request, context: TesseraRequestContext) async throws -> [String: [WebhookDeliveryInfo]] {
+    @Sendable func deliveries(_ request: Request, context: TesseraRequestContext) async throws -> [String:
+        [WebhookDeliveryInfo]]
+    {
         let (_, org) = try await admin(request, context)
         let webhook = try await operations.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger)
         var limit = 50
         if let raw = request.uri.queryParameters.get("limit") {
-            guard let value = Int(raw), (1...500).contains(value) else { throw Problem(.badRequest, "limit must be from 1 to 500") }
+            guard let value = Int(raw), (1...500).contains(value) else {
+                throw Problem(.badRequest, "limit must be from 1 to 500")
+            }
             limit = value
         }
         let rows = try await operations.deliveries(of: webhook, limit: limit, logger: context.logger)
         return ["deliveries": rows.map(WebhookDeliveryInfo.init)]
     }
 
-    @Sendable func redeliver(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<Message> {
+    @Sendable func redeliver(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<Message>
+    {
         let (caller, org) = try await admin(request, context)
         let webhook = try await operations.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger)
         try await operations.redeliver(
-            try Self.id(context, "delivery"), of: webhook, org: org, actor: caller.auditActor(context), logger: context.logger)
+            try Self.id(context, "delivery"), of: webhook, org: org, actor: caller.auditActor(context),
+            logger: context.logger)
         return EditedResponse(status: .accepted, response: Message(message: "Delivery queued"))
     }
 
@@ -286,7 +317,8 @@ struct WebhookController {
 
     static func id(_ context: TesseraRequestContext, _ name: String) throws -> UUID {
         guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else {
-            throw name == "webhook" ? WebhookOperations.notFound : Problem(.notFound, "No such delivery of this webhook")
+            throw name == "webhook"
+                ? WebhookOperations.notFound : Problem(.notFound, "No such delivery of this webhook")
         }
         return id
     }

@@ -97,7 +97,8 @@ public final class WebhookDeliveryService: Service, Sendable {
     }
 
     private func updateGauges() async {
-        guard let (count, age) = try? await store.withConnection({ [logger] in try await $0.outboxDepth(logger: logger) })
+        guard
+            let (count, age) = try? await store.withConnection({ [logger] in try await $0.outboxDepth(logger: logger) })
         else { return }
         pending.record(count)
         oldest.record(age)
@@ -116,7 +117,9 @@ public final class WebhookDeliveryService: Service, Sendable {
         }
         guard !claimed.isEmpty else { return false }
         // One endpoint's deliveries in order, one at a time; endpoints side by side.
-        let byEndpoint = Dictionary(grouping: claimed, by: \.webhookID).values.map { $0.sorted { $0.createdAt < $1.createdAt } }
+        let byEndpoint = Dictionary(grouping: claimed, by: \.webhookID).values.map {
+            $0.sorted { $0.createdAt < $1.createdAt }
+        }
         await withTaskGroup(of: Void.self) { group in
             var running = 0
             for deliveries in byEndpoint {
@@ -140,7 +143,9 @@ public final class WebhookDeliveryService: Service, Sendable {
             guard await attempt(delivery, using: transport), started.duration(to: .now) < .seconds(30) else {
                 let rest = deliveries[(index + 1)...].map(\.id)
                 if !rest.isEmpty {
-                    _ = try? await store.withConnection { [logger] in try await $0.releaseDeliveries(rest, logger: logger) }
+                    _ = try? await store.withConnection { [logger] in
+                        try await $0.releaseDeliveries(rest, logger: logger)
+                    }
                 }
                 return
             }
@@ -164,11 +169,13 @@ public final class WebhookDeliveryService: Service, Sendable {
         do {
             try await store.withConnection { [logger] in
                 try await $0.recordAttempt(
-                    deliveryID: delivery.id, delivered: ok, status: status, error: failure, retryIn: retryIn, logger: logger)
+                    deliveryID: delivery.id, delivered: ok, status: status, error: failure, retryIn: retryIn,
+                    logger: logger)
             }
         } catch {
             // The claim runs out and the delivery is sent again: at least once, as receivers expect.
-            logger.warning("could not record a webhook attempt", metadata: ["error": "\(describeDatabaseFailure(error))"])
+            logger.warning(
+                "could not record a webhook attempt", metadata: ["error": "\(describeDatabaseFailure(error))"])
         }
         return ok
     }
@@ -177,12 +184,15 @@ public final class WebhookDeliveryService: Service, Sendable {
     func nextRetry(after delivery: ClaimedDelivery) -> Duration? {
         let age = store.clock.now().timeIntervalSince(delivery.retryFrom)
         guard age < Double(settings.retryWindow.components.seconds) else { return nil }
-        let base = Double(settings.retryBase.components.seconds) + Double(settings.retryBase.components.attoseconds) / 1e18
+        let base =
+            Double(settings.retryBase.components.seconds) + Double(settings.retryBase.components.attoseconds) / 1e18
         let wait = min(base * pow(2, Double(min(delivery.attempts, 30))), 3600) * Double.random(in: 0.8...1.2)
         return .milliseconds(Int64(wait * 1000))
     }
 
-    private func post(_ delivery: ClaimedDelivery, using transport: WebhookTransport) async -> (ok: Bool, status: Int?, error: String?) {
+    private func post(_ delivery: ClaimedDelivery, using transport: WebhookTransport) async -> (
+        ok: Bool, status: Int?, error: String?
+    ) {
         let target: WebhookTargetPolicy.Target
         let secret: WebhookSecret
         do {
@@ -284,8 +294,11 @@ final class WebhookTransport: Sendable {
             if clients[key] == nil {
                 var configuration = self.configuration
                 configuration.dnsOverride = [host: address]
-                clients[key] = Pinned(client: HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration))
-                let idle = clients.filter { $0.value.inUse == 0 && $0.key != key }.sorted { $0.value.lastUsed < $1.value.lastUsed }
+                clients[key] = Pinned(
+                    client: HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration))
+                let idle = clients.filter { $0.value.inUse == 0 && $0.key != key }.sorted {
+                    $0.value.lastUsed < $1.value.lastUsed
+                }
                 for (old, entry) in idle.prefix(max(0, clients.count - Self.pinnedClients)) {
                     retired.append(entry.client)
                     clients[old] = nil
@@ -319,7 +332,9 @@ final class WebhookTransport: Sendable {
 
     func shutdown() async {
         try? await direct.shutdown()
-        for client in pinned.withLock({ clients in defer { clients = [:] }; return clients.values.map(\.client) }) {
+        for client in pinned.withLock({ clients in
+            defer { clients = [:] }; return clients.values.map(\.client)
+        }) {
             try? await client.shutdown()
         }
     }

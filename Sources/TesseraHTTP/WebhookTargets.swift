@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where webhooks may point (DESIGN §11): `http(s)` URLs whose host resolves only to public

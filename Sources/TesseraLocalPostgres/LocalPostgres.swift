@@ -48,7 +48,10 @@ public struct LocalPostgres: Sendable {
         try handOverToServerUser(dataDirectory)
         try run(
             "initdb",
-            ["-D", dataDirectory, "-U", Self.superuser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"]
+            [
+                "-D", dataDirectory, "-U", Self.superuser, "--auth=trust", "--encoding=UTF8", "--locale=C",
+                "--no-instructions",
+            ]
         )
         return true
     }
@@ -59,7 +62,8 @@ public struct LocalPostgres: Sendable {
         var lastError: (any Error)?
         for _ in 0..<5 {
             let candidate = Int.random(in: 20_000...60_000)
-            var options = "-p \(candidate) -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
+            var options =
+                "-p \(candidate) -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
             if ephemeral {
                 // Test clusters: many databases and clients at once (every test has its own).
                 options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500"
@@ -78,7 +82,8 @@ public struct LocalPostgres: Sendable {
                 lastError = error  // the port was taken: try another one
             }
         }
-        throw lastError ?? LocalPostgresError.commandFailed(command: "pg_ctl start", status: -1, output: "", log: serverLog)
+        throw lastError
+            ?? LocalPostgresError.commandFailed(command: "pg_ctl start", status: -1, output: "", log: serverLog)
     }
 
     /// `pg_ctl status` (its "no server running" is an answer, not a failure to log).
@@ -95,8 +100,10 @@ public struct LocalPostgres: Sendable {
     public func createDatabaseIfNeeded(_ database: String) throws {
         let exists = try run(
             "psql",
-            ["-h", "127.0.0.1", "-p", "\(port)", "-U", Self.superuser, "-d", "postgres", "-tAc",
-             "SELECT 1 FROM pg_database WHERE datname = '\(database.replacingOccurrences(of: "'", with: "''"))'"]
+            [
+                "-h", "127.0.0.1", "-p", "\(port)", "-U", Self.superuser, "-d", "postgres", "-tAc",
+                "SELECT 1 FROM pg_database WHERE datname = '\(database.replacingOccurrences(of: "'", with: "''"))'",
+            ]
         )
         if exists.trimmingCharacters(in: .whitespacesAndNewlines) != "1" {
             try run("createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", Self.superuser, database])
@@ -113,13 +120,16 @@ public struct LocalPostgres: Sendable {
             getuid() == 0
             // From `/`: a working directory the postgres user cannot enter (a checkout in a 0700
             // folder) would add "could not change directory" to every tool's output.
-            ? try Subprocess.run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env", "-C", "/", executable] + arguments)
+            ? try Subprocess.run(
+                "/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env", "-C", "/", executable] + arguments)
             : try Subprocess.run(executable, arguments)
         guard outcome.status == 0 else {
             let output = outcome.stdout + "\n" + outcome.stderr
-            let logged = logFailure && Self.append(
-                "\(Date()) \(tool) \(arguments.joined(separator: " ")) exited with status \(outcome.status)\n\(output)\n",
-                to: failureLog)
+            let logged =
+                logFailure
+                && Self.append(
+                    "\(Date()) \(tool) \(arguments.joined(separator: " ")) exited with status \(outcome.status)\n\(output)\n",
+                    to: failureLog)
             throw LocalPostgresError.commandFailed(
                 command: tool, status: outcome.status, output: output, log: logged ? failureLog : nil)
         }
@@ -127,7 +137,8 @@ public struct LocalPostgres: Sendable {
     }
 
     private static func append(_ text: String, to path: String) -> Bool {
-        guard FileManager.default.fileExists(atPath: path) || FileManager.default.createFile(atPath: path, contents: nil),
+        guard
+            FileManager.default.fileExists(atPath: path) || FileManager.default.createFile(atPath: path, contents: nil),
             let handle = FileHandle(forWritingAtPath: path)
         else { return false }
         defer { try? handle.close() }
@@ -186,7 +197,8 @@ public enum LocalPostgresError: Error, CustomStringConvertible {
             "PostgreSQL server binaries not found (looked in TESSERA_PG_BIN, /usr/lib/postgresql/*/bin and PATH); "
                 + "run scripts/ensure-postgres or `apt-get install postgresql`"
         case .commandFailed(let command, let status, let output, let log):
-            "\(command) failed with status \(status): \(Self.cause(in: output))" + (log.map { " (full output in \($0))" } ?? "")
+            "\(command) failed with status \(status): \(Self.cause(in: output))"
+                + (log.map { " (full output in \($0))" } ?? "")
         }
     }
 
@@ -198,7 +210,10 @@ public enum LocalPostgresError: Error, CustomStringConvertible {
         let lines = output.split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
-        let markers = ["error", "fatal", "panic", "denied", "could not", "cannot", "not permitted", "no such", "invalid", "unrecognized"]
+        let markers = [
+            "error", "fatal", "panic", "denied", "could not", "cannot", "not permitted", "no such", "invalid",
+            "unrecognized",
+        ]
         let errors = lines.filter { line in
             let lowered = line.lowercased()
             return markers.contains { lowered.contains($0) }

@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Runs a program to completion with `posix_spawn` and a blocking `waitpid`, its output captured in
 /// temporary files. Foundation's `Process.waitUntilExit()` was seen to hang on Linux when the child
@@ -19,7 +20,8 @@ public enum Subprocess {
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil)
         throws -> Outcome
     {
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-spawn-\(UUID().uuidString)").path
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-spawn-\(UUID().uuidString)")
+            .path
         let outPath = base + ".out"
         let errPath = base + ".err"
         defer {
@@ -64,15 +66,20 @@ public enum Subprocess {
         public var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
     }
 
-    public static func start(_ executable: String, _ arguments: [String], environment: [String: String]?) throws -> Running {
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-child-\(UUID().uuidString).log").path
+    public static func start(_ executable: String, _ arguments: [String], environment: [String: String]?) throws
+        -> Running
+    {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tessera-child-\(UUID().uuidString).log"
+        ).path
         let pid = try spawn(executable, arguments, environment: environment, stdout: log, stderr: log + ".err")
         return Running(pid: pid, log: log)
     }
 
     /// Starts a program in a session of its own (no terminal signals), output discarded, not waited for.
     public static func detach(_ executable: String, _ arguments: [String]) throws {
-        _ = try spawn("/usr/bin/setsid", [executable] + arguments, environment: nil, stdout: "/dev/null", stderr: "/dev/null")
+        _ = try spawn(
+            "/usr/bin/setsid", [executable] + arguments, environment: nil, stdout: "/dev/null", stderr: "/dev/null")
     }
 
     private static func spawn(

@@ -92,7 +92,8 @@ extension PostgresConnection {
     /// Removes every membership of a user; returns the organizations they were in.
     public func removeMemberships(userID: UUID, logger: Logger) async throws -> [UUID] {
         var orgs: [UUID] = []
-        let rows = try await statement("DELETE FROM memberships WHERE user_id = \(userID) RETURNING org_id", logger: logger)
+        let rows = try await statement(
+            "DELETE FROM memberships WHERE user_id = \(userID) RETURNING org_id", logger: logger)
         for try await org in rows.decode(UUID.self) { orgs.append(org) }
         return orgs
     }

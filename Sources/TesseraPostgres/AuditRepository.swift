@@ -30,7 +30,9 @@ public struct AuditQuery: Sendable {
 
 extension PostgresConnection {
     /// A page of `orgID`'s events; the index `audit_events_org_idx` keeps it cheap.
-    public func auditEvents(orgID: UUID, query page: AuditQuery, logger: Logger) async throws -> (events: [AuditRecord], more: Bool) {
+    public func auditEvents(orgID: UUID, query page: AuditQuery, logger: Logger) async throws -> (
+        events: [AuditRecord], more: Bool
+    ) {
         let rows = try await statement(
             """
             SELECT id, occurred_at, actor_username, actor_kind, actor_token_id, action, target_token_id,

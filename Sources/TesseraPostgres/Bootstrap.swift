@@ -42,9 +42,11 @@ extension TesseraStore {
         let now = clock.now()
         do {
             return try await transaction { connection in
-                let orgID = try await connection.insertOrganization(slug: slug, displayName: displayName ?? slug, logger: logger)
+                let orgID = try await connection.insertOrganization(
+                    slug: slug, displayName: displayName ?? slug, logger: logger)
                 let userID = try await connection.upsertUser(username: username, platformAdmin: true, logger: logger)
-                try await connection.putMembership(orgID: orgID, userID: userID, role: .admin, groups: [], logger: logger)
+                try await connection.putMembership(
+                    orgID: orgID, userID: userID, role: .admin, groups: [], logger: logger)
                 let expiration = now.addingTimeInterval(90 * 86_400)
                 let tokenID = try await connection.insertToken(
                     NewTokenRow(
@@ -66,7 +68,8 @@ extension TesseraStore {
                     organization: slug, username: username, token: secret, tokenUUID: tokenID,
                     tokenExpiration: expiration)
             }
-        } catch let error as PSQLError where error.isUniqueViolation && error.constraintName == "organizations_slug_key" {
+        } catch let error as PSQLError where error.isUniqueViolation && error.constraintName == "organizations_slug_key"
+        {
             throw BootstrapError.organizationExists(slug)
         }
     }

@@ -64,7 +64,8 @@ private final class LeaseGate: Sendable {
 
     /// The connection arrived: true unless the deadline passed first.
     func claim() -> Bool {
-        let (won, waiter, timer) = state.withLock { state -> (Bool, CheckedContinuation<Bool, Never>?, Scheduled<Void>?) in
+        let (won, waiter, timer) = state.withLock {
+            state -> (Bool, CheckedContinuation<Bool, Never>?, Scheduled<Void>?) in
             guard case .waiting(let waiter, let timer) = state else { return (false, nil, nil) }
             state = .leased
             return (true, waiter, timer)

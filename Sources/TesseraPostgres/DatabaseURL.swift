@@ -24,7 +24,8 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
             uniquingKeysWith: { _, last in last }
         )
         self.socketDirectory = query["host"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-        guard let host = components.host.flatMap({ $0.isEmpty ? nil : $0 }) ?? socketDirectory.map({ _ in "localhost" }) else {
+        guard let host = components.host.flatMap({ $0.isEmpty ? nil : $0 }) ?? socketDirectory.map({ _ in "localhost" })
+        else {
             throw .missingHost
         }
         self.host = host
@@ -89,7 +90,8 @@ public enum DatabaseURLError: Error, CustomStringConvertible, Equatable {
         case .missingHost: "DATABASE_URL has no host"
         case .missingUser: "DATABASE_URL has no user name"
         case .missingDatabase: "DATABASE_URL has no database name"
-        case .unsupportedSSLMode(let mode): "DATABASE_URL sslmode=\(mode) is not supported (disable, prefer, require, verify-full)"
+        case .unsupportedSSLMode(let mode):
+            "DATABASE_URL sslmode=\(mode) is not supported (disable, prefer, require, verify-full)"
         }
     }
 }

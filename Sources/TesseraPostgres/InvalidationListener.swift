@@ -101,7 +101,8 @@ public final class InvalidationListener: Service, Sendable {
                     }
                     confirmed.increment(by: Int64(kept))
                     unconfirmed.increment(by: Int64(dropped))
-                    logger.debug("cache confirmed after (re)connecting", metadata: ["kept": "\(kept)", "dropped": "\(dropped)"])
+                    logger.debug(
+                        "cache confirmed after (re)connecting", metadata: ["kept": "\(kept)", "dropped": "\(dropped)"])
                 } catch {
                     verifier.invalidateAll()
                     if connection.isClosed { throw error }
@@ -160,7 +161,8 @@ public final class InvalidationListener: Service, Sendable {
         // Bounded: on a connection that just broke the query may never answer, and the listener
         // must notice and reconnect rather than wait (a deaf listener is a stale cache).
         let logger = self.logger
-        standby.settle(at: try await withTimeout(.seconds(2)) { try await currentWALPosition(on: connection, logger: logger) })
+        standby.settle(
+            at: try await withTimeout(.seconds(2)) { try await currentWALPosition(on: connection, logger: logger) })
     }
 
     /// `t|u|o:<uuid>:<micros>`, or `sync:<marker>` (a barrier of this or another replica).
@@ -251,7 +253,8 @@ public final class InvalidationListener: Service, Sendable {
             }
             group.addTask {
                 do {
-                    try await client.query("SELECT pg_notify(\(Self.channel), \("sync:" + marker))", logger: self.logger)
+                    try await client.query(
+                        "SELECT pg_notify(\(Self.channel), \("sync:" + marker))", logger: self.logger)
                     try await Task.sleep(for: .seconds(2))
                 } catch {}
                 // Late or failed: release the waiter (a no-op when it already resumed).

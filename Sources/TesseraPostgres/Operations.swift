@@ -43,7 +43,9 @@ extension TesseraStore {
         try await transaction { connection in
             let id = try await connection.insertOrganization(slug: slug, displayName: displayName, logger: logger)
             try await connection.recordAudit(actor.event(orgID: id, action: .orgCreated), logger: logger)
-            guard let record = try await connection.organization(id: id, logger: logger) else { throw StoreError.noRows }
+            guard let record = try await connection.organization(id: id, logger: logger) else {
+                throw StoreError.noRows
+            }
             return record
         }
     }
@@ -94,7 +96,9 @@ extension TesseraStore {
 
     /// Sets a user's status and platform-admin flag (nil: unchanged). Disabling revokes their
     /// personal tokens in every org (`owner_disabled`).
-    public func updateUser(_ user: UserRecord, status: UserStatus?, platformAdmin: Bool?, by actor: AuditActor) async throws {
+    public func updateUser(_ user: UserRecord, status: UserStatus?, platformAdmin: Bool?, by actor: AuditActor)
+        async throws
+    {
         try await transaction { connection in
             if status == .disabled && user.status != .disabled {
                 try await revokeEverywhere(connection, user, reason: "owner_disabled", by: actor)
@@ -117,7 +121,9 @@ extension TesseraStore {
             try await revokeEverywhere(connection, user, reason: "owner_deleted", by: actor)
             for orgID in try await connection.removeMemberships(userID: user.id, logger: logger) {
                 try await connection.recordAudit(
-                    actor.event(orgID: orgID, action: .memberRemoved, target: user.username, details: ["reason": "user_deleted"]),
+                    actor.event(
+                        orgID: orgID, action: .memberRemoved, target: user.username, details: ["reason": "user_deleted"]
+                    ),
                     logger: logger)
             }
             try await connection.deleteUser(id: user.id, logger: logger)
@@ -129,7 +135,8 @@ extension TesseraStore {
     private func revokeEverywhere(
         _ connection: PostgresConnection, _ user: UserRecord, reason: String, by actor: AuditActor
     ) async throws {
-        let revoked = try await connection.revokePersonalTokens(userID: user.id, orgID: nil, reason: reason, logger: logger)
+        let revoked = try await connection.revokePersonalTokens(
+            userID: user.id, orgID: nil, reason: reason, logger: logger)
         for token in revoked {
             try await connection.recordAudit(
                 actor.event(

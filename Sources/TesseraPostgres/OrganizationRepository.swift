@@ -74,8 +74,13 @@ extension PostgresConnection {
             """,
             logger: logger)
         var users: [UserRecord] = []
-        for try await (id, username, status, platformAdmin, createdAt, updatedAt) in rows.decode((UUID, String, String, Bool, Date, Date).self) {
-            users.append(UserRecord(id: id, username: username, status: UserStatus(stored: status), platformAdmin: platformAdmin, createdAt: createdAt, updatedAt: updatedAt))
+        for try await (id, username, status, platformAdmin, createdAt, updatedAt) in rows.decode(
+            (UUID, String, String, Bool, Date, Date).self)
+        {
+            users.append(
+                UserRecord(
+                    id: id, username: username, status: UserStatus(stored: status), platformAdmin: platformAdmin,
+                    createdAt: createdAt, updatedAt: updatedAt))
         }
         return users
     }
@@ -95,8 +100,12 @@ extension PostgresConnection {
         let rows = try await statement(
             "SELECT id, username, status, platform_admin, created_at, updated_at FROM users WHERE username = \(username)",
             logger: logger)
-        for try await (id, name, status, admin, created, updated) in rows.decode((UUID, String, String, Bool, Date, Date).self) {
-            return UserRecord(id: id, username: name, status: UserStatus(stored: status), platformAdmin: admin, createdAt: created, updatedAt: updated)
+        for try await (id, name, status, admin, created, updated) in rows.decode(
+            (UUID, String, String, Bool, Date, Date).self)
+        {
+            return UserRecord(
+                id: id, username: name, status: UserStatus(stored: status), platformAdmin: admin, createdAt: created,
+                updatedAt: updated)
         }
         return nil
     }
@@ -137,7 +146,8 @@ extension PostgresConnection {
         var exists = false
         for try await _ in locked { exists = true }
         guard exists else { return nil }
-        let revoked = try await revokePersonalTokens(userID: userID, orgID: orgID, reason: "owner_left_org", logger: logger)
+        let revoked = try await revokePersonalTokens(
+            userID: userID, orgID: orgID, reason: "owner_left_org", logger: logger)
         let rows = try await statement(
             "DELETE FROM memberships WHERE org_id = \(orgID) AND user_id = \(userID) RETURNING user_id", logger: logger)
         for try await _ in rows { return revoked.map(\.id) }

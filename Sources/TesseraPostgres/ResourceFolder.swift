@@ -9,9 +9,11 @@ public enum ResourceFolder {
         if let configured = environment[variable], !configured.isEmpty { return configured }
         var candidates = [FileManager.default.currentDirectoryPath + "/" + name]
         let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
-        candidates.append(executable.deletingLastPathComponent().appendingPathComponent("../share/tessera/" + name).standardized.path)
         candidates.append(
-            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            executable.deletingLastPathComponent().appendingPathComponent("../share/tessera/" + name).standardized.path)
+        candidates.append(
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
                 .appendingPathComponent(name).path)
         for candidate in candidates where FileManager.default.fileExists(atPath: candidate + "/" + marker) {
             return candidate

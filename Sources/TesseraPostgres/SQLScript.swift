@@ -39,8 +39,9 @@ public enum SQLScript {
             case "$":
                 // $tag$ where tag is empty or an identifier
                 var end = index + 1
-                while end < chars.count, chars[end] == "_" || chars[end].properties.isAlphabetic
-                    || ("0"..."9").contains(chars[end])
+                while end < chars.count,
+                    chars[end] == "_" || chars[end].properties.isAlphabetic
+                        || ("0"..."9").contains(chars[end])
                 {
                     end += 1
                 }
@@ -62,7 +63,9 @@ public enum SQLScript {
     }
 
     private static func isOnlyComments(_ statement: String) -> Bool {
-        statement.split(separator: "\n").allSatisfy { $0.trimmingWhitespace.isEmpty || $0.trimmingWhitespace.hasPrefix("--") }
+        statement.split(separator: "\n").allSatisfy {
+            $0.trimmingWhitespace.isEmpty || $0.trimmingWhitespace.hasPrefix("--")
+        }
     }
 }
 

@@ -54,7 +54,9 @@ public final class StandbyReads: Sendable {
     private static let unrechecked = TesseraMetrics.counter("tessera_verify_standby_unknown_unchecked_total")
     private static let lag = TesseraMetrics.gauge("tessera_standby_replay_lag_bytes")
 
-    public init(standby: PostgresClient, logger: Logger, statements: StatementMode = .prepared, recheckPerSecond: Double = 50) {
+    public init(
+        standby: PostgresClient, logger: Logger, statements: StatementMode = .prepared, recheckPerSecond: Double = 50
+    ) {
         self.standby = standby
         self.logger = logger
         self.statements = statements
@@ -114,7 +116,8 @@ public final class StandbyReads: Sendable {
             return try await primary(hashes)
         }
         do {
-            let rows = try await standby.rows(StandbyTokenStatesStatement(hashes: hashes), mode: statements, logger: logger)
+            let rows = try await standby.rows(
+                StandbyTokenStatesStatement(hashes: hashes), mode: statements, logger: logger)
             var fencedCount = 0
             fences.withLock { fences in
                 for case let (hash, state, replayed)? in rows {

@@ -58,7 +58,8 @@ extension PostgresConnection {
     /// (created_at, id), which the `tokens_org_created_idx` index serves in either direction.
     /// A `LIKE` pattern matching `text` anywhere, its own `\\`, `%` and `_` taken literally.
     static func containsPattern(_ text: String) -> String {
-        "%" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+        "%"
+            + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
             .replacingOccurrences(of: "_", with: "\\_") + "%"
     }
 
@@ -95,7 +96,9 @@ extension PostgresConnection {
     }
 
     /// How many tokens ``tokens(orgID:visibleTo:all:query:logger:)`` would list over all pages.
-    public func countTokens(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery, logger: Logger)
+    public func countTokens(
+        orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery, logger: Logger
+    )
         async throws -> Int
     {
         let pattern = page.search.map(PostgresConnection.containsPattern)
@@ -129,7 +132,8 @@ extension PostgresConnection {
 
     /// Deletes a token of `orgID`; false when there was none.
     public func deleteToken(id: UUID, orgID: UUID, logger: Logger) async throws -> Bool {
-        let rows = try await statement("DELETE FROM tokens WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger)
+        let rows = try await statement(
+            "DELETE FROM tokens WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false
     }

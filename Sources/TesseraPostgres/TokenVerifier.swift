@@ -51,10 +51,13 @@ struct TokenStateStatement: PostgresPreparedStatement {
             scopes: try cells[9].decode([String].self), expiresAt: try cells[10].decode(Date?.self),
             createdAt: try cells[11].decode(Date.self)
         )
-        return (hash, StoredTokenState(
-            token: token, status: status, ownerIsActiveMember: try cells[13].decode(Bool.self),
-            idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self),
-            graceUntil: try cells[16].decode(Date?.self)))
+        return (
+            hash,
+            StoredTokenState(
+                token: token, status: status, ownerIsActiveMember: try cells[13].decode(Bool.self),
+                idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self),
+                graceUntil: try cells[16].decode(Date?.self))
+        )
     }
 }
 
@@ -77,7 +80,9 @@ extension PostgresClient {
             for try await row in try await execute(statement, logger: logger) { rows.append(row) }
         case .unnamed:
             let query = PostgresQuery(unsafeSQL: Statement.sql, binds: try statement.makeBindings())
-            for try await row in try await self.query(query, logger: logger) { rows.append(try statement.decodeRow(row)) }
+            for try await row in try await self.query(query, logger: logger) {
+                rows.append(try statement.decodeRow(row))
+            }
         }
         return rows
     }
@@ -286,7 +291,9 @@ public final class TokenVerifier: Sendable {
     /// cache instead would send every verification to the pool at the moment it may not reach the
     /// database yet (the listener is first to reach a new leader after a failover) and fail live
     /// tokens closed. Meanwhile the cache is deaf (hits are asked again). Returns (kept, dropped).
-    public func confirmCache(on connection: PostgresConnection, logger: Logger) async throws -> (kept: Int, dropped: Int) {
+    public func confirmCache(on connection: PostgresConnection, logger: Logger) async throws -> (
+        kept: Int, dropped: Int
+    ) {
         standby?.fence(nil)
         catalogs.withLock { $0.removeAll() }
         let now = store.clock.now()
@@ -327,7 +334,8 @@ public final class TokenVerifier: Sendable {
         if let cached = catalogs.withLock({ $0[orgID] }), cached.expires > now { return cached.catalog }
         let generation = cache.generation
         let read: @Sendable () async throws -> ScopeCatalog = { [store] in
-            ScopeCatalog(try await store.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
+            ScopeCatalog(
+                try await store.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
         }
         let catalog: ScopeCatalog
         if let lookupTimeout {
@@ -348,9 +356,10 @@ public final class TokenVerifier: Sendable {
     /// insufficient_scope (counted by the HTTP layer, which checks required scopes).
     static let outcomes: [String: Counter] = {
         let names = ["ok", "unavailable", "insufficient_scope"] + VerificationFailure.allCases.map(\.metricName)
-        return Dictionary(uniqueKeysWithValues: names.map {
-            ($0, TesseraMetrics.counter("tessera_verifications_total", [("outcome", $0)]))
-        })
+        return Dictionary(
+            uniqueKeysWithValues: names.map {
+                ($0, TesseraMetrics.counter("tessera_verifications_total", [("outcome", $0)]))
+            })
     }()
 
     public static func countInsufficientScope() { outcomes["insufficient_scope"]?.increment() }

@@ -193,7 +193,8 @@ public final class VerificationCache: Sendable {
 
     /// Every live entry, to be confirmed against the database (``TokenVerifier/confirmCache(on:)``).
     func snapshot(now: Date) -> [(hash: TokenHash, lookup: CachedLookup)] {
-        state.withLock { state in state.entries.compactMap { $0.value.expires > now ? ($0.key, $0.value.lookup) : nil } }
+        state.withLock { state in state.entries.compactMap { $0.value.expires > now ? ($0.key, $0.value.lookup) : nil }
+        }
     }
 
     /// Drops these entries (their answers changed while no one listened); like ``invalidate(_:)``,

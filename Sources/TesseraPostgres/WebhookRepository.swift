@@ -57,14 +57,16 @@ extension PostgresConnection {
         {
             records.append(
                 WebhookRecord(
-                    id: id, orgID: org, url: url, description: description, events: events, secret: secret, active: active,
+                    id: id, orgID: org, url: url, description: description, events: events, secret: secret,
+                    active: active,
                     createdAt: created, createdBy: by, updatedAt: updated))
         }
         return records
     }
 
     public func insertWebhook(
-        orgID: UUID, url: String, description: String?, events: [String], secret: String, active: Bool, createdBy: String,
+        orgID: UUID, url: String, description: String?, events: [String], secret: String, active: Bool,
+        createdBy: String,
         logger: Logger
     ) async throws -> WebhookRecord {
         let records = try await webhooks(
@@ -113,7 +115,9 @@ extension PostgresConnection {
     }
 
     public func deleteWebhook(id: UUID, orgID: UUID, logger: Logger) async throws -> Bool {
-        for try await _ in try await statement("DELETE FROM webhooks WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger) {
+        for try await _ in try await statement(
+            "DELETE FROM webhooks WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger)
+        {
             return true
         }
         return false
@@ -129,13 +133,16 @@ extension PostgresConnection {
             ORDER BY created_at DESC, id LIMIT \(limit)
             """, logger: logger)
         var records: [WebhookDeliveryRecord] = []
-        for try await (id, webhook, event, payload, created, status, attempts, next, last, lastStatus, lastError, delivered)
+        for try await (
+            id, webhook, event, payload, created, status, attempts, next, last, lastStatus, lastError, delivered
+        )
             in rows.decode((UUID, UUID, String, String, Date, String, Int32, Date?, Date?, Int32?, String?, Date?).self)
         {
             records.append(
                 WebhookDeliveryRecord(
                     id: id, webhookID: webhook, event: event, payload: payload, createdAt: created, status: status,
-                    attempts: Int(attempts), nextAttemptAt: next, lastAttemptAt: last, lastStatus: lastStatus.map(Int.init),
+                    attempts: Int(attempts), nextAttemptAt: next, lastAttemptAt: last,
+                    lastStatus: lastStatus.map(Int.init),
                     lastError: lastError, deliveredAt: delivered))
         }
         return records
@@ -181,7 +188,8 @@ extension PostgresConnection {
         {
             claimed.append(
                 ClaimedDelivery(
-                    id: id, webhookID: webhook, event: event, payload: payload, attempts: Int(attempts), createdAt: created,
+                    id: id, webhookID: webhook, event: event, payload: payload, attempts: Int(attempts),
+                    createdAt: created,
                     retryFrom: retryFrom, url: url, secret: secret))
         }
         return claimed.sorted { $0.createdAt < $1.createdAt }
@@ -189,7 +197,8 @@ extension PostgresConnection {
 
     /// Gives claimed deliveries back unsent (due as before, any replica may take them).
     public func releaseDeliveries(_ ids: [UUID], logger: Logger) async throws {
-        try await statement("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY(\(ids)::uuid[])", logger: logger)
+        try await statement(
+            "UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY(\(ids)::uuid[])", logger: logger)
     }
 
     /// Records one attempt: delivered, or failed with the next attempt (nil: given up).

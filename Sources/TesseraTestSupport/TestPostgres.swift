@@ -35,8 +35,10 @@ public actor TestPostgres {
                 _ = try await offloaded {
                     try cluster.run(
                         "psql",
-                        ["-h", "127.0.0.1", "-p", "\(cluster.port)", "-U", LocalPostgres.superuser, "-d", "postgres",
-                         "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name) \(sql)"]
+                        [
+                            "-h", "127.0.0.1", "-p", "\(cluster.port)", "-U", LocalPostgres.superuser, "-d", "postgres",
+                            "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name) \(sql)",
+                        ]
                     )
                 }
                 return try DatabaseURL(cluster.databaseURL(name))

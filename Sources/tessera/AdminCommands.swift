@@ -14,10 +14,12 @@ struct AdminCommand: AsyncParsableCommand {
         subcommands: [Org.self, User.self, Member.self])
 
     struct Org: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create or list organizations.", subcommands: [Create.self, List.self])
+        static let configuration = CommandConfiguration(
+            abstract: "Create or list organizations.", subcommands: [Create.self, List.self])
 
         struct Create: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Create an organization (no members yet; see `admin member add`).")
+            static let configuration = CommandConfiguration(
+                abstract: "Create an organization (no members yet; see `admin member add`).")
             @OptionGroup var database: DatabaseOptions
             @Argument(help: "Slug: [a-z0-9][a-z0-9-]{1,62}.") var slug: String
             @Option(help: "Display name (default: the slug).") var name: String?
@@ -40,7 +42,8 @@ struct AdminCommand: AsyncParsableCommand {
         struct List: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "List organizations.")
             @OptionGroup var database: DatabaseOptions
-            @Option(name: [.short, .customLong("output")], help: "table, json or yaml.") var output: OutputFormat = .table
+            @Option(name: [.short, .customLong("output")], help: "table, json or yaml.") var output: OutputFormat =
+                .table
 
             func run() async throws {
                 try await withStore(database) { store in
@@ -49,12 +52,20 @@ struct AdminCommand: AsyncParsableCommand {
                     }
                     let printer = Printer(format: output)
                     let objects: [[String: Any]] = orgs.map {
-                        ["slug": $0.slug, "displayName": $0.displayName, "createdDate": Int64($0.createdAt.timeIntervalSince1970)]
+                        [
+                            "slug": $0.slug, "displayName": $0.displayName,
+                            "createdDate": Int64($0.createdAt.timeIntervalSince1970),
+                        ]
                     }
                     if printer.structured(["organizations": objects]) { return }
-                    printer.table(["SLUG", "NAME", "CREATED"], objects.map {
-                        [Printer.text($0["slug"]), Printer.text($0["displayName"]), Printer.date($0["createdDate"])]
-                    })
+                    printer.table(
+                        ["SLUG", "NAME", "CREATED"],
+                        objects.map {
+                            [
+                                Printer.text($0["slug"]), Printer.text($0["displayName"]),
+                                Printer.date($0["createdDate"]),
+                            ]
+                        })
                 }
             }
         }
@@ -66,7 +77,8 @@ struct AdminCommand: AsyncParsableCommand {
             subcommands: [Disable.self, Enable.self, Delete.self])
 
         struct Disable: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Disable a user: their personal tokens are revoked in every org.")
+            static let configuration = CommandConfiguration(
+                abstract: "Disable a user: their personal tokens are revoked in every org.")
             @OptionGroup var database: DatabaseOptions
             @Argument(help: "Username.") var username: String
 
@@ -80,7 +92,8 @@ struct AdminCommand: AsyncParsableCommand {
         }
 
         struct Enable: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Enable a disabled user (revoked tokens stay revoked).")
+            static let configuration = CommandConfiguration(
+                abstract: "Enable a disabled user (revoked tokens stay revoked).")
             @OptionGroup var database: DatabaseOptions
             @Argument(help: "Username.") var username: String
 
@@ -94,7 +107,8 @@ struct AdminCommand: AsyncParsableCommand {
         }
 
         struct Delete: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Delete a user: personal tokens revoked, memberships removed.")
+            static let configuration = CommandConfiguration(
+                abstract: "Delete a user: personal tokens revoked, memberships removed.")
             @OptionGroup var database: DatabaseOptions
             @Argument(help: "Username.") var username: String
             @Flag(name: [.short, .customLong("yes")], help: "Do not ask.") var yes = false
@@ -111,29 +125,36 @@ struct AdminCommand: AsyncParsableCommand {
     }
 
     struct Member: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add or remove organization members.", subcommands: [Add.self, Remove.self])
+        static let configuration = CommandConfiguration(
+            abstract: "Add or remove organization members.", subcommands: [Add.self, Remove.self])
 
         struct Add: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Add a member (creating the user), or change role and groups.")
+            static let configuration = CommandConfiguration(
+                abstract: "Add a member (creating the user), or change role and groups.")
             @OptionGroup var database: DatabaseOptions
             @Argument(help: "Organization slug.") var org: String
             @Argument(help: "Username.") var username: String
             @Option(help: "admin or member (default: member, or unchanged).") var role: MembershipRole?
-            @Option(name: .customLong("group"), help: "A group (repeatable; replaces the member's groups).") var groups: [String] = []
+            @Option(name: .customLong("group"), help: "A group (repeatable; replaces the member's groups).") var groups:
+                [String] = []
 
             func run() async throws {
-                guard Validation.isValidUsername(username) else { throw CLIError(message: "username \(username) is invalid", exitCode: 2) }
+                guard Validation.isValidUsername(username) else {
+                    throw CLIError(message: "username \(username) is invalid", exitCode: 2)
+                }
                 try await withStore(database) { store in
                     let organization = try await requireOrg(store, org)
                     let (member, added) = try await store.putMember(
-                        orgID: organization.id, username: username, role: role, groups: groups.isEmpty ? nil : groups, by: .cli())
+                        orgID: organization.id, username: username, role: role, groups: groups.isEmpty ? nil : groups,
+                        by: .cli())
                     print("\(added ? "Added" : "Updated") \(member.username) in \(org) as \(member.role.rawValue)")
                 }
             }
         }
 
         struct Remove: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Remove a member; their personal tokens in the org are revoked.")
+            static let configuration = CommandConfiguration(
+                abstract: "Remove a member; their personal tokens in the org are revoked.")
             @OptionGroup var database: DatabaseOptions
             @Argument(help: "Organization slug.") var org: String
             @Argument(help: "Username.") var username: String
@@ -141,7 +162,10 @@ struct AdminCommand: AsyncParsableCommand {
             func run() async throws {
                 try await withStore(database) { store in
                     let organization = try await requireOrg(store, org)
-                    guard try await store.removeMember(orgID: organization.id, username: username, leaving: false, by: .cli()) else {
+                    guard
+                        try await store.removeMember(
+                            orgID: organization.id, username: username, leaving: false, by: .cli())
+                    else {
                         throw CLIError(message: "\(username) is not a member of \(org)")
                     }
                     print("Removed \(username) from \(org)")
@@ -153,7 +177,9 @@ struct AdminCommand: AsyncParsableCommand {
 
 extension MembershipRole: ExpressibleByArgument {}
 
-private func withStore(_ database: DatabaseOptions, _ body: @escaping @Sendable (TesseraStore) async throws -> Void) async throws {
+private func withStore(_ database: DatabaseOptions, _ body: @escaping @Sendable (TesseraStore) async throws -> Void)
+    async throws
+{
     var adminLogger = Logger(label: "tessera.admin")
     adminLogger.logLevel = Tessera.logLevel
     let logger = adminLogger

@@ -26,12 +26,15 @@ struct BootstrapCommand: AsyncParsableCommand {
 
     func run() async throws {
         // Checked before touching the database; a usage error (exit 2), one line.
-        guard Validation.isValidSlug(org) else { throw CLIError(message: BootstrapError.invalidSlug(org).description, exitCode: 2) }
+        guard Validation.isValidSlug(org) else {
+            throw CLIError(message: BootstrapError.invalidSlug(org).description, exitCode: 2)
+        }
         guard Validation.isValidUsername(admin) else {
             throw CLIError(message: BootstrapError.invalidUsername(admin).description, exitCode: 2)
         }
         let logger = Logger(label: "tessera.bootstrap")
-        let result = try await bootstrapOnce(url: try database.resolvedURL(), org: org, name: name, admin: admin, logger: logger)
+        let result = try await bootstrapOnce(
+            url: try database.resolvedURL(), org: org, name: name, admin: admin, logger: logger)
         print(json ? result.json : result.text)
     }
 }

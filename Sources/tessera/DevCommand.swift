@@ -77,12 +77,14 @@ struct DevCommand: AsyncParsableCommand {
             try cluster.start()
             local = cluster
             try cluster.createDatabaseIfNeeded("tessera")
-            logger.info("private PostgreSQL running", metadata: ["port": "\(cluster.port)", "data": "\(cluster.dataDirectory)"])
+            logger.info(
+                "private PostgreSQL running", metadata: ["port": "\(cluster.port)", "data": "\(cluster.dataDirectory)"])
             return try DatabaseURL(cluster.databaseURL("tessera"))
         } catch let error as LocalPostgresError {
             throw CLIError(message: "cannot start the private PostgreSQL: \(error)")
         } catch let error as CocoaError {
-            throw CLIError(message: "cannot prepare \(folder) for the private PostgreSQL: \(error.localizedDescription)")
+            throw CLIError(
+                message: "cannot prepare \(folder) for the private PostgreSQL: \(error.localizedDescription)")
         }
     }
 

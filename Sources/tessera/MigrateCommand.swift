@@ -1,6 +1,6 @@
 import ArgumentParser
-import PostgresNIO
 import Logging
+import PostgresNIO
 import TesseraPostgres
 
 struct MigrateCommand: AsyncParsableCommand {

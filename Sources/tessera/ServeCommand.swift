@@ -30,7 +30,8 @@ struct ServerOptions: ParsableArguments {
         var cache = VerificationCacheSettings()
         if let raw = environment["TESSERA_CACHE_TTL"] {
             guard let seconds = Int(raw), seconds >= 0, seconds <= 3600 else {
-                throw CLIError(message: "TESSERA_CACHE_TTL=\(raw) is not a number of seconds from 0 (cache off) to 3600")
+                throw CLIError(
+                    message: "TESSERA_CACHE_TTL=\(raw) is not a number of seconds from 0 (cache off) to 3600")
             }
             cache.ttl = .seconds(seconds)
             cache.negativeTTL = .seconds(min(seconds, 5))
@@ -44,7 +45,9 @@ struct ServerOptions: ParsableArguments {
         var lookupTimeout: Duration? = .seconds(1)
         if let raw = environment["TESSERA_VERIFY_TIMEOUT_MS"] {
             guard let millis = Int(raw), millis >= 0, millis <= 60_000 else {
-                throw CLIError(message: "TESSERA_VERIFY_TIMEOUT_MS=\(raw) is not a number of milliseconds from 0 (no limit) to 60000")
+                throw CLIError(
+                    message:
+                        "TESSERA_VERIFY_TIMEOUT_MS=\(raw) is not a number of milliseconds from 0 (no limit) to 60000")
             }
             lookupTimeout = millis == 0 ? nil : .milliseconds(millis)
         }
@@ -69,7 +72,10 @@ struct ServerOptions: ParsableArguments {
         }
         if let raw = environment["TESSERA_DB_LEASE_TIMEOUT_MS"], !raw.isEmpty {
             guard let millis = Int(raw), millis >= 0, millis <= 600_000 else {
-                throw CLIError(message: "TESSERA_DB_LEASE_TIMEOUT_MS=\(raw) is not a number of milliseconds from 0 (no limit) to 600000")
+                throw CLIError(
+                    message:
+                        "TESSERA_DB_LEASE_TIMEOUT_MS=\(raw) is not a number of milliseconds from 0 (no limit) to 600000"
+                )
             }
             configuration.leaseTimeout = millis == 0 ? nil : .milliseconds(millis)
         }
@@ -90,7 +96,9 @@ struct ServerOptions: ParsableArguments {
     static func webhooks(_ environment: [String: String]) throws -> WebhookSettings {
         var settings = WebhookSettings()
         if let raw = environment["TESSERA_WEBHOOKS"], !raw.isEmpty {
-            guard ["on", "off"].contains(raw) else { throw CLIError(message: "TESSERA_WEBHOOKS=\(raw) is not on or off") }
+            guard ["on", "off"].contains(raw) else {
+                throw CLIError(message: "TESSERA_WEBHOOKS=\(raw) is not on or off")
+            }
             settings.deliver = raw == "on"
         }
         if let raw = environment["TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS"], !raw.isEmpty {
@@ -101,13 +109,15 @@ struct ServerOptions: ParsableArguments {
         }
         if let raw = environment["TESSERA_WEBHOOKS_RETRY_BASE_MS"], !raw.isEmpty {
             guard let millis = Int(raw), (10...3_600_000).contains(millis) else {
-                throw CLIError(message: "TESSERA_WEBHOOKS_RETRY_BASE_MS=\(raw) is not a number of milliseconds from 10 to 3600000")
+                throw CLIError(
+                    message: "TESSERA_WEBHOOKS_RETRY_BASE_MS=\(raw) is not a number of milliseconds from 10 to 3600000")
             }
             settings.retryBase = .milliseconds(millis)
         }
         if let raw = environment["TESSERA_EXPIRY_SWEEP_SECONDS"], !raw.isEmpty {
             guard let seconds = Int(raw), (1...86_400).contains(seconds) else {
-                throw CLIError(message: "TESSERA_EXPIRY_SWEEP_SECONDS=\(raw) is not a number of seconds from 1 to 86400")
+                throw CLIError(
+                    message: "TESSERA_EXPIRY_SWEEP_SECONDS=\(raw) is not a number of seconds from 1 to 86400")
             }
             settings.expirySweepInterval = .seconds(seconds)
         }
@@ -126,7 +136,8 @@ struct ServerOptions: ParsableArguments {
         var settings = ConsoleSettings()
         if let raw = environment["TESSERA_CONSOLE_IDLE_MINUTES"] {
             guard let minutes = Int(raw), (1...10_080).contains(minutes) else {
-                throw CLIError(message: "TESSERA_CONSOLE_IDLE_MINUTES=\(raw) is not a number of minutes from 1 to 10080")
+                throw CLIError(
+                    message: "TESSERA_CONSOLE_IDLE_MINUTES=\(raw) is not a number of minutes from 1 to 10080")
             }
             settings.idleTimeout = .seconds(minutes * 60)
         }
@@ -148,12 +159,16 @@ struct ServerOptions: ParsableArguments {
             guard let clientID = value("TESSERA_OIDC_CLIENT_ID") else {
                 throw CLIError(message: "TESSERA_OIDC_ISSUER is set but TESSERA_OIDC_CLIENT_ID is not")
             }
-            guard issuer.hasPrefix("https://") || issuer.hasPrefix("http://127.0.0.1") || issuer.hasPrefix("http://localhost") else {
+            guard
+                issuer.hasPrefix("https://") || issuer.hasPrefix("http://127.0.0.1")
+                    || issuer.hasPrefix("http://localhost")
+            else {
                 throw CLIError(message: "TESSERA_OIDC_ISSUER=\(issuer) must be an https:// URL (http only on loopback)")
             }
             settings.oidc = OIDCSettings(
                 issuer: issuer, clientID: clientID, clientSecret: value("TESSERA_OIDC_CLIENT_SECRET"),
-                usernameClaim: value("TESSERA_OIDC_USERNAME_CLAIM") ?? "preferred_username", publicURL: value("TESSERA_PUBLIC_URL"))
+                usernameClaim: value("TESSERA_OIDC_USERNAME_CLAIM") ?? "preferred_username",
+                publicURL: value("TESSERA_PUBLIC_URL"))
         }
         return settings
     }

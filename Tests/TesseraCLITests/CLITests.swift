@@ -45,13 +45,16 @@ struct CLI {
 
         let again = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root"], environment: env)
         #expect(again.status == 1)
-        #expect(again.stderr == "tessera: error: organization \"acme\" already exists; bootstrap runs once per organization\n")
+        #expect(
+            again.stderr
+                == "tessera: error: organization \"acme\" already exists; bootstrap runs once per organization\n")
         #expect(again.stdout.isEmpty)
     }
 
     @Test func serveRefusesPendingMigrations() async throws {
         let url = try await TestPostgres.shared.makeEmptyDatabase()
-        let outcome = try CLI.run(["serve", "--port", "0"], environment: ["DATABASE_URL": "\(url.description)?sslmode=disable"])
+        let outcome = try CLI.run(
+            ["serve", "--port", "0"], environment: ["DATABASE_URL": "\(url.description)?sslmode=disable"])
         #expect(outcome.status == 1)
         #expect(outcome.stderr.contains("pending migrations"))
         #expect(outcome.stderr.split(separator: "\n").count == 1)
@@ -73,18 +76,24 @@ struct CLI {
             ["serve", "--port", "0"],
             environment: ["DATABASE_URL": "\(url.description)?sslmode=disable", "TESSERA_DB_POOL_SIZE": "lots"])
         #expect(outcome.status == 1)
-        #expect(outcome.stderr == "tessera: error: TESSERA_DB_POOL_SIZE=lots is not a number of connections from 1 to 200\n")
+        #expect(
+            outcome.stderr == "tessera: error: TESSERA_DB_POOL_SIZE=lots is not a number of connections from 1 to 200\n"
+        )
     }
 
     @Test func badSlugIsAUsageError() throws {
-        let outcome = try CLI.run(["bootstrap", "--org", "Bad Slug", "--admin", "root"], environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
+        let outcome = try CLI.run(
+            ["bootstrap", "--org", "Bad Slug", "--admin", "root"],
+            environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
         #expect(outcome.status == 2)
         #expect(outcome.stderr.hasPrefix("tessera: error: organization slug \"Bad Slug\" is invalid"))
         #expect(outcome.stderr.split(separator: "\n").count == 1)
     }
 
     @Test func badUsernameIsAUsageError() throws {
-        let outcome = try CLI.run(["bootstrap", "--org", "acme", "--admin", "../root"], environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
+        let outcome = try CLI.run(
+            ["bootstrap", "--org", "acme", "--admin", "../root"],
+            environment: ["DATABASE_URL": "postgres://x@127.0.0.1:1/x"])
         #expect(outcome.status == 2)
         #expect(outcome.stderr.hasPrefix("tessera: error: username \"../root\" is invalid"))
     }
@@ -92,7 +101,9 @@ struct CLI {
     @Test func missingDatabaseURL() throws {
         let outcome = try CLI.run(["migrate"])
         #expect(outcome.status == 1)
-        #expect(outcome.stderr == "tessera: error: DATABASE_URL is not set (or pass --database-url postgres://user@host:5432/db)\n")
+        #expect(
+            outcome.stderr
+                == "tessera: error: DATABASE_URL is not set (or pass --database-url postgres://user@host:5432/db)\n")
     }
 
     @Test func malformedDatabaseURL() throws {
@@ -107,7 +118,9 @@ struct CLI {
             ["bootstrap", "--org", "acme", "--admin", "root"],
             environment: ["DATABASE_URL": "postgres://tessera:secret-pw@127.0.0.1:1/tessera?sslmode=disable"])
         #expect(outcome.status == 1)
-        #expect(outcome.stderr.hasPrefix("tessera: error: cannot reach the database at postgres://tessera@127.0.0.1:1/tessera"))
+        #expect(
+            outcome.stderr.hasPrefix(
+                "tessera: error: cannot reach the database at postgres://tessera@127.0.0.1:1/tessera"))
         #expect(outcome.stderr.split(separator: "\n").count == 1)
         #expect(!outcome.stderr.contains("secret-pw"))
         #expect(Date().timeIntervalSince(started) < 30)

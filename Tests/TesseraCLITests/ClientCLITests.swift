@@ -7,7 +7,7 @@ import TesseraTestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// A real `tessera serve` on a real database, driven by the real CLI binary (issue #6).
@@ -22,7 +22,9 @@ struct ServerProcess {
             let running = try Subprocess.start(
                 CLI.binary, ["serve"],
                 environment: ProcessInfo.processInfo.environment.merging(
-                    ["DATABASE_URL": databaseURL, "TESSERA_PORT": "\(port)", "TESSERA_LOG_LEVEL": "warning"]) { _, new in new })
+                    ["DATABASE_URL": databaseURL, "TESSERA_PORT": "\(port)", "TESSERA_LOG_LEVEL": "warning"]) {
+                        _, new in new
+                    })
             let endpoint = "http://127.0.0.1:\(port)"
             for _ in 0..<300 {
                 if let (_, response) = try? await URLSession.shared.data(from: URL(string: endpoint + "/readyz")!),
@@ -66,8 +68,10 @@ struct CLIFailure: Error, CustomStringConvertible {
     func bootstrappedServer() async throws -> (root: String, server: ServerProcess) {
         let url = try await TestPostgres.shared.makeDatabase()
         let databaseURL = "\(url.description)?sslmode=disable"
-        let boot = try CLI.run(["bootstrap", "--org", "acme", "--admin", "root", "--json"], environment: ["DATABASE_URL": databaseURL])
-        let root = try #require((try JSONSerialization.jsonObject(with: Data(boot.stdout.utf8)) as? [String: String])?["token"])
+        let boot = try CLI.run(
+            ["bootstrap", "--org", "acme", "--admin", "root", "--json"], environment: ["DATABASE_URL": databaseURL])
+        let root = try #require(
+            (try JSONSerialization.jsonObject(with: Data(boot.stdout.utf8)) as? [String: String])?["token"])
         return (root, try await ServerProcess.start(databaseURL: databaseURL))
     }
 
@@ -78,34 +82,41 @@ struct CLIFailure: Error, CustomStringConvertible {
         defer { server.running.stop() }
         let env = ["TESSERA_ENDPOINT": server.endpoint, "TESSERA_API_KEY": root, "NO_COLOR": "1"]
         // A documentation address (TEST-NET-3): public, so allowed; nothing answers there.
-        let added = try tessera(["webhook", "add", "https://203.0.113.10/hook", "--event", "token.created", "-o", "json"], env)
+        let added = try tessera(
+            ["webhook", "add", "https://203.0.113.10/hook", "--event", "token.created", "-o", "json"], env)
         #expect(added.status == 0, "\(added.stderr)")
         let hook = try #require(try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any])
         let id = try #require(hook["id"] as? String)
         let secret = try #require(hook["secret"] as? String)
         #expect(secret.hasPrefix("whsec_") && id == id.lowercased())
         let list = try tessera(["webhook", "list"], env)
-        #expect(list.status == 0 && list.stdout.contains("https://203.0.113.10/hook") && !list.stdout.contains("whsec_"))
+        #expect(
+            list.status == 0 && list.stdout.contains("https://203.0.113.10/hook") && !list.stdout.contains("whsec_"))
         let refused = try tessera(["webhook", "add", "http://127.0.0.1:9/hook"], env)
         #expect(refused.status != 0 && refused.stderr.contains("TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS"))
         let rotated = try tessera(["webhook", "update", id, "--rotate-secret"], env)
         #expect(rotated.status == 0 && rotated.stdout.contains("whsec_") && !rotated.stdout.contains(secret))
         #expect(try tessera(["token", "create", "ci", "--org-token", "--label", "ci-bot", "-q"], env).status == 0)
         let log = try tessera(["webhook", "deliveries", id, "-o", "json"], env)
-        let deliveries = (try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [String: Any])?["deliveries"] as? [[String: Any]]
+        let deliveries =
+            (try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [String: Any])?["deliveries"]
+            as? [[String: Any]]
         #expect(deliveries?.first?["event"] as? String == "token.created")
         let delivery = try #require(deliveries?.first?["id"] as? String)
         #expect(try tessera(["webhook", "redeliver", id, delivery], env).status == 0)
         #expect(try tessera(["webhook", "remove", id, "--yes"], env).status == 0)
         let after = try tessera(["webhook", "list", "-o", "json"], env)
-        #expect((try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any])?["webhooks"] as? [Any] != nil)
+        #expect(
+            (try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any])?["webhooks"] as? [Any]
+                != nil)
         #expect(!after.stdout.contains(id))
     }
 
     @Test func loginCreateListUpdateRotateDeleteAndRemove() async throws {
         let (root, server) = try await bootstrappedServer()
         defer { server.running.stop() }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-cli-\(UUID().uuidString)").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-cli-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let env = ["TESSERA_CONFIG": folder + "/config.json", "NO_COLOR": "1"]
 
@@ -115,7 +126,11 @@ struct CLIFailure: Error, CustomStringConvertible {
         #expect(login.stderr.contains("Logged in to \(server.endpoint) as root in acme"))
         let mode = try FileManager.default.attributesOfItem(atPath: folder + "/config.json")[.posixPermissions] as? Int
         #expect(mode == 0o600)
-        #expect(try tessera(["login", "--endpoint", server.endpoint, "--token", "tsp_nope"], ["TESSERA_CONFIG": folder + "/other.json"]).status == 1)
+        #expect(
+            try tessera(
+                ["login", "--endpoint", server.endpoint, "--token", "tsp_nope"],
+                ["TESSERA_CONFIG": folder + "/other.json"]
+            ).status == 1)
         let whoami = try tessera(["whoami"], env)
         #expect(whoami.status == 0 && whoami.stdout.contains("root") && whoami.stdout.contains("acme"))
 
@@ -126,12 +141,14 @@ struct CLIFailure: Error, CustomStringConvertible {
         let aliceToken = alice.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(TokenSecret.isWellFormed(aliceToken), "-q prints only the token")
 
-        let boxed = try tessera(["token", "create", "ci", "--org-token", "--label", "ci-bot", "-s", "api:read", "--expires", "30d"], env)
+        let boxed = try tessera(
+            ["token", "create", "ci", "--org-token", "--label", "ci-bot", "-s", "api:read", "--expires", "30d"], env)
         #expect(boxed.status == 0, "\(boxed.stderr)")
         #expect(boxed.stdout.contains("will not be shown again") && boxed.stdout.contains("┌"))
         #expect(boxed.stdout.contains("tso_"))
 
-        let json = try tessera(["token", "create", "deploy", "--org-token", "--label", "deployer", "-o", "json", "--expires", "1w"], env)
+        let json = try tessera(
+            ["token", "create", "deploy", "--org-token", "--label", "deployer", "-o", "json", "--expires", "1w"], env)
         let created = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         #expect((created["token"] as? String)?.hasPrefix("tso_") == true)
         #expect(created["kind"] as? String == "organization")
@@ -147,7 +164,10 @@ struct CLIFailure: Error, CustomStringConvertible {
         #expect(list.stdout.hasPrefix("ID"))
         #expect(list.stdout.contains("ci-bot") && !list.stdout.contains("alice laptop"))
         let all = try tessera(["token", "list", "--all", "--limit", "1", "-o", "json"], env)
-        #expect((try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [String: Any])?["tokens"].map { ($0 as? [Any])?.count } == 4)
+        #expect(
+            (try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [String: Any])?["tokens"].map {
+                ($0 as? [Any])?.count
+            } == 4)
 
         // Update, rotate, delete.
         let updated = try tessera(["token", "update", deployID, "--name", "deploy-2", "--deactivate"], env)
@@ -171,7 +191,8 @@ struct CLIFailure: Error, CustomStringConvertible {
         #expect(aliceWho.status == 1 && aliceWho.stderr.contains("401 The token has been revoked"))
 
         // Org policy and audit.
-        let policy = try tessera(["org", "set-policy", "--idle-timeout-days", "30", "--max-lifetime-days", "none"], env)
+        let policy = try tessera(
+            ["org", "set-policy", "--idle-timeout-days", "30", "--max-lifetime-days", "none"], env)
         #expect(policy.status == 0 && policy.stdout.contains("30 days"))
         let audit = try tessera(["audit", "list", "--action", "member.removed"], env)
         #expect(audit.status == 0 && audit.stdout.contains("member.removed") && audit.stdout.contains("alice"))
@@ -205,7 +226,8 @@ struct CLIFailure: Error, CustomStringConvertible {
     @Test func loginFileFollowsXDGThenHomeAndACapIsACap() async throws {
         let (root, server) = try await bootstrappedServer()
         defer { server.running.stop() }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-home-\(UUID().uuidString)").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-home-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: folder) }
 
         let home = ["HOME": folder + "/home", "XDG_CONFIG_HOME": "", "TESSERA_CONFIG": "", "NO_COLOR": "1"]
@@ -234,17 +256,23 @@ struct CLIFailure: Error, CustomStringConvertible {
         let (_, server) = try await bootstrappedServer()
         defer { server.running.stop() }
         let url = try DatabaseURL(server.databaseURL)
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-web-\(UUID().uuidString)").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-web-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         var environment = ProcessInfo.processInfo.environment
-        environment.merge(["TESSERA_CONFIG": folder + "/config.json", "DISPLAY": "", "TESSERA_API_KEY": ""]) { _, new in new }
+        environment.merge(["TESSERA_CONFIG": folder + "/config.json", "DISPLAY": "", "TESSERA_API_KEY": ""]) { _, new in
+            new
+        }
         environment["DISPLAY"] = nil
-        let login = try Subprocess.start(CLI.binary, ["login", "--web", "--endpoint", server.endpoint], environment: environment)
+        let login = try Subprocess.start(
+            CLI.binary, ["login", "--web", "--endpoint", server.endpoint], environment: environment)
         defer { login.stop() }
         var code: String?
         for _ in 0..<100 where code == nil {
             let printed = (try? String(contentsOfFile: login.log + ".err", encoding: .utf8)) ?? ""
-            code = printed.range(of: #"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}"#, options: .regularExpression).map { String(printed[$0]) }
+            code = printed.range(of: #"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}"#, options: .regularExpression).map {
+                String(printed[$0])
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(code != nil, "the login page and code are printed")
@@ -279,7 +307,9 @@ struct CLIFailure: Error, CustomStringConvertible {
         #expect(try CLI.run(["admin", "org", "create", "Not A Slug"], environment: db).status == 2)
         let orgs = try CLI.run(["admin", "org", "list", "-o", "json"], environment: db)
         #expect(orgs.stdout.contains("\"slug\" : \"beta\"") || orgs.stdout.contains("\"slug\": \"beta\""))
-        #expect(try CLI.run(["admin", "member", "add", "beta", "bob", "--role", "admin"], environment: db).stdout.contains("Added bob"))
+        #expect(
+            try CLI.run(["admin", "member", "add", "beta", "bob", "--role", "admin"], environment: db).stdout.contains(
+                "Added bob"))
 
         // bob gets a personal token through the store; disabling him through the CLI revokes it,
         // with the same audit events the HTTP API writes.
@@ -290,13 +320,16 @@ struct CLIFailure: Error, CustomStringConvertible {
             let tokenID = try await store.transaction { connection in
                 try await connection.insertToken(
                     NewTokenRow(
-                        orgID: org.id, kind: .personal, ownerUserID: bob.id, username: "bob", name: "bob", description: nil,
-                        scopes: ["api:read"], groups: [], secret: .generate(kind: .personal), expiresAt: nil, createdAt: Date(),
+                        orgID: org.id, kind: .personal, ownerUserID: bob.id, username: "bob", name: "bob",
+                        description: nil,
+                        scopes: ["api:read"], groups: [], secret: .generate(kind: .personal), expiresAt: nil,
+                        createdAt: Date(),
                         createdBy: "bob", createdByUserID: bob.id),
                     logger: logger)
             }
             func state() async throws -> String {
-                let rows = try await client.query("SELECT status || coalesce(':' || revoked_reason, '') FROM tokens WHERE id = \(tokenID)")
+                let rows = try await client.query(
+                    "SELECT status || coalesce(':' || revoked_reason, '') FROM tokens WHERE id = \(tokenID)")
                 for try await value in rows.decode(String.self) { return value }
                 return "gone"
             }
@@ -304,7 +337,8 @@ struct CLIFailure: Error, CustomStringConvertible {
             #expect(try CLI.run(["admin", "user", "disable", "bob"], environment: db).status == 0)
             #expect(try await state() == "revoked:owner_disabled")
             let actions = try await client.query(
-                "SELECT action FROM audit_events WHERE actor_kind = 'cli' ORDER BY id").decode(String.self)
+                "SELECT action FROM audit_events WHERE actor_kind = 'cli' ORDER BY id"
+            ).decode(String.self)
             var seen: [String] = []
             for try await action in actions { seen.append(action) }
             #expect(seen == ["org.created", "member.added", "token.revoked", "user.updated"])
@@ -313,6 +347,8 @@ struct CLIFailure: Error, CustomStringConvertible {
         #expect(try CLI.run(["admin", "member", "remove", "beta", "bob"], environment: db).status == 0)
         #expect(try CLI.run(["admin", "member", "remove", "beta", "bob"], environment: db).status == 1)
         #expect(try CLI.run(["admin", "user", "delete", "bob", "--yes"], environment: db).status == 0)
-        #expect(try CLI.run(["admin", "user", "delete", "bob", "--yes"], environment: db).stderr == "tessera: error: no user bob\n")
+        #expect(
+            try CLI.run(["admin", "user", "delete", "bob", "--yes"], environment: db).stderr
+                == "tessera: error: no user bob\n")
     }
 }

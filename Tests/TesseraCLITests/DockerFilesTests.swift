@@ -29,8 +29,10 @@ import Testing
     func compose() throws -> [String: Any] {
         let outcome = try Subprocess.run(
             "/usr/bin/env",
-            ["python3", "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
-             Self.root + "/docker/compose.yaml"])
+            [
+                "python3", "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                Self.root + "/docker/compose.yaml",
+            ])
         try #require(outcome.status == 0, "compose.yaml does not parse: \(outcome.stderr)")
         return try #require(try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any])
     }
@@ -46,7 +48,9 @@ import Testing
         let migrate = try #require(services["migrate"])
         #expect(migrate["command"] as? [String] == ["migrate"])
         #expect(migrate["restart"] as? String == "no")
-        #expect(((migrate["depends_on"] as? [String: Any])?["postgres"] as? [String: String])?["condition"] == "service_healthy")
+        #expect(
+            ((migrate["depends_on"] as? [String: Any])?["postgres"] as? [String: String])?["condition"]
+                == "service_healthy")
         #expect((migrate["build"] as? [String: String])?["dockerfile"] == "docker/Dockerfile")
 
         let server = try #require(services["tessera"])
@@ -71,12 +75,14 @@ import Testing
 
     @Test func everyRequiredComposeVariableIsInTheEnvExample() throws {
         let compose = try Self.text("docker/compose.yaml")
-        let example = Set(try Self.text("docker/.env.example").split(separator: "\n")
-            .filter { !$0.hasPrefix("#") && $0.contains("=") }.map { String($0.split(separator: "=")[0]) })
+        let example = Set(
+            try Self.text("docker/.env.example").split(separator: "\n")
+                .filter { !$0.hasPrefix("#") && $0.contains("=") }.map { String($0.split(separator: "=")[0]) })
         let regex = try NSRegularExpression(pattern: #"\$\{([A-Z_]+)"#)
-        let used = Set(regex.matches(in: compose, range: NSRange(compose.startIndex..., in: compose)).map {
-            String(compose[Range($0.range(at: 1), in: compose)!])
-        })
+        let used = Set(
+            regex.matches(in: compose, range: NSRange(compose.startIndex..., in: compose)).map {
+                String(compose[Range($0.range(at: 1), in: compose)!])
+            })
         #expect(!used.isEmpty)
         #expect(used.subtracting(example).isEmpty, "not in .env.example: \(used.subtracting(example))")
     }

@@ -1,12 +1,13 @@
 import Foundation
-import Testing
 import TesseraCore
+import Testing
 
 /// The migrations match audit actions and write webhook event names as SQL string literals: a
 /// case renamed in Swift must not silently stop its webhooks.
 @Suite struct AuditActionTests {
     static let sql: String = {
-        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../sql").standardized
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../sql")
+            .standardized
         let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
         return files.filter { $0.hasSuffix(".sql") }.sorted().compactMap {
             try? String(contentsOf: folder.appendingPathComponent($0), encoding: .utf8)
@@ -32,7 +33,9 @@ import TesseraCore
         let matched = try Self.literals(#"NEW\.action\s+IN\s*\(([^)]*)\)"#)
             .union(Self.literals(#"WHEN\s+([^;]*?)\s+THEN"#))
         #expect(matched.count >= 5, "\(matched)")
-        for action in matched { #expect(AuditAction(rawValue: action) != nil, "sql matches \(action), which is no AuditAction") }
+        for action in matched {
+            #expect(AuditAction(rawValue: action) != nil, "sql matches \(action), which is no AuditAction")
+        }
     }
 
     @Test func everyEventNameInTheSQLIsAWebhookEventOrAnAction() throws {
@@ -53,6 +56,8 @@ import TesseraCore
         #expect(throws: DomainError.self) { try Limits.checkDescription(String(repeating: "x", count: 1001)) }
         #expect(throws: Never.self) { try Limits.checkDescription("two\nlines") }
         #expect(throws: DomainError.self) { try Limits.checkGroups(Array(repeating: "g", count: 101)) }
-        #expect(throws: DomainError.self, "a group name over 200") { try Limits.checkGroups([String(repeating: "g", count: 201)]) }
+        #expect(throws: DomainError.self, "a group name over 200") {
+            try Limits.checkGroups([String(repeating: "g", count: 201)])
+        }
     }
 }

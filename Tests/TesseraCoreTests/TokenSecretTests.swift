@@ -149,12 +149,19 @@ struct ConstantGenerator: RandomNumberGenerator {
         #expect(try ExpirySpec.parse("24H", now: now) == .at(now.addingTimeInterval(86_400)))
         #expect(try ExpirySpec.parse("never", now: now) == .never)
         #expect(try ExpirySpec.parse("2027-12-31", now: now) == .at(Date(timeIntervalSince1970: 1_830_211_200)))
-        #expect(try ExpirySpec.parse("2027-12-31T18:00:00Z", now: now) == .at(Date(timeIntervalSince1970: 1_830_276_000)))
-        #expect(try ExpirySpec.parse("2027-12-31T20:00:00+02:00", now: now) == .at(Date(timeIntervalSince1970: 1_830_276_000)))
-        #expect(try ExpirySpec.parse("2027-12-31T18:00:00", now: now) == .at(Date(timeIntervalSince1970: 1_830_276_000)))
+        #expect(
+            try ExpirySpec.parse("2027-12-31T18:00:00Z", now: now) == .at(Date(timeIntervalSince1970: 1_830_276_000)))
+        #expect(
+            try ExpirySpec.parse("2027-12-31T20:00:00+02:00", now: now)
+                == .at(Date(timeIntervalSince1970: 1_830_276_000)))
+        #expect(
+            try ExpirySpec.parse("2027-12-31T18:00:00", now: now) == .at(Date(timeIntervalSince1970: 1_830_276_000)))
     }
 
-    @Test(arguments: ["", "30", "d", "-3d", "0d", "3x", "1.5d", "30 days", "2027-13-01", "2027-02-30", "tomorrow", "2020-01-01", "999999d"])
+    @Test(arguments: [
+        "", "30", "d", "-3d", "0d", "3x", "1.5d", "30 days", "2027-13-01", "2027-02-30", "tomorrow", "2020-01-01",
+        "999999d",
+    ])
     func rejected(_ text: String) {
         #expect(throws: ExpirySpec.ParseError.self) { try ExpirySpec.parse(text, now: now) }
     }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TesseraCore
+import Testing
 
 /// Standard Webhooks signatures: the specification's own example, and secrets that are refused.
 @Suite struct WebhookSignatureTests {

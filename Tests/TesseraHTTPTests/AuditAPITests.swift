@@ -19,7 +19,8 @@ import Testing
             let all = try await client.call(.get, "/orgs/acme/audit-events", token: root)
             #expect(all.status == .ok)
             let events = all.json["events"] as? [[String: Any]] ?? []
-            #expect(events.compactMap { $0["action"] as? String }
+            #expect(
+                events.compactMap { $0["action"] as? String }
                     == ["token.deleted", "token.status_changed", "token.created", "org.bootstrapped"])
             #expect(events.first?["actor"] as? String == "root")
             #expect(!all.text.contains(secret) && !all.text.containsTokenSecret)
@@ -27,7 +28,10 @@ import Testing
             let page1 = try await client.call(.get, "/orgs/acme/audit-events?limit=2", token: root)
             let cursor = try #require(page1.json["nextCursor"] as? String)
             let page2 = try await client.call(.get, "/orgs/acme/audit-events?limit=2&cursor=\(cursor)", token: root)
-            #expect((page2.json["events"] as? [[String: Any]])?.compactMap { $0["action"] as? String } == ["token.created", "org.bootstrapped"])
+            #expect(
+                (page2.json["events"] as? [[String: Any]])?.compactMap { $0["action"] as? String } == [
+                    "token.created", "org.bootstrapped",
+                ])
             #expect(page2.json["nextCursor"] == nil)
 
             let byToken = try await client.call(.get, "/orgs/acme/audit-events?token=\(id)", token: root)
@@ -37,7 +41,8 @@ import Testing
             let future = Int(Date().timeIntervalSince1970) + 3600
             let none = try await client.call(.get, "/orgs/acme/audit-events?since=\(future)", token: root)
             #expect((none.json["events"] as? [[String: Any]])?.isEmpty == true)
-            #expect(try await client.call(.get, "/orgs/acme/audit-events?token=nope", token: root).status == .badRequest)
+            #expect(
+                try await client.call(.get, "/orgs/acme/audit-events?token=nope", token: root).status == .badRequest)
 
             // Members may not read it.
             let jwt = try await TestApp.jwt("alice")

@@ -3,9 +3,9 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import Testing
 import TesseraCore
 import TesseraPostgres
+import Testing
 
 /// The bad-input matrix (issue #7): every case gets a 4xx problem with a clear detail, never a
 /// 5xx, and writes nothing (tokens, memberships, users and audit events are counted before and
@@ -46,19 +46,34 @@ import TesseraPostgres
         Case("missing name", .post, "/api-tokens/ci", #"{"isSystemToken": true}"#, 422),
         Case("empty body", .post, "/api-tokens/ci", "", 422),
         Case("null body", .post, "/api-tokens/ci", "null", 422),
-        Case("10 MB body", .post, "/api-tokens/ci", #"{"name": ""# + String(repeating: "a", count: 10 << 20) + #""}"#, 413),
+        Case(
+            "10 MB body", .post, "/api-tokens/ci", #"{"name": ""# + String(repeating: "a", count: 10 << 20) + #""}"#,
+            413),
         Case("NUL byte in name", .post, "/api-tokens/ci", #"{"name": "a\u0000b", "isSystemToken": true}"#, 422),
-        Case("invalid UTF-8", .post, "/api-tokens/ci", bytes: Array(#"{"name": ""#.utf8) + [0xC3, 0x28, 0xFF] + Array(#""}"#.utf8), 422),
-        Case("100 kB name", .post, "/api-tokens/ci", #"{"name": ""# + String(repeating: "n", count: 100_000) + #"", "isSystemToken": true}"#, 422),
-        Case("negative expiration", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "tokenExpiration": -5}"#, 400),
-        Case("huge expiration", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "tokenExpiration": 99999999999999999999}"#, 422),
-        Case("float expiration", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "tokenExpiration": 1.5}"#, 422),
-        Case("expiration in the past", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "tokenExpiration": 1000000000}"#, 400),
+        Case(
+            "invalid UTF-8", .post, "/api-tokens/ci",
+            bytes: Array(#"{"name": ""#.utf8) + [0xC3, 0x28, 0xFF] + Array(#""}"#.utf8), 422),
+        Case(
+            "100 kB name", .post, "/api-tokens/ci",
+            #"{"name": ""# + String(repeating: "n", count: 100_000) + #"", "isSystemToken": true}"#, 422),
+        Case(
+            "negative expiration", .post, "/api-tokens/ci",
+            #"{"name": "x", "isSystemToken": true, "tokenExpiration": -5}"#, 400),
+        Case(
+            "huge expiration", .post, "/api-tokens/ci",
+            #"{"name": "x", "isSystemToken": true, "tokenExpiration": 99999999999999999999}"#, 422),
+        Case(
+            "float expiration", .post, "/api-tokens/ci",
+            #"{"name": "x", "isSystemToken": true, "tokenExpiration": 1.5}"#, 422),
+        Case(
+            "expiration in the past", .post, "/api-tokens/ci",
+            #"{"name": "x", "isSystemToken": true, "tokenExpiration": 1000000000}"#, 400),
         Case("NUL in a query", .get, "/api-tokens?search=a%00b", nil, 400),
         Case("NUL in a path", .get, "/users/root%00", nil, 400),
         Case("invalid UTF-8 in a query", .get, "/api-tokens?search=%C3%28", nil, 400),
         Case("a method the path does not take", .put, "/api-tokens/self", "{}", 405),
-        Case("unknown scope", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "scopes": ["nope"]}"#, 400),
+        Case(
+            "unknown scope", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "scopes": ["nope"]}"#, 400),
         Case("bad label", .post, "/api-tokens/..%2F..%2Fetc", #"{"name": "x", "isSystemToken": true}"#, 400),
         Case("unknown token id", .get, "/api-tokens/\(unknownID)", nil, 404),
         Case("non-UUID token id", .get, "/api-tokens/not-a-uuid", nil, 404),
@@ -69,7 +84,9 @@ import TesseraPostgres
         Case("patch with a NUL name", .patch, "/api-tokens/SELF", #"{"name": "\u0000"}"#, 422),
         Case("delete of unknown token", .delete, "/api-tokens/\(unknownID)", nil, 404),
         Case("rotate with negative overlap", .post, "/api-tokens/SELF/rotate", #"{"overlapSeconds": -1}"#, 422),
-        Case("rotate with a day and a second of overlap", .post, "/api-tokens/SELF/rotate", #"{"overlapSeconds": 86401}"#, 422),
+        Case(
+            "rotate with a day and a second of overlap", .post, "/api-tokens/SELF/rotate",
+            #"{"overlapSeconds": 86401}"#, 422),
         Case("duplicate query parameter", .get, "/api-tokens?limit=5&limit=2000", nil, 400),
         Case("limit out of range", .get, "/api-tokens?limit=100000", nil, 400),
         Case("garbage cursor", .get, "/api-tokens?cursor=%27%3B--", nil, 400),
@@ -77,7 +94,9 @@ import TesseraPostgres
         Case("member with a bad role", .put, "/orgs/acme/members/zed", #"{"role": "owner"}"#, 422),
         Case("policy with negative lifetime", .patch, "/orgs/acme", #"{"defaultTokenLifetimeDays": -1}"#, 422),
         Case("org with a bad slug", .post, "/orgs", #"{"slug": "../x"}"#, 422),
-        Case("user with a 100 kB name", .post, "/users", #"{"username": ""# + String(repeating: "u", count: 100_000) + #""}"#, 422),
+        Case(
+            "user with a 100 kB name", .post, "/users",
+            #"{"username": ""# + String(repeating: "u", count: 100_000) + #""}"#, 422),
         Case("audit with a bad time", .get, "/orgs/acme/audit-events?since=yesterday", nil, 400),
     ]
 
@@ -117,7 +136,9 @@ import TesseraPostgres
             let name = #"x'); DROP TABLE tokens; -- \ % _"#
             let created = try await client.call(
                 .post, "/api-tokens/ci", token: root,
-                json: String(data: try JSONSerialization.data(withJSONObject: ["name": name, "isSystemToken": true]), encoding: .utf8))
+                json: String(
+                    data: try JSONSerialization.data(withJSONObject: ["name": name, "isSystemToken": true]),
+                    encoding: .utf8))
             #expect(created.status == .created)
             #expect(created.string("name") == name)
             for search in ["%27%3B%20DROP%20TABLE%20tokens%3B--", "%5C", "_", "%25", "%00", "%2F..%2F"] {
@@ -145,10 +166,14 @@ import TesseraPostgres
             for (presented, reason) in cases {
                 let reply = try await client.call(.get, "/api-tokens", headers: [.authorization: "Bearer \(presented)"])
                 #expect(reply.status == .unauthorized, "\(reason)")
-                #expect(reply.string("detail") == VerificationFailure(rawValue: reason)!.description, "\(presented.prefix(12))")
+                #expect(
+                    reply.string("detail") == VerificationFailure(rawValue: reason)!.description,
+                    "\(presented.prefix(12))")
                 #expect(!reply.text.contains(presented))
                 let verify = try await client.verify(presented)
-                #expect(verify.status == .unauthorized && verify.challenge.contains(VerificationFailure(rawValue: reason)!.description))
+                #expect(
+                    verify.status == .unauthorized
+                        && verify.challenge.contains(VerificationFailure(rawValue: reason)!.description))
             }
         }
     }
@@ -156,10 +181,18 @@ import TesseraPostgres
 
 extension BadInputTests {
     static let fuzzFound: [Case] = [
-        Case("policy with default scopes outside the catalog", .patch, "/orgs/acme", #"{"defaultScopes": ["a"], "scopes": []}"#, 400),
-        Case("a number no Swift type holds", .post, "/api-tokens/ci", #"{"name": "x", "isSystemToken": true, "tokenExpiration": 2.5890419884777833e-42}"#, 422),
-        Case("an unrepresentable number in a merge-patch", .patch, "/orgs/acme", #"{"idleTimeoutDays": 2.5890419884777833e-42}"#, 422),
-        Case("explicit null for a non-nullable field", .post, "/users", #"{"username": "pat", "platformAdmin": null}"#, 422),
+        Case(
+            "policy with default scopes outside the catalog", .patch, "/orgs/acme",
+            #"{"defaultScopes": ["a"], "scopes": []}"#, 400),
+        Case(
+            "a number no Swift type holds", .post, "/api-tokens/ci",
+            #"{"name": "x", "isSystemToken": true, "tokenExpiration": 2.5890419884777833e-42}"#, 422),
+        Case(
+            "an unrepresentable number in a merge-patch", .patch, "/orgs/acme",
+            #"{"idleTimeoutDays": 2.5890419884777833e-42}"#, 422),
+        Case(
+            "explicit null for a non-nullable field", .post, "/users", #"{"username": "pat", "platformAdmin": null}"#,
+            422),
         Case("empty enum parameter", .get, "/api-tokens?kind=", nil, 400),
     ]
 

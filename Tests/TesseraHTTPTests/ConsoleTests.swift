@@ -3,10 +3,10 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import PostgresNIO
-import Testing
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// A browser without a browser: keeps cookies between requests made through HummingbirdTesting.
 final class CookieBrowser: @unchecked Sendable {
@@ -24,7 +24,9 @@ final class CookieBrowser: @unchecked Sendable {
         var location: String? { headers[.location] }
         /// The first CSRF token of the page's forms.
         var csrf: String? {
-            guard let range = text.range(of: #"name="csrf" value="[^"]*""#, options: .regularExpression) else { return nil }
+            guard let range = text.range(of: #"name="csrf" value="[^"]*""#, options: .regularExpression) else {
+                return nil
+            }
             return String(text[range].dropFirst(#"name="csrf" value=""#.count).dropLast())
         }
     }
@@ -44,10 +46,14 @@ final class CookieBrowser: @unchecked Sendable {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? ""
     }
 
-    private func send(_ method: HTTPRequest.Method, _ uri: String, body: String?, headers: HTTPFields) async throws -> Page {
+    private func send(_ method: HTTPRequest.Method, _ uri: String, body: String?, headers: HTTPFields) async throws
+        -> Page
+    {
         var headers = headers
         if !cookies.isEmpty { headers[.cookie] = cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ") }
-        return try await client.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }) {
+        return try await client.execute(
+            uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }
+        ) {
             response in
             for line in response.headers[values: .setCookie] {
                 self.setCookieLines.append(line)
@@ -92,10 +98,13 @@ final class CookieBrowser: @unchecked Sendable {
             let signedIn = try await browser.signIn(app.root.token.plaintext)
             #expect(signedIn.status == .seeOther && signedIn.location == "/console/my-token")
             let session = try #require(browser.setCookieLines.first { $0.hasPrefix("tessera_session=") })
-            #expect(session.contains("HttpOnly") && session.contains("SameSite=Lax") && session.contains("Path=/console"))
+            #expect(
+                session.contains("HttpOnly") && session.contains("SameSite=Lax") && session.contains("Path=/console"))
             #expect(!session.contains("Secure"), "plain http on loopback")
 
-            for path in ["/console/my-token", "/console/org-tokens", "/console/members", "/console/policy", "/console/audit"] {
+            for path in [
+                "/console/my-token", "/console/org-tokens", "/console/members", "/console/policy", "/console/audit",
+            ] {
                 let page = try await browser.get(path)
                 #expect(page.status == .ok, "\(path): \(page.status)")
                 let policy = page.headers[.contentSecurityPolicy] ?? ""
@@ -110,10 +119,12 @@ final class CookieBrowser: @unchecked Sendable {
             let rows = try await sessionRows(app)
             #expect(rows.count == 1)
             #expect(!rows[0].containsTokenSecret && rows[0].contains(app.root.token.hash.hex))
-            let keys = try await app.store.client.values("SELECT encode(key_hash, 'hex') FROM console_sessions", as: String.self)
+            let keys = try await app.store.client.values(
+                "SELECT encode(key_hash, 'hex') FROM console_sessions", as: String.self)
             #expect(!keys[0].contains(browser.cookies["tessera_session"] ?? "-"))
             // Static files come with the binary.
-            #expect(try await browser.get("/console/static/console.css").headers[.contentType] == "text/css; charset=utf-8")
+            #expect(
+                try await browser.get("/console/static/console.css").headers[.contentType] == "text/css; charset=utf-8")
             // An unknown console path is a page, not a problem document.
             let missing = try await browser.get("/console/no/such/page")
             #expect(missing.status == .notFound && missing.headers[.contentType] == "text/html; charset=utf-8")
@@ -134,15 +145,27 @@ final class CookieBrowser: @unchecked Sendable {
             let csrf = try #require(try await browser.get("/console/my-token").csrf)
             let create = [("name", "x"), ("csrf", csrf)]
             let missing = try await browser.post("/console/org-tokens", [("label", "ci"), ("name", "x")])
-            #expect(missing.status == .forbidden && missing.text.contains("This form expired or came from another site"))
-            #expect(try await browser.post("/console/org-tokens", [("label", "ci"), ("name", "x"), ("csrf", csrf + "x")]).status == .forbidden)
-            #expect(try await browser.post("/console/org-tokens", [("label", "ci")] + create, headers: [.origin: "http://evil.example"]).status == .forbidden)
-            #expect(try await browser.post("/console/org-tokens", [("label", "ci")] + create, headers: [.origin: "null"]).status == .forbidden)
             #expect(
-                try await browser.post("/console/org-tokens", [("label", "ci")] + create, headers: [HTTPField.Name("Sec-Fetch-Site")!: "cross-site"])
+                missing.status == .forbidden && missing.text.contains("This form expired or came from another site"))
+            #expect(
+                try await browser.post("/console/org-tokens", [("label", "ci"), ("name", "x"), ("csrf", csrf + "x")])
                     .status == .forbidden)
+            #expect(
+                try await browser.post(
+                    "/console/org-tokens", [("label", "ci")] + create, headers: [.origin: "http://evil.example"]
+                ).status == .forbidden)
+            #expect(
+                try await browser.post("/console/org-tokens", [("label", "ci")] + create, headers: [.origin: "null"])
+                    .status == .forbidden)
+            #expect(
+                try await browser.post(
+                    "/console/org-tokens", [("label", "ci")] + create,
+                    headers: [HTTPField.Name("Sec-Fetch-Site")!: "cross-site"]
+                )
+                .status == .forbidden)
             // Nothing was written by the refused posts.
-            let count = try await app.store.client.values("SELECT count(*)::int FROM tokens WHERE kind = 'organization'", as: Int.self)
+            let count = try await app.store.client.values(
+                "SELECT count(*)::int FROM tokens WHERE kind = 'organization'", as: Int.self)
             #expect(count == [0])
             // The right token from this origin works (the test client's authority is empty: no Origin check applies).
             let made = try await browser.post("/console/org-tokens", [("label", "ci")] + create)
@@ -157,10 +180,14 @@ final class CookieBrowser: @unchecked Sendable {
             let csrf = try #require(try await browser.get("/console/org-tokens").csrf)
             let name = #"<img src=x onerror=alert(1)>"#
             let created = try await browser.post(
-                "/console/org-tokens", [("csrf", csrf), ("label", "ci-deploy"), ("name", name), ("expires", "30"), ("scopes", "api:read")])
+                "/console/org-tokens",
+                [("csrf", csrf), ("label", "ci-deploy"), ("name", name), ("expires", "30"), ("scopes", "api:read")])
             #expect(created.status == .ok)
             #expect(created.headers[.cacheControl] == "no-store")
-            let secret = try #require(created.text.range(of: #"tso_[0-9a-f]{128}"#, options: .regularExpression).map { String(created.text[$0]) })
+            let secret = try #require(
+                created.text.range(of: #"tso_[0-9a-f]{128}"#, options: .regularExpression).map {
+                    String(created.text[$0])
+                })
             #expect(created.text.contains("I have securely saved this token"))
             #expect(created.text.contains("&lt;img src=x onerror=alert(1)&gt;") && !created.text.contains(name))
             // Not in the session, not in a later page, and it works.
@@ -170,7 +197,8 @@ final class CookieBrowser: @unchecked Sendable {
             #expect(try await app.store.verify(secret).isSuccess)
             // The audit trail names the console as the actor kind.
             let kinds = try await app.store.client.values(
-                "SELECT actor_kind FROM audit_events WHERE action = 'token.created' AND target_username = 'ci-deploy'", as: String.self)
+                "SELECT actor_kind FROM audit_events WHERE action = 'token.created' AND target_username = 'ci-deploy'",
+                as: String.self)
             #expect(kinds == ["console"])
         }
     }
@@ -184,7 +212,8 @@ final class CookieBrowser: @unchecked Sendable {
             let other = CookieBrowser(client)
             let form = try await other.get("/console/sign-in")
             other.cookies["tessera_session"] = first
-            let again = try await other.post("/console/sign-in", [("csrf", form.csrf ?? ""), ("token", app.root.token.plaintext)])
+            let again = try await other.post(
+                "/console/sign-in", [("csrf", form.csrf ?? ""), ("token", app.root.token.plaintext)])
             #expect(again.location == "/console/my-token")
             #expect(other.cookies["tessera_session"] != first)
             #expect(try await sessionRows(app).count == 1)
@@ -196,10 +225,13 @@ final class CookieBrowser: @unchecked Sendable {
             #expect(out.status == .seeOther && out.location == "/console/sign-in?ended=signed-out")
             #expect(try await sessionRows(app).isEmpty)
             // The old cookie no longer opens anything.
-            let replay = try await client.execute(uri: "/console/my-token", method: .get, headers: [.cookie: "tessera_session=\(stolen)"]) {
+            let replay = try await client.execute(
+                uri: "/console/my-token", method: .get, headers: [.cookie: "tessera_session=\(stolen)"]
+            ) {
                 $0
             }
-            #expect(replay.status == .seeOther && replay.headers[.location] == "/console/sign-in?next=/console/my-token")
+            #expect(
+                replay.status == .seeOther && replay.headers[.location] == "/console/sign-in?next=/console/my-token")
         }
     }
 
@@ -214,10 +246,14 @@ final class CookieBrowser: @unchecked Sendable {
             #expect(try await browser.get("/console/my-token").status == .ok)
             // Deactivated through the API: bob's next page is the sign-in page, and the row is gone.
             let id = try #require(bobToken.string("tokenUUID"))
-            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: app.root.token.plaintext, json: #"{"status": "inactive"}"#).status == .ok)
+            #expect(
+                try await client.call(
+                    .patch, "/api-tokens/\(id)", token: app.root.token.plaintext, json: #"{"status": "inactive"}"#
+                ).status == .ok)
             let ended = try await browser.get("/console/my-token")
             #expect(ended.status == .seeOther && ended.location == "/console/sign-in?ended=token")
-            #expect(try await browser.get(ended.location!).text.contains("the token you signed in with no longer works"))
+            #expect(
+                try await browser.get(ended.location!).text.contains("the token you signed in with no longer works"))
             #expect(try await sessionRows(app).isEmpty)
 
             // Idle expiry: a row past its expiry is not a session.
@@ -228,7 +264,8 @@ final class CookieBrowser: @unchecked Sendable {
             // Absolute lifetime: signed in 13 hours ago.
             try await admin.signIn(app.root.token.plaintext)
             try await app.store.client.query(
-                "UPDATE console_sessions SET data = jsonb_set(data, '{signedInAt}', to_jsonb(extract(epoch FROM now() - interval '13 hours') - 978307200))")
+                "UPDATE console_sessions SET data = jsonb_set(data, '{signedInAt}', to_jsonb(extract(epoch FROM now() - interval '13 hours') - 978307200))"
+            )
             #expect(try await admin.get("/console/my-token").location == "/console/sign-in?ended=expired")
         }
     }
@@ -237,7 +274,9 @@ final class CookieBrowser: @unchecked Sendable {
         try await TestApp.run { app, client in
             try await app.addMember("carol", groups: ["dev"])
             let carolToken = try #require(
-                try await client.call(.post, "/api-tokens/carol", token: app.root.token.plaintext, json: #"{"name": "carol"}"#).string("token"))
+                try await client.call(
+                    .post, "/api-tokens/carol", token: app.root.token.plaintext, json: #"{"name": "carol"}"#
+                ).string("token"))
             let browser = CookieBrowser(client)
             try await browser.signIn(app.root.token.plaintext)
             let csrf = try #require(try await browser.get("/console/members").csrf)
@@ -250,23 +289,29 @@ final class CookieBrowser: @unchecked Sendable {
             #expect(try await browser.get("/console/members").text.contains("carol was removed"))
             // A redirect target from the form is only ever a console path.
             let mine = try await browser.get("/console/my-token")
-            let id = try #require(mine.text.range(of: #"/console/tokens/[0-9a-f-]{36}/status"#, options: .regularExpression)
-                .map { String(mine.text[$0].dropFirst(16).prefix(36)) })
+            let id = try #require(
+                mine.text.range(of: #"/console/tokens/[0-9a-f-]{36}/status"#, options: .regularExpression)
+                    .map { String(mine.text[$0].dropFirst(16).prefix(36)) })
             let away = try await browser.post(
                 "/console/tokens/\(id)/status", [("csrf", csrf), ("status", "active"), ("back", "//evil.example/x")])
             #expect(away.location == "/console/my-token")
             // Policy through the console: a cap lowers the default, as over the API.
             let saved = try await browser.post(
                 "/console/policy",
-                [("csrf", csrf), ("displayName", "Acme"), ("defaultDays", "90"), ("maxDays", "30"), ("userTokensEnabled", "on"),
-                 ("defaultScopes", "api:read")])
+                [
+                    ("csrf", csrf), ("displayName", "Acme"), ("defaultDays", "90"), ("maxDays", "30"),
+                    ("userTokensEnabled", "on"),
+                    ("defaultScopes", "api:read"),
+                ])
             #expect(saved.location == "/console/policy")
             let org = try await client.call(.get, "/orgs/acme", token: app.root.token.plaintext)
-            #expect(org.json["maxTokenLifetimeDays"] as? Int == 30 && org.json["defaultTokenLifetimeDays"] as? Int == 30)
+            #expect(
+                org.json["maxTokenLifetimeDays"] as? Int == 30 && org.json["defaultTokenLifetimeDays"] as? Int == 30)
             let audit = try await browser.get("/console/audit?action=org.policy_updated")
             #expect(audit.text.contains("org.policy_updated") && audit.text.contains("console"))
             // A refusal is a readable message on the page, not a 500.
-            let bad = try await browser.post("/console/policy", [("csrf", csrf), ("defaultDays", "-3"), ("defaultScopes", "api:read")])
+            let bad = try await browser.post(
+                "/console/policy", [("csrf", csrf), ("defaultDays", "-3"), ("defaultScopes", "api:read")])
             #expect(bad.location == "/console/policy")
             #expect(try await browser.get("/console/policy").text.contains("Default lifetime must be a number of days"))
         }
@@ -276,7 +321,9 @@ final class CookieBrowser: @unchecked Sendable {
         try await TestApp.run { app, client in
             try await app.addMember("dave")
             let token = try #require(
-                try await client.call(.post, "/api-tokens/dave", token: app.root.token.plaintext, json: #"{"name": "dave"}"#).string("token"))
+                try await client.call(
+                    .post, "/api-tokens/dave", token: app.root.token.plaintext, json: #"{"name": "dave"}"#
+                ).string("token"))
             let browser = CookieBrowser(client)
             try await browser.signIn(token)
             let mine = try await browser.get("/console/my-token")
@@ -286,7 +333,8 @@ final class CookieBrowser: @unchecked Sendable {
             // An organization token cannot sign in to the console.
             let org = try #require(
                 try await client.call(
-                    .post, "/api-tokens/svc", token: app.root.token.plaintext, json: #"{"name": "svc", "isSystemToken": true}"#
+                    .post, "/api-tokens/svc", token: app.root.token.plaintext,
+                    json: #"{"name": "svc", "isSystemToken": true}"#
                 ).string("token"))
             let refused = try await CookieBrowser(client).signIn(org)
             #expect(refused.status == .unauthorized && refused.text.contains("Organization tokens belong to services"))

@@ -4,16 +4,17 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
-import Testing
 import TesseraHTTP
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 @Suite struct HealthTests {
     func makeApp(_ url: DatabaseURL) async throws -> some ApplicationProtocol {
         let logger = Logger(label: "tessera.test")
         let client = PostgresClient(configuration: try url.clientConfiguration(), backgroundLogger: logger)
-        return try await buildApplication(configuration: .init(), client: client, migrator: try Migrator(), logger: logger)
+        return try await buildApplication(
+            configuration: .init(), client: client, migrator: try Migrator(), logger: logger)
     }
 
     @Test func healthAndReadyOnAMigratedDatabase() async throws {
@@ -81,7 +82,8 @@ import TesseraTestSupport
 
             for accept in ["application/json", "*/*", "text/html;q=0"] {
                 let api = try await client.call(.get, "/", headers: [.accept: accept])
-                #expect(api.status == .ok && api.headers[.contentType] == "application/json; charset=utf-8", "\(accept)")
+                #expect(
+                    api.status == .ok && api.headers[.contentType] == "application/json; charset=utf-8", "\(accept)")
                 #expect(api.string("name") == "Tessera")
                 #expect((api.json["links"] as? [String: String])?["openapi"] == "/openapi.json")
             }

@@ -3,9 +3,9 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import Testing
 import TesseraCore
 import TesseraPostgres
+import Testing
 
 /// Tenant isolation (issue #7): a caller of org B using org A's ids gets 404 (or 401/403),
 /// never data, on every route.
@@ -28,7 +28,8 @@ import TesseraPostgres
             let other = try await app.store.bootstrap(organization: "globex", admin: "gina")
             try await app.addMember("gus", org: "globex", role: .admin)
             let gus = try #require(
-                try await client.call(.post, "/api-tokens/gus", token: other.token.plaintext, json: #"{"name": "gus"}"#).string("token"))
+                try await client.call(.post, "/api-tokens/gus", token: other.token.plaintext, json: #"{"name": "gus"}"#)
+                    .string("token"))
 
             var probes: [(HTTPRequest.Method, String, String?)] = []
             for id in ids.prefix(4) {
@@ -42,10 +43,12 @@ import TesseraPostgres
             probes += [
                 (.get, "/orgs/acme/api-tokens", nil), (.post, "/orgs/acme/api-tokens", #"{"name": "x"}"#),
                 (.post, "/orgs/acme/api-tokens/svc", #"{"name": "x", "isSystemToken": true}"#),
-                (.get, "/orgs/acme", nil), (.patch, "/orgs/acme", #"{"idleTimeoutDays": 1}"#), (.delete, "/orgs/acme", nil),
+                (.get, "/orgs/acme", nil), (.patch, "/orgs/acme", #"{"idleTimeoutDays": 1}"#),
+                (.delete, "/orgs/acme", nil),
                 (.get, "/orgs/acme/members", nil), (.put, "/orgs/acme/members/gus", #"{"role": "admin"}"#),
                 (.delete, "/orgs/acme/members/alice", nil), (.get, "/orgs/acme/audit-events", nil),
-                (.get, "/users/alice", nil), (.patch, "/users/alice", #"{"status": "disabled"}"#), (.delete, "/users/alice", nil),
+                (.get, "/users/alice", nil), (.patch, "/users/alice", #"{"status": "disabled"}"#),
+                (.delete, "/users/alice", nil),
                 (.post, "/api-tokens/alice", #"{"name": "x"}"#),
             ]
             let before = try await BadInputTests.counts(app)
@@ -53,7 +56,9 @@ import TesseraPostgres
                 let reply = try await client.call(method, path, token: gus, json: body)
                 // 400 only where the answer is the same for any name (not a member of *this* org).
                 let allowed = path == "/api-tokens/alice" ? [400] : [401, 403, 404]
-                #expect(allowed.contains(reply.status.code), "\(method) \(path): \(reply.status.code) \(reply.text.prefix(200))")
+                #expect(
+                    allowed.contains(reply.status.code),
+                    "\(method) \(path): \(reply.status.code) \(reply.text.prefix(200))")
                 #expect(!reply.text.contains("acme"), "\(method) \(path) names org A")
                 for id in ids { #expect(!reply.text.contains(id), "\(method) \(path) leaked an id of org A") }
                 #expect(!reply.text.contains("a-0-"))
@@ -87,10 +92,13 @@ import TesseraPostgres
                 let username = "racer-\(round)"
                 try await app.addMember(username)
                 async let removal = try? client.call(.delete, "/orgs/acme/members/\(username)", token: root).status.code
-                async let creation = try? client.call(.post, "/api-tokens/\(username)", token: root, json: #"{"name": "n"}"#).status.code
+                async let creation = try? client.call(
+                    .post, "/api-tokens/\(username)", token: root, json: #"{"name": "n"}"#
+                ).status.code
                 let (removed, created) = await (removal, creation)
                 #expect([200, 204].contains(removed ?? 0), "round \(round): remove \(String(describing: removed))")
-                #expect([201, 400, 404].contains(created ?? 0), "round \(round): create \(String(describing: created))")
+                #expect(
+                    [201, 400, 404].contains(created ?? 0), "round \(round): create \(String(describing: created))")
             }
             // The invariant, in SQL: no live personal token without a membership.
             let orphans = try await app.store.client.query(
@@ -112,7 +120,8 @@ import TesseraPostgres
                 let id = try #require(created.string("tokenUUID"))
                 async let deletion = try? client.call(.delete, "/api-tokens/\(id)", token: root).status.code
                 async let patch = try? client.call(
-                    .patch, "/api-tokens/\(id)", token: root, json: #"{"name": "renamed", "status": "inactive"}"#).status.code
+                    .patch, "/api-tokens/\(id)", token: root, json: #"{"name": "renamed", "status": "inactive"}"#
+                ).status.code
                 let (deleted, patched) = await (deletion, patch)
                 #expect(deleted == 200, "round \(round)")
                 #expect(patched == 200 || patched == 404, "round \(round): patch \(String(describing: patched))")

@@ -3,8 +3,8 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import JWTKit
-import Testing
 import TesseraHTTP
+import Testing
 
 /// OIDC JWTs: identity from the token, role from the database (DESIGN §3).
 @Suite struct JWTTests {
@@ -27,7 +27,8 @@ import TesseraHTTP
     @Test func es256FromAJWKSFile() async throws {
         let key = ES256PrivateKey()
         let parameters = try #require(key.parameters)
-        let jwks = #"{"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "k1", "x": "\#(parameters.x)", "y": "\#(parameters.y)"}]}"#
+        let jwks =
+            #"{"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "k1", "x": "\#(parameters.x)", "y": "\#(parameters.y)"}]}"#
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID().uuidString).json")
         try jwks.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
@@ -43,14 +44,21 @@ import TesseraHTTP
     }
 
     @Test func issuerAudienceAndUsernameClaim() async throws {
-        let settings = JWTSettings(secret: TestApp.jwtSecret, issuer: "https://idp.example", audience: "tessera", usernameClaim: "email")
-        let good = try await Self.hs256(Claims(sub: "x-1", email: "jo@example.com", iss: "https://idp.example", aud: "tessera"))
-        let wrongIssuer = try await Self.hs256(Claims(sub: "x-1", email: "jo@example.com", iss: "https://evil", aud: "tessera"))
-        let wrongAudience = try await Self.hs256(Claims(sub: "x-1", email: "jo@example.com", iss: "https://idp.example", aud: "other"))
+        let settings = JWTSettings(
+            secret: TestApp.jwtSecret, issuer: "https://idp.example", audience: "tessera", usernameClaim: "email")
+        let good = try await Self.hs256(
+            Claims(sub: "x-1", email: "jo@example.com", iss: "https://idp.example", aud: "tessera"))
+        let wrongIssuer = try await Self.hs256(
+            Claims(sub: "x-1", email: "jo@example.com", iss: "https://evil", aud: "tessera"))
+        let wrongAudience = try await Self.hs256(
+            Claims(sub: "x-1", email: "jo@example.com", iss: "https://idp.example", aud: "other"))
         let expired = try await Self.hs256(
-            Claims(exp: .init(value: Date().addingTimeInterval(-60)), email: "jo@example.com", iss: "https://idp.example", aud: "tessera"))
+            Claims(
+                exp: .init(value: Date().addingTimeInterval(-60)), email: "jo@example.com", iss: "https://idp.example",
+                aud: "tessera"))
         let wrongKey = try await Self.hs256(
-            Claims(email: "jo@example.com", iss: "https://idp.example", aud: "tessera"), secret: String(repeating: "k", count: 40))
+            Claims(email: "jo@example.com", iss: "https://idp.example", aud: "tessera"),
+            secret: String(repeating: "k", count: 40))
         try await TestApp.run(jwt: settings) { app, client in
             try await app.addMember("jo@example.com")
             #expect(try await client.call(.get, "/api-tokens", token: good).status == .ok)
@@ -60,7 +68,8 @@ import TesseraHTTP
                 #expect(reply.headers[.wwwAuthenticate]?.contains("invalid_token") == true)
             }
             // A valid JWT of someone who is not a user gets 401; of a user in no org, 400.
-            let stranger = try await Self.hs256(Claims(email: "nobody@example.com", iss: "https://idp.example", aud: "tessera"))
+            let stranger = try await Self.hs256(
+                Claims(email: "nobody@example.com", iss: "https://idp.example", aud: "tessera"))
             #expect(try await client.call(.get, "/api-tokens", token: stranger).status == .unauthorized)
         }
     }
@@ -74,7 +83,8 @@ import TesseraHTTP
             let ambiguous = try await client.call(.get, "/api-tokens", token: jwt)
             #expect(ambiguous.status == .badRequest)
             #expect(ambiguous.string("detail")?.contains("X-Tessera-Org") == true)
-            let picked = try await client.call(.get, "/api-tokens", token: jwt, headers: [HTTPField.Name("X-Tessera-Org")!: "globex"])
+            let picked = try await client.call(
+                .get, "/api-tokens", token: jwt, headers: [HTTPField.Name("X-Tessera-Org")!: "globex"])
             #expect(picked.status == .ok)
             #expect(picked.tokens.allSatisfy { $0["organization"] as? String == "globex" })
             #expect(try await client.call(.get, "/orgs/acme/api-tokens", token: jwt).status == .ok)

@@ -14,7 +14,9 @@ import Testing
 
     @Test func pkceChallengeIsS256OfTheVerifier() {
         // RFC 7636 appendix B.
-        #expect(OIDCPending.challenge(for: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        #expect(
+            OIDCPending.challenge(for: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+                == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
         let pending = OIDCPending.make(now: Date())
         #expect(pending.verifier.count >= 43 && pending.verifier.count <= 128, "RFC 7636 §4.1 length")
         #expect(pending.state != pending.nonce && pending.state != pending.verifier)
@@ -46,9 +48,11 @@ import Testing
             exp: .init(value: Date().addingTimeInterval(300)))
         #expect(try await client.verify(idToken: try await sign(good, with: key), keys: keys, nonce: "n-1") == "alice")
 
-        func refused(_ token: IDToken, nonce: String = "n-1", signer: ES256PrivateKey? = nil) async throws -> OIDCError? {
+        func refused(_ token: IDToken, nonce: String = "n-1", signer: ES256PrivateKey? = nil) async throws -> OIDCError?
+        {
             do {
-                _ = try await client.verify(idToken: try await sign(token, with: signer ?? key), keys: keys, nonce: nonce)
+                _ = try await client.verify(
+                    idToken: try await sign(token, with: signer ?? key), keys: keys, nonce: nonce)
                 return nil
             } catch let error as OIDCError {
                 return error
@@ -67,10 +71,14 @@ import Testing
         other = good
         other.exp = .init(value: Date().addingTimeInterval(-60))
         #expect(try await refused(other) == .invalidIDToken("its signature or expiry does not verify"))
-        #expect(try await refused(good, signer: ES256PrivateKey()) == .invalidIDToken("its signature or expiry does not verify"))
+        #expect(
+            try await refused(good, signer: ES256PrivateKey())
+                == .invalidIDToken("its signature or expiry does not verify"))
         other = good
         other.preferred_username = nil
-        #expect(try await client.verify(idToken: try await sign(other, with: key), keys: keys, nonce: "n-1") == "u-1", "falls back to sub")
+        #expect(
+            try await client.verify(idToken: try await sign(other, with: key), keys: keys, nonce: "n-1") == "u-1",
+            "falls back to sub")
     }
 
     /// A callback whose state does not match the browser's cookie (a forged or replayed link) is

@@ -21,7 +21,8 @@ enum OpenAPIContract {
             methods.map { method, operation in
                 let responses = operation["responses"] as? [String: Any] ?? [:]
                 let secured = !((operation["security"] as? [Any])?.isEmpty ?? true)
-                return Operation(path: path, method: method, statuses: Set(responses.keys), secured: secured, responses: responses)
+                return Operation(
+                    path: path, method: method, statuses: Set(responses.keys), secured: secured, responses: responses)
             }
         }.sorted { ($0.path, $0.method) < ($1.path, $1.method) }
     }

@@ -4,9 +4,9 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
-import Testing
 import TesseraAPI
 import TesseraPostgres
+import Testing
 
 @testable import TesseraHTTP
 
@@ -36,7 +36,8 @@ import TesseraPostgres
     @Test func theRouterServesExactlyTheDocumentedOperations() async throws {
         let logger = Logger(label: "tessera.test.routes")
         let client = PostgresClient(
-            configuration: .init(host: "127.0.0.1", port: 1, username: "nobody", password: nil, database: nil, tls: .disable),
+            configuration: .init(
+                host: "127.0.0.1", port: 1, username: "nobody", password: nil, database: nil, tls: .disable),
             backgroundLogger: logger)
         let store = TesseraStore(client: client, logger: logger)
         let verifier = TokenVerifier(store: store, cache: VerificationCache(settings: .init()))
@@ -63,13 +64,16 @@ import TesseraPostgres
                 // Without a credential: secured operations answer 401, all of them documented.
                 let anonymous = try await client.call(method, Self.concrete(operation.path), json: body)
                 #expect(!anonymous.text.contains("No route"), "\(operation.method) \(operation.path) is not routed")
-                #expect(operation.statuses.contains(String(anonymous.status.code)),
-                        "\(operation.method) \(operation.path) answered \(anonymous.status.code) without a credential")
+                #expect(
+                    operation.statuses.contains(String(anonymous.status.code)),
+                    "\(operation.method) \(operation.path) answered \(anonymous.status.code) without a credential")
                 if operation.secured { #expect(anonymous.status == .unauthorized) }
                 // As the platform admin: whatever it answers is documented, with the fields it requires.
-                let admin = try await client.call(method, Self.concrete(operation.path), token: app.root.token.plaintext, json: body)
-                #expect(operation.statuses.contains(String(admin.status.code)),
-                        "\(operation.method) \(operation.path) answered \(admin.status.code): \(admin.text)")
+                let admin = try await client.call(
+                    method, Self.concrete(operation.path), token: app.root.token.plaintext, json: body)
+                #expect(
+                    operation.statuses.contains(String(admin.status.code)),
+                    "\(operation.method) \(operation.path) answered \(admin.status.code): \(admin.text)")
                 Self.expectConforms(admin, operation)
             }
         }
@@ -80,26 +84,32 @@ import TesseraPostgres
         try await TestApp.run { app, client in
             let admin = app.root.token.plaintext
             try await app.addMember("ada", groups: ["ml"])
-            func check(_ method: HTTPRequest.Method, _ path: String, _ documented: String, json: String? = nil) async throws -> Reply {
+            func check(_ method: HTTPRequest.Method, _ path: String, _ documented: String, json: String? = nil)
+                async throws -> Reply
+            {
                 let reply = try await client.call(method, path, token: admin, json: json)
                 #expect(reply.status.code < 300, "\(method) \(path): \(reply.status.code) \(reply.text)")
                 let operation = try #require(OpenAPIContract.operation(method.rawValue, documented), "\(documented)")
                 #expect(Self.expectConforms(reply, operation), "\(method) \(path): no documented JSON schema checked")
                 return reply
             }
-            let created = try await check(.post, "/api-tokens/ci-bot", "/api-tokens/{tokenUUID}", json: #"{"name": "ci", "isSystemToken": true}"#)
+            let created = try await check(
+                .post, "/api-tokens/ci-bot", "/api-tokens/{tokenUUID}", json: #"{"name": "ci", "isSystemToken": true}"#)
             let id = try #require(created.string("tokenUUID"))
             _ = try await check(.post, "/api-tokens/ada", "/api-tokens/{tokenUUID}", json: #"{"name": "ada's"}"#)
             _ = try await check(.get, "/api-tokens", "/api-tokens")
             _ = try await check(.get, "/api-tokens/self", "/api-tokens/self")
             _ = try await check(.get, "/api-tokens/\(id)", "/api-tokens/{tokenUUID}")
             _ = try await check(.patch, "/api-tokens/\(id)", "/api-tokens/{tokenUUID}", json: #"{"description": "d"}"#)
-            let rotated = try await check(.post, "/api-tokens/\(id)/rotate", "/api-tokens/{tokenUUID}/rotate", json: "{}")
-            _ = try await check(.delete, "/api-tokens/\(try #require(rotated.string("tokenUUID")))", "/api-tokens/{tokenUUID}")
+            let rotated = try await check(
+                .post, "/api-tokens/\(id)/rotate", "/api-tokens/{tokenUUID}/rotate", json: "{}")
+            _ = try await check(
+                .delete, "/api-tokens/\(try #require(rotated.string("tokenUUID")))", "/api-tokens/{tokenUUID}")
             _ = try await check(.get, "/orgs", "/orgs")
             _ = try await check(.get, "/orgs/acme", "/orgs/{org}")
             _ = try await check(.get, "/orgs/acme/members", "/orgs/{org}/members")
-            _ = try await check(.put, "/orgs/acme/members/bob", "/orgs/{org}/members/{username}", json: #"{"role": "member"}"#)
+            _ = try await check(
+                .put, "/orgs/acme/members/bob", "/orgs/{org}/members/{username}", json: #"{"role": "member"}"#)
             _ = try await check(.get, "/orgs/acme/audit-events", "/orgs/{org}/audit-events")
             _ = try await check(.get, "/users/ada", "/users/{username}")
             _ = try await check(.get, "/api/v1/api_tokens", "/api/v1/api_tokens")
@@ -125,6 +135,8 @@ import TesseraPostgres
         #expect(OpenAPIContract.violations(["tokens": []], list).isEmpty)
         #expect(OpenAPIContract.violations([:] as [String: Any], list) == ["$.tokens: required, missing"])
         let found = OpenAPIContract.violations(["tokens": [["name": 3]]], list)
-        #expect(found.contains("$.tokens[0].tokenUUID: required, missing") && found.contains("$.tokens[0].name: not a string"))
+        #expect(
+            found.contains("$.tokens[0].tokenUUID: required, missing")
+                && found.contains("$.tokens[0].name: not a string"))
     }
 }

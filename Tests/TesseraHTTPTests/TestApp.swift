@@ -5,11 +5,11 @@ import JWTKit
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
-import Testing
 import TesseraCore
 import TesseraHTTP
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// Every log line the application wrote, to prove no secret ever reaches a log.
 final class LogCapture: @unchecked Sendable {
@@ -100,7 +100,9 @@ struct TestApp {
             func verify(using algorithm: some JWTAlgorithm) async throws {}
         }
         return try await keys.sign(
-            Payload(exp: .init(value: Date().addingTimeInterval(3600)), sub: .init(value: username), preferred_username: username))
+            Payload(
+                exp: .init(value: Date().addingTimeInterval(3600)), sub: .init(value: username),
+                preferred_username: username))
     }
 }
 
@@ -130,7 +132,8 @@ extension TestClientProtocol {
         var headers = extra
         if let token { headers[.authorization] = "Bearer \(token)" }
         if json != nil { headers[.contentType] = "application/json" }
-        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }) {
+        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+        {
             Reply(status: $0.status, headers: $0.headers, text: String(buffer: $0.body))
         }
     }

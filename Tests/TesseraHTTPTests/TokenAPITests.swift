@@ -1,10 +1,10 @@
 import Foundation
-import Hummingbird
 import HTTPTypes
+import Hummingbird
 import HummingbirdTesting
-import Testing
 import TesseraCore
 import TesseraPostgres
+import Testing
 
 /// LISA's `/api-tokens` routes for each kind of caller (DESIGN §4.1), against the real database.
 @Suite struct TokenAPITests {
@@ -52,7 +52,8 @@ import TesseraPostgres
             #expect(malformed.status == .unauthorized)
             #expect(malformed.headers[.wwwAuthenticate]?.contains("error=\"invalid_token\"") == true)
 
-            let unknown = try await client.call(.get, "/api-tokens", token: TokenSecret.generate(kind: .personal).plaintext)
+            let unknown = try await client.call(
+                .get, "/api-tokens", token: TokenSecret.generate(kind: .personal).plaintext)
             #expect(unknown.status == .unauthorized)
             #expect(unknown.string("detail") == "The token is unknown")
             #expect(unknown.string("message") == "The token is unknown")
@@ -74,10 +75,12 @@ import TesseraPostgres
             #expect(ci.string("username") == "ci-bot")
             #expect(ci.string("createdBy") == "root")
             #expect(ci.json["scopes"] as? [String] == ["api:read"])
-            let ci2 = try await client.call(.post, "/api-tokens/ci-bot", token: root, json: #"{"name": "ci 2", "isSystemToken": true}"#)
+            let ci2 = try await client.call(
+                .post, "/api-tokens/ci-bot", token: root, json: #"{"name": "ci 2", "isSystemToken": true}"#)
             #expect(ci2.status == .created)
 
-            let alice = try await client.call(.post, "/api-tokens/alice", token: root, json: #"{"name": "alice laptop"}"#)
+            let alice = try await client.call(
+                .post, "/api-tokens/alice", token: root, json: #"{"name": "alice laptop"}"#)
             #expect(alice.status == .created)
             #expect(alice.string("token")?.hasPrefix("tsp_") == true)
             #expect(alice.json["groups"] as? [String] == ["dev"])
@@ -103,18 +106,21 @@ import TesseraPostgres
     @Test func membersCannotActAsAdmins() async throws {
         try await TestApp.run { app, client in
             try await app.addMember("alice")
-            let alice = try await client.call(.post, "/api-tokens/alice", token: app.root.token.plaintext, json: #"{"name": "a"}"#)
+            let alice = try await client.call(
+                .post, "/api-tokens/alice", token: app.root.token.plaintext, json: #"{"name": "a"}"#)
             let token = try #require(alice.string("token"))
             let forOther = try await client.call(.post, "/api-tokens/root", token: token, json: #"{"name": "x"}"#)
             #expect(forOther.status == .unauthorized)
-            let system = try await client.call(.post, "/api-tokens/bot", token: token, json: #"{"name": "x", "isSystemToken": true}"#)
+            let system = try await client.call(
+                .post, "/api-tokens/bot", token: token, json: #"{"name": "x", "isSystemToken": true}"#)
             #expect(system.status == .unauthorized)
             // Members cannot see or delete other people's tokens, and cannot delete org tokens.
             let rootToken = try await client.call(.get, "/api-tokens/\(app.root.tokenUUID)", token: token)
             #expect(rootToken.status == .notFound)
             #expect(rootToken.string("message") == "Token not found")
             let ci = try await client.call(
-                .post, "/api-tokens/ci", token: app.root.token.plaintext, json: #"{"name": "ci", "isSystemToken": true}"#)
+                .post, "/api-tokens/ci", token: app.root.token.plaintext,
+                json: #"{"name": "ci", "isSystemToken": true}"#)
             let ciID = try #require(ci.string("tokenUUID"))
             #expect(try await client.call(.get, "/api-tokens/\(ciID)", token: token).status == .ok)
             #expect(try await client.call(.delete, "/api-tokens/\(ciID)", token: token).status == .notFound)
@@ -122,7 +128,8 @@ import TesseraPostgres
             #expect(deleted.status == .ok)
             #expect(deleted.string("message") == "Token deleted successfully")
             #expect(deleted.string("tokenUUID") == ciID)
-            #expect(try await client.call(.get, "/api-tokens/\(ciID)", token: app.root.token.plaintext).status == .notFound)
+            #expect(
+                try await client.call(.get, "/api-tokens/\(ciID)", token: app.root.token.plaintext).status == .notFound)
             // The deleted org token no longer authenticates.
             let ciSecret = try #require(ci.string("token"))
             #expect(try await client.call(.get, "/api-tokens", token: ciSecret).status == .unauthorized)
@@ -132,19 +139,29 @@ import TesseraPostgres
     @Test func organizationTokensAsCallers() async throws {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
-            let plain = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let plain = try await client.call(
+                .post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
             let ci = try #require(plain.string("token"))
             #expect(try await client.call(.get, "/api-tokens", token: ci).status == .ok)
-            #expect(try await client.call(.post, "/api-tokens", token: ci, json: #"{"name": "x"}"#).status == .forbidden)
-            #expect(try await client.call(.post, "/api-tokens/other", token: ci, json: #"{"name": "x", "isSystemToken": true}"#).status == .unauthorized)
+            #expect(
+                try await client.call(.post, "/api-tokens", token: ci, json: #"{"name": "x"}"#).status == .forbidden)
+            #expect(
+                try await client.call(
+                    .post, "/api-tokens/other", token: ci, json: #"{"name": "x", "isSystemToken": true}"#
+                ).status == .unauthorized)
             // With org:admin (granted by an admin) it manages the org's tokens.
             let adminCI = try await client.call(
-                .post, "/api-tokens/ops", token: root, json: #"{"name": "ops", "isSystemToken": true, "scopes": ["org:admin"]}"#)
+                .post, "/api-tokens/ops", token: root,
+                json: #"{"name": "ops", "isSystemToken": true, "scopes": ["org:admin"]}"#)
             let ops = try #require(adminCI.string("token"))
-            #expect(try await client.call(.post, "/api-tokens/other", token: ops, json: #"{"name": "x", "isSystemToken": true}"#).status == .created)
+            #expect(
+                try await client.call(
+                    .post, "/api-tokens/other", token: ops, json: #"{"name": "x", "isSystemToken": true}"#
+                ).status == .created)
             // A read-only token cannot write.
             let reader = try await client.call(
-                .post, "/api-tokens/reader", token: root, json: #"{"name": "r", "isSystemToken": true, "scopes": ["api:read"]}"#)
+                .post, "/api-tokens/reader", token: root,
+                json: #"{"name": "r", "isSystemToken": true, "scopes": ["api:read"]}"#)
             let readOnly = try #require(reader.string("token"))
             #expect(try await client.call(.get, "/api-tokens", token: readOnly).status == .forbidden)
         }
@@ -164,7 +181,8 @@ import TesseraPostgres
             // Own token: visible, deletable, then a new one may be created.
             let id = try #require(created.string("tokenUUID"))
             #expect(try await client.call(.delete, "/api-tokens/\(id)", token: jwt).status == .ok)
-            #expect(try await client.call(.post, "/api-tokens", token: jwt, json: #"{"name": "bob 3"}"#).status == .created)
+            #expect(
+                try await client.call(.post, "/api-tokens", token: jwt, json: #"{"name": "bob 3"}"#).status == .created)
         }
     }
 
@@ -182,7 +200,8 @@ import TesseraPostgres
             let disabled = try await client.call(.post, "/api-tokens", token: jwt, json: #"{"name": "c"}"#)
             #expect(disabled.status == .forbidden)
             // Admins are not bound by either rule.
-            let admin = try await client.call(.post, "/api-tokens/carol", token: app.root.token.plaintext, json: #"{"name": "c"}"#)
+            let admin = try await client.call(
+                .post, "/api-tokens/carol", token: app.root.token.plaintext, json: #"{"name": "c"}"#)
             #expect(admin.status == .created)
         }
     }
@@ -195,7 +214,10 @@ import TesseraPostgres
                 ("", .unprocessableContent, "body"),
                 (#"{"name": 5, "isSystemToken": true}"#, .unprocessableContent, "name"),
                 (#"{"isSystemToken": true}"#, .unprocessableContent, "name"),
-                (#"{"name": "x", "isSystemToken": true, "tokenExpiration": "soon"}"#, .unprocessableContent, "tokenExpiration"),
+                (
+                    #"{"name": "x", "isSystemToken": true, "tokenExpiration": "soon"}"#, .unprocessableContent,
+                    "tokenExpiration"
+                ),
                 (#"{"name": "x", "isSystemToken": true, "scopes": "api:read"}"#, .unprocessableContent, "scopes"),
                 (#"{"name": "", "isSystemToken": true}"#, .unprocessableContent, "name"),
                 (#"{"name": "x", "isSystemToken": true, "tokenExpiration": 1000}"#, .badRequest, nil),
@@ -212,10 +234,12 @@ import TesseraPostgres
                 }
             }
             let unknownFields = try await client.call(
-                .post, "/api-tokens/svc", token: root, json: #"{"name": "ok", "isSystemToken": true, "colour": "blue"}"#)
+                .post, "/api-tokens/svc", token: root, json: #"{"name": "ok", "isSystemToken": true, "colour": "blue"}"#
+            )
             #expect(unknownFields.status == .created)
             let huge = try await client.call(
-                .post, "/api-tokens/svc", token: root, json: #"{"name": ""# + String(repeating: "a", count: 1_100_000) + #""}"#)
+                .post, "/api-tokens/svc", token: root,
+                json: #"{"name": ""# + String(repeating: "a", count: 1_100_000) + #""}"#)
             #expect(huge.status == .contentTooLarge)
             // nothing but the one good token was written
             let tokens = try await app.store.client.query("SELECT count(*) FROM tokens").decode(Int.self)
@@ -228,10 +252,14 @@ import TesseraPostgres
             // A member of another org (not a platform admin, whose token may act in any org).
             let other = try await app.store.bootstrap(organization: "globex", admin: "gadmin")
             try await app.addMember("gus", org: "globex")
-            let gus = try await client.call(.post, "/api-tokens/gus", token: other.token.plaintext, json: #"{"name": "g"}"#)
+            let gus = try await client.call(
+                .post, "/api-tokens/gus", token: other.token.plaintext, json: #"{"name": "g"}"#)
             let otherToken = try #require(gus.string("token"))
-            #expect(try await client.call(.get, "/api-tokens/\(app.root.tokenUUID)", token: otherToken).status == .notFound)
-            #expect(try await client.call(.delete, "/api-tokens/\(app.root.tokenUUID)", token: otherToken).status == .notFound)
+            #expect(
+                try await client.call(.get, "/api-tokens/\(app.root.tokenUUID)", token: otherToken).status == .notFound)
+            #expect(
+                try await client.call(.delete, "/api-tokens/\(app.root.tokenUUID)", token: otherToken).status
+                    == .notFound)
             #expect(try await client.call(.get, "/orgs/acme/api-tokens", token: otherToken).status == .notFound)
             let list = try await client.call(.get, "/api-tokens", token: otherToken)
             #expect(list.tokens.map { $0["organization"] as? String } == ["globex"])
@@ -246,7 +274,9 @@ import TesseraPostgres
             let jwt = try await TestApp.jwt("dave")
             let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
                 for index in 0..<50 {
-                    group.addTask { try await client.call(.post, "/api-tokens", token: jwt, json: #"{"name": "d\#(index)"}"#).status }
+                    group.addTask {
+                        try await client.call(.post, "/api-tokens", token: jwt, json: #"{"name": "d\#(index)"}"#).status
+                    }
                 }
                 return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
             }
@@ -260,36 +290,51 @@ import TesseraPostgres
     @Test func fiftyConcurrentSelfCreatesUnderALimitOfFour() async throws {
         try await TestApp.run { app, client in
             try await app.addMember("fay")
-            let raised = try await client.call(.patch, "/orgs/acme", token: app.root.token.plaintext, json: #"{"personalTokenLimit": 4}"#)
+            let raised = try await client.call(
+                .patch, "/orgs/acme", token: app.root.token.plaintext, json: #"{"personalTokenLimit": 4}"#)
             #expect(raised.status == .ok && raised.json["personalTokenLimit"] as? Int == 4)
-            #expect(try await client.call(.patch, "/orgs/acme", token: app.root.token.plaintext, json: #"{"personalTokenLimit": 0}"#).status == .unprocessableContent)
+            #expect(
+                try await client.call(
+                    .patch, "/orgs/acme", token: app.root.token.plaintext, json: #"{"personalTokenLimit": 0}"#
+                ).status == .unprocessableContent)
             let jwt = try await TestApp.jwt("fay")
             let replies = try await withThrowingTaskGroup(of: Reply.self) { group in
                 for index in 0..<50 {
-                    group.addTask { try await client.call(.post, "/api-tokens", token: jwt, json: #"{"name": "f\#(index)"}"#) }
+                    group.addTask {
+                        try await client.call(.post, "/api-tokens", token: jwt, json: #"{"name": "f\#(index)"}"#)
+                    }
                 }
                 return try await group.reduce(into: [Reply]()) { $0.append($1) }
             }
             #expect(replies.filter { $0.status == .created }.count == 4)
             let refused = replies.filter { $0.status == .badRequest }
             #expect(refused.count == 46)
-            #expect(refused.first?.string("detail") == "You already have 4 tokens, the limit of this organization. Delete one first to create a new one.")
-            let admin = try await client.call(.post, "/api-tokens/fay", token: app.root.token.plaintext, json: #"{"name": "more"}"#)
-            #expect(admin.status == .badRequest && admin.string("detail") == "User fay already has 4 tokens, the limit of this organization")
+            #expect(
+                refused.first?.string("detail")
+                    == "You already have 4 tokens, the limit of this organization. Delete one first to create a new one."
+            )
+            let admin = try await client.call(
+                .post, "/api-tokens/fay", token: app.root.token.plaintext, json: #"{"name": "more"}"#)
+            #expect(
+                admin.status == .badRequest
+                    && admin.string("detail") == "User fay already has 4 tokens, the limit of this organization")
         }
     }
 
     @Test func leaversTokenStopsAtOnceButOrgTokensTheyCreatedLive() async throws {
         try await TestApp.run { app, client in
             try await app.addMember("erin", role: .admin)
-            let erin = try await client.call(.post, "/api-tokens/erin", token: app.root.token.plaintext, json: #"{"name": "e"}"#)
+            let erin = try await client.call(
+                .post, "/api-tokens/erin", token: app.root.token.plaintext, json: #"{"name": "e"}"#)
             let erinToken = try #require(erin.string("token"))
-            let ci = try await client.call(.post, "/api-tokens/ci", token: erinToken, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let ci = try await client.call(
+                .post, "/api-tokens/ci", token: erinToken, json: #"{"name": "ci", "isSystemToken": true}"#)
             #expect(ci.status == .created)
             let ciToken = try #require(ci.string("token"))
-            let erinID = try #require(try await app.store.client.withConnection {
-                try await $0.user(username: "erin", logger: app.store.logger)
-            }?.id)
+            let erinID = try #require(
+                try await app.store.client.withConnection {
+                    try await $0.user(username: "erin", logger: app.store.logger)
+                }?.id)
             let org = app.root.organization
             _ = try await app.store.transaction { connection in
                 let orgID = try #require(try await connection.organization(slug: org, logger: app.store.logger)).id

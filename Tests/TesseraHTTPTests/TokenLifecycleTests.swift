@@ -2,8 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Testing
 import TesseraCore
+import Testing
 
 /// PATCH and self (DESIGN §4.2).
 @Suite struct TokenLifecycleTests {
@@ -11,34 +11,46 @@ import TesseraCore
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
             try await app.addMember("alice")
-            let created = try await client.call(.post, "/api-tokens/alice", token: root, json: #"{"name": "a", "description": "old"}"#)
+            let created = try await client.call(
+                .post, "/api-tokens/alice", token: root, json: #"{"name": "a", "description": "old"}"#)
             let id = try #require(created.string("tokenUUID"))
             let secret = try #require(created.string("token"))
 
-            let renamed = try await client.call(.patch, "/api-tokens/\(id)", token: secret, json: #"{"name": "laptop", "description": null}"#)
+            let renamed = try await client.call(
+                .patch, "/api-tokens/\(id)", token: secret, json: #"{"name": "laptop", "description": null}"#)
             #expect(renamed.status == .ok)
             #expect(renamed.string("name") == "laptop")
             #expect(renamed.json["description"] is NSNull)
 
             // Inactive stops at once; reactivated works again (an admin does it).
-            let inactive = try await client.call(.patch, "/api-tokens/\(id)", token: secret, json: #"{"status": "inactive"}"#)
+            let inactive = try await client.call(
+                .patch, "/api-tokens/\(id)", token: secret, json: #"{"status": "inactive"}"#)
             #expect(inactive.string("status") == "inactive")
             let refused = try await client.call(.get, "/api-tokens", token: secret)
             #expect(refused.status == .unauthorized)
             #expect(refused.string("detail") == "The token is inactive")
-            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "active"}"#).status == .ok)
+            #expect(
+                try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "active"}"#).status
+                    == .ok)
             #expect(try await client.call(.get, "/api-tokens", token: secret).status == .ok)
 
-            let scopes = try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"scopes": ["api:read"]}"#)
+            let scopes = try await client.call(
+                .patch, "/api-tokens/\(id)", token: root, json: #"{"scopes": ["api:read"]}"#)
             #expect(scopes.status == .badRequest)
             #expect(scopes.string("detail")?.contains("create a new token") == true)
-            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "revoked"}"#).status == .unprocessableContent)
-            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"name": 3}"#).status == .unprocessableContent)
+            #expect(
+                try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "revoked"}"#).status
+                    == .unprocessableContent)
+            #expect(
+                try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"name": 3}"#).status
+                    == .unprocessableContent)
 
             // Revoked is final.
             try await app.store.client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(UUID(uuidString: id)!)")
-            let revived = try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "active"}"#)
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(UUID(uuidString: id)!)"
+            )
+            let revived = try await client.call(
+                .patch, "/api-tokens/\(id)", token: root, json: #"{"status": "active"}"#)
             #expect(revived.status == .conflict)
         }
     }
@@ -47,11 +59,16 @@ import TesseraCore
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
             try await app.addMember("bob")
-            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let ci = try await client.call(
+                .post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
             let ciID = try #require(ci.string("tokenUUID"))
             let jwt = try await TestApp.jwt("bob")
-            #expect(try await client.call(.patch, "/api-tokens/\(ciID)", token: jwt, json: #"{"name": "x"}"#).status == .notFound)
-            #expect(try await client.call(.patch, "/api-tokens/\(ciID)", token: root, json: #"{"name": "ci-2"}"#).status == .ok)
+            #expect(
+                try await client.call(.patch, "/api-tokens/\(ciID)", token: jwt, json: #"{"name": "x"}"#).status
+                    == .notFound)
+            #expect(
+                try await client.call(.patch, "/api-tokens/\(ciID)", token: root, json: #"{"name": "ci-2"}"#).status
+                    == .ok)
         }
     }
 
@@ -72,19 +89,31 @@ import TesseraCore
     @Test func nonExpiringTokensOnlyWhenTheOrgAllowsThem() async throws {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
-            let refused = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true, "tokenExpiration": null}"#)
+            let refused = try await client.call(
+                .post, "/api-tokens/ci", token: root,
+                json: #"{"name": "ci", "isSystemToken": true, "tokenExpiration": null}"#)
             #expect(refused.status == .badRequest)
             #expect(refused.string("detail") == "This organization does not allow tokens that never expire")
-            #expect(try await client.call(.patch, "/orgs/acme", token: root, json: #"{"allowNonExpiringTokens": true}"#).status == .ok)
-            let forever = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true, "tokenExpiration": null}"#)
+            #expect(
+                try await client.call(.patch, "/orgs/acme", token: root, json: #"{"allowNonExpiringTokens": true}"#)
+                    .status == .ok)
+            let forever = try await client.call(
+                .post, "/api-tokens/ci", token: root,
+                json: #"{"name": "ci", "isSystemToken": true, "tokenExpiration": null}"#)
             #expect(forever.status == .created)
             #expect(forever.json["tokenExpiration"] is NSNull)
             #expect(forever.json["isExpired"] as? Bool == false)
             let secret = try #require(forever.string("token"))
             #expect(try await client.call(.get, "/api-tokens/self", token: secret).status == .ok)
             // A maximum lifetime wins over the permission.
-            #expect(try await client.call(.patch, "/orgs/acme", token: root, json: #"{"defaultTokenLifetimeDays": 7, "maxTokenLifetimeDays": 7}"#).status == .ok)
-            let capped = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci2", "isSystemToken": true, "tokenExpiration": null}"#)
+            #expect(
+                try await client.call(
+                    .patch, "/orgs/acme", token: root,
+                    json: #"{"defaultTokenLifetimeDays": 7, "maxTokenLifetimeDays": 7}"#
+                ).status == .ok)
+            let capped = try await client.call(
+                .post, "/api-tokens/ci", token: root,
+                json: #"{"name": "ci2", "isSystemToken": true, "tokenExpiration": null}"#)
             #expect(capped.status == .badRequest)
             #expect(capped.string("detail")?.contains("7 days") == true)
         }
@@ -119,9 +148,12 @@ import TesseraCore
                 for try await (recorded, _) in used { #expect(recorded) }
             }
         ) { app, client in
-            for _ in 0..<20 { #expect(try await client.call(.get, "/api-tokens/self", token: app.root.token.plaintext).status == .ok) }
+            for _ in 0..<20 {
+                #expect(try await client.call(.get, "/api-tokens/self", token: app.root.token.plaintext).status == .ok)
+            }
             // Nothing written per request: the flush interval (60 s) has not passed.
-            let before = try await app.store.client.query("SELECT count(*) FROM tokens WHERE last_used_at IS NOT NULL").decode(Int.self)
+            let before = try await app.store.client.query("SELECT count(*) FROM tokens WHERE last_used_at IS NOT NULL")
+                .decode(Int.self)
             for try await count in before { #expect(count == 0) }
         }
     }
@@ -131,7 +163,9 @@ import TesseraCore
     @Test func rotateWithoutOverlapStopsTheOldSecretAtOnce() async throws {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
-            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true, "description": "d"}"#)
+            let ci = try await client.call(
+                .post, "/api-tokens/ci", token: root,
+                json: #"{"name": "ci", "isSystemToken": true, "description": "d"}"#)
             let oldID = try #require(ci.string("tokenUUID"))
             let oldSecret = try #require(ci.string("token"))
             let rotated = try await client.call(.post, "/api-tokens/\(oldID)/rotate", token: root)
@@ -156,11 +190,16 @@ import TesseraCore
             let alice = try await client.call(.post, "/api-tokens/alice", token: root, json: #"{"name": "a"}"#)
             let id = try #require(alice.string("tokenUUID"))
             let oldSecret = try #require(alice.string("token"))
-            let rotated = try await client.call(.post, "/api-tokens/\(id)/rotate", token: oldSecret, json: #"{"overlapSeconds": 3600}"#)
+            let rotated = try await client.call(
+                .post, "/api-tokens/\(id)/rotate", token: oldSecret, json: #"{"overlapSeconds": 3600}"#)
             #expect(rotated.status == .created)
             #expect(try await client.call(.get, "/api-tokens/self", token: oldSecret).status == .ok)
-            #expect(try await client.call(.get, "/api-tokens/self", token: try #require(rotated.string("token"))).status == .ok)
-            let tooLong = try await client.call(.post, "/api-tokens/\(try #require(rotated.string("tokenUUID")))/rotate", token: root, json: #"{"overlapSeconds": 100000}"#)
+            #expect(
+                try await client.call(.get, "/api-tokens/self", token: try #require(rotated.string("token"))).status
+                    == .ok)
+            let tooLong = try await client.call(
+                .post, "/api-tokens/\(try #require(rotated.string("tokenUUID")))/rotate", token: root,
+                json: #"{"overlapSeconds": 100000}"#)
             #expect(tooLong.status == .unprocessableContent)
         }
     }
@@ -168,15 +207,19 @@ import TesseraCore
     @Test func rotatingARotatedTokenRevokesTheFamily() async throws {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
-            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let ci = try await client.call(
+                .post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
             let firstID = try #require(ci.string("tokenUUID"))
-            let second = try await client.call(.post, "/api-tokens/\(firstID)/rotate", token: root, json: #"{"overlapSeconds": 600}"#)
+            let second = try await client.call(
+                .post, "/api-tokens/\(firstID)/rotate", token: root, json: #"{"overlapSeconds": 600}"#)
             let secondSecret = try #require(second.string("token"))
             let reuse = try await client.call(.post, "/api-tokens/\(firstID)/rotate", token: root)
             #expect(reuse.status == .conflict)
             #expect(reuse.string("detail")?.contains("family") == true)
             // Both the overlapping old secret and the new one are dead now.
-            #expect(try await client.call(.get, "/api-tokens/self", token: try #require(ci.string("token"))).status == .unauthorized)
+            #expect(
+                try await client.call(.get, "/api-tokens/self", token: try #require(ci.string("token"))).status
+                    == .unauthorized)
             #expect(try await client.call(.get, "/api-tokens/self", token: secondSecret).status == .unauthorized)
             let audit = try await client.call(.get, "/orgs/acme/audit-events?action=token.rotation_reuse", token: root)
             #expect((audit.json["events"] as? [[String: Any]])?.count == 1)
@@ -186,10 +229,13 @@ import TesseraCore
     @Test func concurrentRotationsOneWins() async throws {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
-            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let ci = try await client.call(
+                .post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
             let id = try #require(ci.string("tokenUUID"))
             let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for _ in 0..<2 { group.addTask { try await client.call(.post, "/api-tokens/\(id)/rotate", token: root).status } }
+                for _ in 0..<2 {
+                    group.addTask { try await client.call(.post, "/api-tokens/\(id)/rotate", token: root).status }
+                }
                 return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
             }
             #expect(statuses.filter { $0 == .created }.count == 1)

@@ -2,9 +2,9 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Testing
 import TesseraCore
 import TesseraPostgres
+import Testing
 
 /// `GET /api-tokens` with keyset pagination, search and filters (DESIGN §4.1, issue #4).
 @Suite struct TokenListTests {
@@ -40,7 +40,8 @@ import TesseraPostgres
             #expect(pages == 5)
             #expect(names == (0..<250).map { String(format: "svc-%03d", $0) })  // newest first
 
-            let oldestFirst = try await client.call(.get, "/api-tokens?limit=3&sort=createdDate&kind=organization", token: app.root.token.plaintext)
+            let oldestFirst = try await client.call(
+                .get, "/api-tokens?limit=3&sort=createdDate&kind=organization", token: app.root.token.plaintext)
             #expect(oldestFirst.tokens.compactMap { $0["name"] as? String } == ["svc-249", "svc-248", "svc-247"])
         }
     }
@@ -61,13 +62,15 @@ import TesseraPostgres
             #expect(personal.tokens.compactMap { $0["name"] as? String } == ["bootstrap"])
             let wildcard = try await client.call(.get, "/api-tokens?search=%25", token: root)  // a literal %
             #expect(wildcard.status == .ok && wildcard.tokens.isEmpty)
-            let injection = try await client.call(.get, "/api-tokens?search=%27%3B%20DROP%20TABLE%20tokens%3B--", token: root)
+            let injection = try await client.call(
+                .get, "/api-tokens?search=%27%3B%20DROP%20TABLE%20tokens%3B--", token: root)
             #expect(injection.status == .ok && injection.tokens.isEmpty)
             #expect(try await client.call(.get, "/api-tokens?limit=1000", token: root).tokens.count == 251)
 
             // The search text follows renames (kept by a trigger, migration 0003).
             let target = try #require(byName.tokens.first?["tokenUUID"] as? String)
-            let renamed = try await client.call(.patch, "/api-tokens/\(target)", token: root, json: #"{"name": "Nightly-Release"}"#)
+            let renamed = try await client.call(
+                .patch, "/api-tokens/\(target)", token: root, json: #"{"name": "Nightly-Release"}"#)
             #expect(renamed.status == .ok)
             let found = try await client.call(.get, "/api-tokens?search=nightly-rel", token: root)
             #expect(found.tokens.compactMap { $0["tokenUUID"] as? String } == [target])

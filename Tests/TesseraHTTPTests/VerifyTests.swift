@@ -3,10 +3,10 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOConcurrencyHelpers
-import Testing
 import TesseraCore
 import TesseraHTTP
 import TesseraPostgres
+import Testing
 
 /// A clock the test moves forward by hand (cache TTL, expiry).
 final class ManualClock: WallClock, @unchecked Sendable {
@@ -42,7 +42,8 @@ extension Reply {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
             let ci = try await client.call(
-                .post, "/api-tokens/ci-bot", token: root, json: #"{"name": "ci", "isSystemToken": true, "scopes": ["api:write"]}"#)
+                .post, "/api-tokens/ci-bot", token: root,
+                json: #"{"name": "ci", "isSystemToken": true, "scopes": ["api:write"]}"#)
             let secret = try #require(ci.string("token"))
             let id = try #require(ci.string("tokenUUID"))
 
@@ -56,7 +57,10 @@ extension Reply {
 
             // Also as LISA's bare Authorization and Api-Key, and under a path (Envoy ext_authz).
             #expect(try await client.call(.get, "/auth/verify", headers: [.authorization: secret]).status == .ok)
-            #expect(try await client.call(.post, "/auth/verify/some/upstream/path", headers: [HTTPField.Name("Api-Key")!: secret]).status == .ok)
+            #expect(
+                try await client.call(
+                    .post, "/auth/verify/some/upstream/path", headers: [HTTPField.Name("Api-Key")!: secret]
+                ).status == .ok)
 
             // Required scopes, from the query (repeatable) and the header, honouring implication.
             #expect(try await client.verify(secret, query: "?scope=api:read").status == .ok)
@@ -65,14 +69,16 @@ extension Reply {
             #expect(lacking.status == .forbidden)
             #expect(lacking.challenge.contains(#"error="insufficient_scope""#))
             #expect(lacking.challenge.contains("tokens:write"))
-            let byHeader = try await client.verify(secret, headers: [HTTPField.Name("X-Tessera-Required-Scopes")!: "api:read, org:admin"])
+            let byHeader = try await client.verify(
+                secret, headers: [HTTPField.Name("X-Tessera-Required-Scopes")!: "api:read, org:admin"])
             #expect(byHeader.status == .forbidden)
 
             // Each failure has its own description; nothing but 401.
             let missing = try await client.verify(nil)
             #expect(missing.status == .unauthorized && missing.challenge == #"Bearer realm="tessera""#)
             for (presented, reason) in [
-                ("tso_abc", "malformed"), (secret.dropLast() + (secret.last == "0" ? "1" : "0"), "malformed"), ("Bearer", "malformed"),
+                ("tso_abc", "malformed"), (secret.dropLast() + (secret.last == "0" ? "1" : "0"), "malformed"),
+                ("Bearer", "malformed"),
                 (TokenSecret.generate(kind: .organization).plaintext, "unknown"),
             ] {
                 let reply = try await client.verify(String(presented))
@@ -83,15 +89,21 @@ extension Reply {
             }
 
             // A change made through the API is seen by the very next verification (write barrier).
-            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "inactive"}"#).status == .ok)
+            #expect(
+                try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "inactive"}"#).status
+                    == .ok)
             #expect(try await client.verify(secret).challenge.contains("The token is inactive"))
-            #expect(try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "active"}"#).status == .ok)
+            #expect(
+                try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "active"}"#).status
+                    == .ok)
             #expect(try await client.verify(secret).status == .ok)
 
             // A change made behind the server's back (psql) arrives by NOTIFY.
             try await app.store.client.query(
-                "UPDATE tokens SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE id = \(UUID(uuidString: id)!)")
-            #expect(try await eventually { try await client.verify(secret).challenge.contains("The token has expired") })
+                "UPDATE tokens SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE id = \(UUID(uuidString: id)!)"
+            )
+            #expect(
+                try await eventually { try await client.verify(secret).challenge.contains("The token has expired") })
 
             #expect(try await client.call(.delete, "/api-tokens/\(id)", token: root).status == .ok)
             #expect(try await client.verify(secret).challenge.contains("The token is unknown"))
@@ -104,13 +116,18 @@ extension Reply {
             try await app.addMember("bob", role: .admin)
             try await app.addMember("carol")
             let bob = try #require(
-                try await client.call(.post, "/api-tokens/bob", token: root, json: #"{"name": "b", "scopes": ["org:admin", "api:read"]}"#).string("token"))
-            let carol = try #require(try await client.call(.post, "/api-tokens/carol", token: root, json: #"{"name": "c"}"#).string("token"))
+                try await client.call(
+                    .post, "/api-tokens/bob", token: root, json: #"{"name": "b", "scopes": ["org:admin", "api:read"]}"#
+                ).string("token"))
+            let carol = try #require(
+                try await client.call(.post, "/api-tokens/carol", token: root, json: #"{"name": "c"}"#).string("token"))
             #expect(try await client.verify(bob, query: "?scope=org:admin").status == .ok)
             #expect(try await client.verify(carol).status == .ok)
 
             // Demoted: the token keeps working, without its admin power.
-            #expect(try await client.call(.put, "/orgs/acme/members/bob", token: root, json: #"{"role": "member"}"#).status == .ok)
+            #expect(
+                try await client.call(.put, "/orgs/acme/members/bob", token: root, json: #"{"role": "member"}"#).status
+                    == .ok)
             #expect(try await client.verify(bob, query: "?scope=org:admin").status == .forbidden)
             #expect(try await client.verify(bob, query: "?scope=api:read").status == .ok)
 
@@ -121,10 +138,12 @@ extension Reply {
 
             // Defense in depth: a user disabled behind the API's back (no cascade ran) still fails.
             try await app.addMember("dave")
-            let dave = try #require(try await client.call(.post, "/api-tokens/dave", token: root, json: #"{"name": "d"}"#).string("token"))
+            let dave = try #require(
+                try await client.call(.post, "/api-tokens/dave", token: root, json: #"{"name": "d"}"#).string("token"))
             #expect(try await client.verify(dave).status == .ok)
             try await app.store.client.query("UPDATE users SET status = 'disabled' WHERE username = 'dave'")
-            #expect(try await eventually { try await client.verify(dave).challenge.contains("no longer an active member") })
+            #expect(
+                try await eventually { try await client.verify(dave).challenge.contains("no longer an active member") })
         }
     }
 
@@ -145,13 +164,15 @@ extension Reply {
     @Test func theListenerReconnectsAfterItsConnectionIsKilled() async throws {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
-            let ci = try await client.call(.post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
+            let ci = try await client.call(
+                .post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true}"#)
             let secret = try #require(ci.string("token"))
             let idText = try #require(ci.string("tokenUUID"))
             let id = try #require(UUID(uuidString: idText))
             #expect(try await client.verify(secret).status == .ok)  // cached now
             try await app.store.client.query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = \(InvalidationListener.applicationName)")
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = \(InvalidationListener.applicationName)"
+            )
             try await Task.sleep(for: .milliseconds(300))
             try await app.store.client.query("UPDATE tokens SET status = 'inactive' WHERE id = \(id)")
             // Pushed by the reconnected listener (or dropped by its reconnect), never left for the TTL.
@@ -160,7 +181,8 @@ extension Reply {
     }
 
     @Test func noCacheMeansEveryAnswerIsFresh() async throws {
-        try await TestApp.run(configuration: .init(cache: .off, lookupTimeout: .seconds(10)), listen: false) { app, client in
+        try await TestApp.run(configuration: .init(cache: .off, lookupTimeout: .seconds(10)), listen: false) {
+            app, client in
             let root = app.root.token.plaintext
             #expect(try await client.verify(root).status == .ok)
             try await app.store.client.query("UPDATE tokens SET status = 'inactive' WHERE id = \(app.root.tokenUUID)")
@@ -174,8 +196,11 @@ extension Reply {
     func introspect(_ client: some TestClientProtocol, _ token: String, as caller: String?) async throws -> Reply {
         var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
         if let caller { headers[.authorization] = "Bearer \(caller)" }
-        let body = "token=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")&token_type_hint=access_token"
-        return try await client.execute(uri: "/oauth/introspect", method: .post, headers: headers, body: ByteBuffer(string: body)) {
+        let body =
+            "token=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")&token_type_hint=access_token"
+        return try await client.execute(
+            uri: "/oauth/introspect", method: .post, headers: headers, body: ByteBuffer(string: body)
+        ) {
             Reply(status: $0.status, headers: $0.headers, text: String(buffer: $0.body))
         }
     }
@@ -184,7 +209,8 @@ extension Reply {
         try await TestApp.run { app, client in
             let root = app.root.token.plaintext
             let ci = try await client.call(
-                .post, "/api-tokens/ci", token: root, json: #"{"name": "ci", "isSystemToken": true, "scopes": ["api:read"]}"#)
+                .post, "/api-tokens/ci", token: root,
+                json: #"{"name": "ci", "isSystemToken": true, "scopes": ["api:read"]}"#)
             let secret = try #require(ci.string("token"))
 
             let active = try await introspect(client, secret, as: root)

@@ -15,7 +15,9 @@ import Testing
     /// What the receiver got: each request's path and Host header.
     final class Seen: Sendable {
         private let requests = Mutex<[(path: String, host: String)]>([])
-        func note(_ request: Request) { requests.withLock { $0.append((request.uri.path, request.head.authority ?? "")) } }
+        func note(_ request: Request) {
+            requests.withLock { $0.append((request.uri.path, request.head.authority ?? "")) }
+        }
         var paths: [String] { requests.withLock { $0.map(\.path) } }
         var hosts: [String] { requests.withLock { $0.map(\.host) } }
     }
@@ -63,37 +65,47 @@ import Testing
         let transport = WebhookTransport(timeout: .seconds(30))
         // Short: the unpinned attempt below waits it out, AsyncHTTPClient retrying the lookup.
         let impatient = WebhookTransport(timeout: .seconds(2))
-        try await Self.shuttingDown([transport, impatient]) { try await Self.receiver(seen).test(.live) { client in
-            let port = try #require(client.port)
-            // `.invalid` never resolves (RFC 6761): the request can only arrive through the pin.
-            let target = WebhookTargetPolicy.Target(
-                url: URL(string: "http://hook.invalid:\(port)/hook")!, address: "127.0.0.1")
-            let outcome = await transport.post(to: target, headers: Self.headers, body: Data("{}".utf8))
-            #expect(outcome == .answered(204))
-            // Twice: the pinned client is reused.
-            #expect(await transport.post(to: target, headers: Self.headers, body: Data("{}".utf8)) == .answered(204))
-            #expect(seen.hosts == ["hook.invalid:\(port)", "hook.invalid:\(port)"])
+        try await Self.shuttingDown([transport, impatient]) {
+            try await Self.receiver(seen).test(.live) { client in
+                let port = try #require(client.port)
+                // `.invalid` never resolves (RFC 6761): the request can only arrive through the pin.
+                let target = WebhookTargetPolicy.Target(
+                    url: URL(string: "http://hook.invalid:\(port)/hook")!, address: "127.0.0.1")
+                let outcome = await transport.post(to: target, headers: Self.headers, body: Data("{}".utf8))
+                #expect(outcome == .answered(204))
+                // Twice: the pinned client is reused.
+                #expect(
+                    await transport.post(to: target, headers: Self.headers, body: Data("{}".utf8)) == .answered(204))
+                #expect(seen.hosts == ["hook.invalid:\(port)", "hook.invalid:\(port)"])
 
-            let unpinned = WebhookTargetPolicy.Target(url: URL(string: "http://hook.invalid:\(port)/hook")!, address: nil)
-            guard case .failed = await impatient.post(to: unpinned, headers: Self.headers, body: Data("{}".utf8)) else {
-                Issue.record("an unpinned .invalid name must not resolve")
-                return
+                let unpinned = WebhookTargetPolicy.Target(
+                    url: URL(string: "http://hook.invalid:\(port)/hook")!, address: nil)
+                guard case .failed = await impatient.post(to: unpinned, headers: Self.headers, body: Data("{}".utf8))
+                else {
+                    Issue.record("an unpinned .invalid name must not resolve")
+                    return
+                }
             }
-        } }
+        }
     }
 
     @Test func redirectsAreNotFollowedAndLongBodiesNotRead() async throws {
         let seen = Seen()
         let transport = WebhookTransport(timeout: .seconds(30))
-        try await Self.shuttingDown([transport]) { try await Self.receiver(seen).test(.live) { client in
-            let port = try #require(client.port)
-            let moved = WebhookTargetPolicy.Target(url: URL(string: "http://127.0.0.1:\(port)/moved")!, address: nil)
-            #expect(await transport.post(to: moved, headers: Self.headers, body: Data("{}".utf8)) == .answered(307))
-            #expect(seen.paths == ["/moved"], "the redirect's target was not asked")
+        try await Self.shuttingDown([transport]) {
+            try await Self.receiver(seen).test(.live) { client in
+                let port = try #require(client.port)
+                let moved = WebhookTargetPolicy.Target(
+                    url: URL(string: "http://127.0.0.1:\(port)/moved")!, address: nil)
+                #expect(await transport.post(to: moved, headers: Self.headers, body: Data("{}".utf8)) == .answered(307))
+                #expect(seen.paths == ["/moved"], "the redirect's target was not asked")
 
-            let chatty = WebhookTargetPolicy.Target(url: URL(string: "http://127.0.0.1:\(port)/chatty")!, address: nil)
-            #expect(await transport.post(to: chatty, headers: Self.headers, body: Data("{}".utf8)) == .answered(200))
-        } }
+                let chatty = WebhookTargetPolicy.Target(
+                    url: URL(string: "http://127.0.0.1:\(port)/chatty")!, address: nil)
+                #expect(
+                    await transport.post(to: chatty, headers: Self.headers, body: Data("{}".utf8)) == .answered(200))
+            }
+        }
     }
 
     @Test func theCheckKeepsTheAddressOfANameOnly() throws {

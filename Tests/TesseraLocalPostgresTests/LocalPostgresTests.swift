@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TesseraLocalPostgres
+import Testing
 
 /// The private cluster of `make run` and of the test harness (#11): where it lives, and what a
 /// failed PostgreSQL tool says. Real initdb and pg_ctl, in throw-away folders.
@@ -12,7 +12,9 @@ import TesseraLocalPostgres
     }
 
     func withFolderNow(mode: Int, _ body: (String) throws -> Void) throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-lp-\(UUID().uuidString.prefix(8))").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tessera-lp-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: folder)
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -35,7 +37,8 @@ import TesseraLocalPostgres
             """
         #expect(
             LocalPostgresError.cause(in: output)
-                == #"initdb: error: could not access directory "/tmp/tmp.x/tessera/.tessera/postgres": Permission denied"#)
+                == #"initdb: error: could not access directory "/tmp/tmp.x/tessera/.tessera/postgres": Permission denied"#
+        )
         #expect(LocalPostgresError.cause(in: "one\ntwo\n\nthree\n") == "two | three")
         #expect(LocalPostgresError.cause(in: "") == "no output")
     }
@@ -63,7 +66,8 @@ import TesseraLocalPostgres
 
     @Test func aFailedStartNamesTheServersReason() async throws {
         try await withFolder { folder in
-            var cluster = try LocalPostgres(dataDirectory: try LocalPostgres.placement(for: folder + "/data"), ephemeral: true)
+            var cluster = try LocalPostgres(
+                dataDirectory: try LocalPostgres.placement(for: folder + "/data"), ephemeral: true)
             defer { try? FileManager.default.removeItem(atPath: cluster.dataDirectory) }
             try cluster.initializeIfNeeded()
             let configuration = cluster.dataDirectory + "/postgresql.conf"
@@ -109,7 +113,11 @@ import TesseraLocalPostgres
             defer { try? cluster.stop() }
             try cluster.createDatabaseIfNeeded("probe")
             let answer = try cluster.run(
-                "psql", ["-h", "127.0.0.1", "-p", "\(cluster.port)", "-U", LocalPostgres.superuser, "-d", "probe", "-tAc", "SELECT 42"])
+                "psql",
+                [
+                    "-h", "127.0.0.1", "-p", "\(cluster.port)", "-U", LocalPostgres.superuser, "-d", "probe", "-tAc",
+                    "SELECT 42",
+                ])
             #expect(answer.trimmingCharacters(in: .whitespacesAndNewlines) == "42")
             let mode = try FileManager.default.attributesOfItem(atPath: folder)[.posixPermissions] as? Int
             #expect(mode == 0o700, "the user's folder was not loosened")

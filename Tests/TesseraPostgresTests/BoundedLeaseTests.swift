@@ -1,9 +1,9 @@
 import Foundation
 import Synchronization
-import Testing
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// A management request must not wait for a connection as long as PostgresNIO's pool would (a
 /// minute of backoff during an outage or a failover): `TesseraStore.withConnection` gives up after
@@ -52,7 +52,8 @@ import TesseraTestSupport
             let boot = try await store.bootstrap(organization: "acme", admin: "root")
             // A generous lookup deadline: the suite shares 2 cores, and a first lookup can take seconds.
             let verifier = TokenVerifier(
-                store: store, cache: VerificationCache(settings: VerificationCacheSettings()), lookupTimeout: .seconds(60))
+                store: store, cache: VerificationCache(settings: VerificationCacheSettings()),
+                lookupTimeout: .seconds(60))
             guard case .verified = await verifier.verify(boot.token.plaintext) else {
                 Issue.record("the token verifies")
                 return
@@ -60,13 +61,15 @@ import TesseraTestSupport
             // Revoked behind the cache's back (no listener has heard it) while the cache was hearing:
             // the cached answer stands, as the TTL allows.
             try await client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(boot.tokenUUID)")
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(boot.tokenUUID)"
+            )
             guard case .verified = await verifier.verify(boot.token.plaintext) else {
                 Issue.record("a hearing cache serves its entry")
                 return
             }
             // A listener that is not connected makes the cache deaf: the next hit asks again.
-            _ = InvalidationListener(configuration: try url.connectionConfiguration(), verifier: verifier, logger: logger)
+            _ = InvalidationListener(
+                configuration: try url.connectionConfiguration(), verifier: verifier, logger: logger)
             #expect(await verifier.verify(boot.token.plaintext) == .failed(.revoked))
         }
     }

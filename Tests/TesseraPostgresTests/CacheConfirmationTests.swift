@@ -1,10 +1,10 @@
 import Foundation
 import Logging
 import PostgresNIO
-import Testing
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// When the invalidation listener (re)connects, the notifications sent while no one listened are
 /// lost: each cached answer is read again on the listener's connection and only those that
@@ -12,7 +12,9 @@ import TesseraTestSupport
 /// went to a pool that might not reach the new leader yet, and live tokens failed closed).
 @Suite struct CacheConfirmationTests {
     /// An organization token made behind the API's back (no cache involved).
-    static func orgToken(_ store: TesseraStore, _ creator: VerifiedToken, name: String, secret: TokenSecret) async throws -> UUID {
+    static func orgToken(_ store: TesseraStore, _ creator: VerifiedToken, name: String, secret: TokenSecret)
+        async throws -> UUID
+    {
         try await store.transaction { connection in
             try await connection.insertToken(
                 NewTokenRow(
@@ -47,7 +49,8 @@ import TesseraTestSupport
             // While no one listened: one token revoked, one unknown hash became a token, and a
             // use recorded elsewhere (not a change of answer).
             try await client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(revokedID)")
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(revokedID)"
+            )
             _ = try await Self.orgToken(store, creator, name: "appearing", secret: appearing)
             try await client.query("UPDATE tokens SET last_used_at = now() WHERE id = \(boot.tokenUUID)")
 
@@ -87,7 +90,8 @@ import TesseraTestSupport
 
             func listenerPID() async throws -> Int? {
                 let rows = try await client.query(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = \(InvalidationListener.applicationName)")
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = \(InvalidationListener.applicationName)"
+                )
                 for try await pid in rows.decode(Int.self) { return pid }
                 return nil
             }
@@ -105,7 +109,8 @@ import TesseraTestSupport
 
             try await client.query("SELECT pg_terminate_backend(\(pid)::int)")
             try await client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(revokedID)")
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(revokedID)"
+            )
             var again = false
             for _ in 0..<3000 {
                 if listener.isConnected, let now = try await listenerPID(), now != pid {

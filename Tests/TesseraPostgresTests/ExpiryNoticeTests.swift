@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// Expiry warnings 60, 30 and 7 days before, and at expiry (issue #16), with the clock moved by
 /// the test: each notice once per token, the most urgent one only when several are due, and
@@ -20,21 +20,26 @@ import TesseraTestSupport
                 VALUES (\(orgID), 'http://127.0.0.1:9/', '{token.expiring,token.expired}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'root')
                 """)
             // The bootstrap token expires with the org's default lifetime: out of the way.
-            try await client.query("UPDATE tokens SET expires_at = now() + interval '400 days' WHERE id = \(boot.tokenUUID)")
+            try await client.query(
+                "UPDATE tokens SET expires_at = now() + interval '400 days' WHERE id = \(boot.tokenUUID)")
             let start = Date()
             let day: TimeInterval = 86_400
             func token(_ name: String, expiresIn days: Double) async throws {
                 _ = try await store.transaction { connection in
                     try await connection.insertToken(
                         NewTokenRow(
-                            orgID: orgID, kind: .organization, ownerUserID: nil, username: name, name: name, description: nil,
+                            orgID: orgID, kind: .organization, ownerUserID: nil, username: name, name: name,
+                            description: nil,
                             scopes: ["api:read"], groups: [], secret: .generate(kind: .organization),
-                            expiresAt: start.addingTimeInterval(days * day), createdAt: start, createdBy: "root", createdByUserID: nil),
+                            expiresAt: start.addingTimeInterval(days * day), createdAt: start, createdBy: "root",
+                            createdByUserID: nil),
                         logger: logger)
                 }
             }
             func sweep(_ days: Double) async throws -> Int {
-                try await store.withConnection { try await $0.sweepExpiry(at: start.addingTimeInterval(days * day), logger: logger) }
+                try await store.withConnection {
+                    try await $0.sweepExpiry(at: start.addingTimeInterval(days * day), logger: logger)
+                }
             }
             try await token("quarterly", expiresIn: 90)
             try await token("soon", expiresIn: 5)
@@ -49,9 +54,11 @@ import TesseraTestSupport
             #expect(try await sweep(90.5) == 1, "quarterly: expired")
             #expect(try await sweep(91) == 0)
 
-            let events = try await client.values("SELECT payload->'data'->>'notice' FROM webhook_deliveries ORDER BY created_at", as: String.self)
+            let events = try await client.values(
+                "SELECT payload->'data'->>'notice' FROM webhook_deliveries ORDER BY created_at", as: String.self)
             #expect(events == ["7d", "60d", "30d", "7d", "expired"])
-            let types = try await client.values("SELECT event FROM webhook_deliveries ORDER BY created_at", as: String.self)
+            let types = try await client.values(
+                "SELECT event FROM webhook_deliveries ORDER BY created_at", as: String.self)
             #expect(types.filter { $0 == "token.expired" }.count == 1)
 
             // Replicas sweeping at once: each notice still goes out once.

@@ -1,9 +1,9 @@
 import Foundation
 import Synchronization
-import Testing
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// Coalesced verification misses (issue #14): every caller gets its own answer or the statement's
 /// error, batches form only when the slots are taken, and a batched miss that races a revocation
@@ -11,7 +11,8 @@ import TesseraTestSupport
 @Suite struct LookupBatcherTests {
     /// A gate a statement waits at until the test opens it.
     final class Gate: Sendable {
-        private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>], arrived: Int)>((false, [], 0))
+        private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>], arrived: Int)>(
+            (false, [], 0))
         func wait() async {
             await withCheckedContinuation { continuation in
                 let open = state.withLock { state -> Bool in
@@ -61,7 +62,9 @@ import TesseraTestSupport
         let gate = Gate()
         let calls = Mutex(0)
         let batcher = LookupBatcher<Int, Int>(maxInFlight: 1) { keys in
-            let call = calls.withLock { $0 += 1; return $0 }
+            let call = calls.withLock {
+                $0 += 1; return $0
+            }
             if call == 1 { await gate.wait() }
             if call == 2 { throw Boom() }
             return Dictionary(uniqueKeysWithValues: keys.map { ($0, $0) })
@@ -93,7 +96,9 @@ import TesseraTestSupport
             let cache = VerificationCache(settings: VerificationCacheSettings())
             // No lookup timeout: the gates hold statements for as long as the test needs.
             let verifier = TokenVerifier(store: store, cache: cache, lookupTimeout: nil, lookupsInFlight: 1) { hashes in
-                let call = calls.withLock { $0 += 1; return $0 }
+                let call = calls.withLock {
+                    $0 += 1; return $0
+                }
                 if call == 1 { await beforeFirst.wait() }
                 let states = try await store.storedStates(of: hashes)
                 if call == 2 { await afterRead.wait() }
@@ -110,7 +115,8 @@ import TesseraTestSupport
             #expect(calls.withLock { $0 } == 2, "both misses rode one statement")
 
             try await client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(boot.tokenUUID)")
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(boot.tokenUUID)"
+            )
             verifier.invalidate(.token(boot.tokenUUID))
             afterRead.open()
             _ = await holder

@@ -1,8 +1,8 @@
 import Logging
 import PostgresNIO
-import Testing
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 @Suite struct MigrationTests {
     @Test func migrateAppliesAllThenIsANoOp() async throws {

@@ -1,10 +1,10 @@
 import Foundation
 import Logging
 import PostgresNIO
-import Testing
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// The rules of DESIGN §2 that live in the database, proven against a real PostgreSQL.
 @Suite struct SchemaConstraintTests {
@@ -23,7 +23,8 @@ import TesseraTestSupport
             let orgID = try await client.values("SELECT id FROM organizations WHERE slug = 'acme'", as: UUID.self)[0]
             let userID = try await store.transaction { connection in
                 let id = try await connection.upsertUser(username: "alice", platformAdmin: false, logger: logger)
-                try await connection.putMembership(orgID: orgID, userID: id, role: .member, groups: ["dev"], logger: logger)
+                try await connection.putMembership(
+                    orgID: orgID, userID: id, role: .member, groups: ["dev"], logger: logger)
                 return id
             }
             try await body(client, logger, Fixture(orgID: orgID, userID: userID, bootstrapTokenID: result.tokenUUID))
@@ -34,7 +35,8 @@ import TesseraTestSupport
         NewTokenRow(
             orgID: fixture.orgID, kind: .personal, ownerUserID: fixture.userID, username: "alice", name: "laptop",
             description: nil, scopes: scopes, groups: ["dev"], secret: .generate(kind: .personal),
-            expiresAt: Date().addingTimeInterval(3600), createdAt: Date(), createdBy: "alice", createdByUserID: fixture.userID
+            expiresAt: Date().addingTimeInterval(3600), createdAt: Date(), createdBy: "alice",
+            createdByUserID: fixture.userID
         )
     }
 
@@ -55,10 +57,19 @@ import TesseraTestSupport
 
     @Test func bootstrapWritesOrgUserMembershipTokenAndAudit() async throws {
         try await withFixture { client, _, fixture in
-            #expect(try await client.values("SELECT platform_admin FROM users WHERE username = 'root'", as: Bool.self) == [true])
-            #expect(try await client.values("SELECT role FROM memberships m JOIN users u ON u.id = m.user_id WHERE username = 'root'", as: String.self) == ["admin"])
-            #expect(try await client.values("SELECT count(*) FROM scopes WHERE org_id = \(fixture.orgID)", as: Int.self) == [BuiltInScope.all.count])
-            let scopes = try await client.values("SELECT scopes FROM tokens WHERE id = \(fixture.bootstrapTokenID)", as: [String].self)
+            #expect(
+                try await client.values("SELECT platform_admin FROM users WHERE username = 'root'", as: Bool.self) == [
+                    true
+                ])
+            #expect(
+                try await client.values(
+                    "SELECT role FROM memberships m JOIN users u ON u.id = m.user_id WHERE username = 'root'",
+                    as: String.self) == ["admin"])
+            #expect(
+                try await client.values("SELECT count(*) FROM scopes WHERE org_id = \(fixture.orgID)", as: Int.self)
+                    == [BuiltInScope.all.count])
+            let scopes = try await client.values(
+                "SELECT scopes FROM tokens WHERE id = \(fixture.bootstrapTokenID)", as: [String].self)
             #expect(scopes == [BuiltInScope.all.map(\.name)])
             #expect(try await client.values("SELECT action FROM audit_events", as: String.self) == ["org.bootstrapped"])
         }
@@ -82,7 +93,8 @@ import TesseraTestSupport
             }
             // Once the first is revoked, a new one may be created.
             try await client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(first)")
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(first)"
+            )
             _ = try await insert(personalToken(fixture), client, logger)
         }
     }
@@ -111,7 +123,9 @@ import TesseraTestSupport
                 return await group.reduce(into: [Bool]()) { $0.append($1) }
             }
             #expect(outcomes.filter { $0 }.count == 3)
-            await expectViolation("tokens_personal_token_limit") { _ = try await insert(personalToken(fixture), client, logger) }
+            await expectViolation("tokens_personal_token_limit") {
+                _ = try await insert(personalToken(fixture), client, logger)
+            }
             try await client.query(
                 """
                 UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin'
@@ -136,7 +150,8 @@ import TesseraTestSupport
                 row.secret = .generate(kind: .organization)
                 _ = try await insert(row, client, logger)
             }
-            #expect(try await client.values("SELECT count(*) FROM tokens WHERE kind = 'organization'", as: Int.self) == [3])
+            #expect(
+                try await client.values("SELECT count(*) FROM tokens WHERE kind = 'organization'", as: Int.self) == [3])
         }
     }
 
@@ -150,9 +165,12 @@ import TesseraTestSupport
                 try await client.query("DELETE FROM users WHERE id = \(fixture.userID)")
             }
             try await client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'owner_left_org' WHERE id = \(token)")
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'owner_left_org' WHERE id = \(token)"
+            )
             try await client.query("DELETE FROM memberships WHERE user_id = \(fixture.userID)")
-            #expect(try await client.values("SELECT username FROM tokens WHERE id = \(token)", as: String.self) == ["alice"])
+            #expect(
+                try await client.values("SELECT username FROM tokens WHERE id = \(token)", as: String.self) == ["alice"]
+            )
         }
     }
 
@@ -185,7 +203,8 @@ import TesseraTestSupport
                 try await client.query("UPDATE tokens SET scopes = '{api:write}' WHERE id = \(token)")
             }
             try await client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'rotated' WHERE id = \(token)")
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'rotated' WHERE id = \(token)"
+            )
             await expectViolation("token_revocation_final") {
                 try await client.query(
                     "UPDATE tokens SET status = 'active', revoked_at = NULL, revoked_reason = NULL WHERE id = \(token)")

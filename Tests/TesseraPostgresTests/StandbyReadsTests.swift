@@ -1,9 +1,9 @@
 import Foundation
 import Synchronization
-import Testing
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// The LSN fence of standby reads (issue #15), with the test database standing in for the
 /// standby (`tessera_standby_token_states` answers with the primary's position there): a fenced

@@ -1,6 +1,6 @@
 import Synchronization
-import Testing
 import TesseraPostgres
+import Testing
 
 /// `withTimeout` (an event-loop timer, issue #14): the answer when it comes in time, a
 /// TimeoutError at the deadline even from an operation that ignores cancellation, and the

@@ -1,10 +1,10 @@
 import Foundation
 import Logging
 import PostgresNIO
-import Testing
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import Testing
 
 /// Verification outcomes against the real database (DESIGN §5).
 @Suite struct TokenVerifierTests {
@@ -19,7 +19,8 @@ import TesseraTestSupport
     ) async throws {
         let url = try await TestPostgres.shared.makeDatabase()
         try await withRunningClient(url) { client, logger in
-            let result = try await TesseraStore(client: client, logger: logger).bootstrap(organization: "acme", admin: "root")
+            let result = try await TesseraStore(client: client, logger: logger).bootstrap(
+                organization: "acme", admin: "root")
             try await body(TesseraStore(client: client, logger: logger, clock: clock), client, result)
         }
     }
@@ -53,7 +54,8 @@ import TesseraTestSupport
             try await client.query("UPDATE tokens SET status = 'active' WHERE id = \(result.tokenUUID)")
             #expect(try await store.verify(result.token.plaintext).get().tokenID == result.tokenUUID)
             try await client.query(
-                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(result.tokenUUID)")
+                "UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'deleted_by_admin' WHERE id = \(result.tokenUUID)"
+            )
             #expect(try await store.verify(result.token.plaintext) == .failure(.revoked))
         }
     }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TesseraCore
+import Testing
 
 @testable import TesseraPostgres
 
@@ -12,7 +12,8 @@ import TesseraCore
         StoredTokenState(
             token: VerifiedToken(
                 tokenID: UUID(), kind: owner == nil ? .organization : .personal, orgID: org, orgSlug: "acme",
-                username: "u", ownerUserID: owner, role: .member, groups: [], platformAdmin: false, scopes: ["api:read"],
+                username: "u", ownerUserID: owner, role: .member, groups: [], platformAdmin: false,
+                scopes: ["api:read"],
                 expiresAt: nil, createdAt: now),
             status: .active, ownerIsActiveMember: true)
     }
@@ -37,7 +38,9 @@ import TesseraCore
         let a = state(org: org, owner: user), b = state(org: org, owner: nil), c = state(org: other, owner: user)
         let d = state(org: other, owner: UUID())
         let hashes = [hash(), hash(), hash(), hash()]
-        for (entry, h) in zip([a, b, c, d], hashes) { cache.store(.token(entry, effectiveScopes: []), for: h, now: now) }
+        for (entry, h) in zip([a, b, c, d], hashes) {
+            cache.store(.token(entry, effectiveScopes: []), for: h, now: now)
+        }
         #expect(cache.invalidate(.token(b.token.tokenID)) == 1)
         #expect(cache.invalidate(.user(user)) == 2)  // a and c, in both orgs
         #expect(cache.invalidate(.organization(other)) == 1)  // d
@@ -96,7 +99,8 @@ import TesseraCore
         #expect(catalog.effectiveScopes(of: admin).isSuperset(of: ["org:admin", "tokens:write", "tokens:read"]))
         token = VerifiedToken(
             tokenID: admin.tokenID, kind: .personal, orgID: admin.orgID, orgSlug: "acme", username: "u",
-            ownerUserID: admin.ownerUserID, role: .member, groups: [], platformAdmin: false, scopes: ["org:admin", "api:write"],
+            ownerUserID: admin.ownerUserID, role: .member, groups: [], platformAdmin: false,
+            scopes: ["org:admin", "api:write"],
             expiresAt: nil, createdAt: now)
         #expect(catalog.effectiveScopes(of: token) == ["api:write", "api:read"])
     }

@@ -53,14 +53,19 @@ struct ConsoleAdminPages {
 
     @Sendable func members(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
-        let members = try await store.withConnection { try await $0.members(orgID: user.org.id, logger: context.logger) }
+        let members = try await store.withConnection {
+            try await $0.members(orgID: user.org.id, logger: context.logger)
+        }
         let rows = members.map { member -> [String: Any] in
-            ["username": member.username, "role": member.role.rawValue, "isAdmin": member.role == .admin,
-             "groups": member.groups.joined(separator: ", "), "status": member.userStatus.rawValue,
-             "since": ConsoleController.format(member.createdAt), "isMe": member.userID == user.caller.userID]
+            [
+                "username": member.username, "role": member.role.rawValue, "isAdmin": member.role == .admin,
+                "groups": member.groups.joined(separator: ", "), "status": member.userStatus.rawValue,
+                "since": ConsoleController.format(member.createdAt), "isMe": member.userID == user.caller.userID,
+            ]
         }
         return views.page(
-            "members", ["title": "Members", "members": rows, "empty": members.isEmpty, "back": "/console/members"], user: user)
+            "members", ["title": "Members", "members": rows, "empty": members.isEmpty, "back": "/console/members"],
+            user: user)
     }
 
     /// Adds a member, or changes a member's role and groups.
@@ -70,14 +75,19 @@ struct ConsoleAdminPages {
         let form = context.form
         try await flashing(context, back: back) {
             guard let username = form.text("username"), Validation.isValidUsername(username) else {
-                throw Problem.invalidField("username", "must be 1-255 of A-Z a-z 0-9 ._@+- starting with a letter or digit")
+                throw Problem.invalidField(
+                    "username", "must be 1-255 of A-Z a-z 0-9 ._@+- starting with a letter or digit")
             }
-            guard let role = MembershipRole(rawValue: form["role"] ?? "member") else { throw Problem.invalidField("role", "must be admin or member") }
-            let groups = (form["groups"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard let role = MembershipRole(rawValue: form["role"] ?? "member") else {
+                throw Problem.invalidField("role", "must be admin or member")
+            }
+            let groups = (form["groups"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }
             try Limits.checkGroups(groups)
             let (_, added) = try await store.putMember(
                 orgID: user.org.id, username: username, role: role, groups: groups, by: context.actor)
-            controller.flash(context, added ? "\(username) was added as \(role.rawValue)." : "\(username) is now \(role.rawValue).")
+            controller.flash(
+                context, added ? "\(username) was added as \(role.rawValue)." : "\(username) is now \(role.rawValue).")
         }
         throw ConsoleRedirect(location: back)
     }
@@ -90,14 +100,17 @@ struct ConsoleAdminPages {
                 try await connection.membership(orgID: user.org.id, userID: target.id, logger: context.logger) != nil
             else { throw Problem(.notFound, "\(username) is not a member of \(user.org.slug)") }
             let page = try await connection.tokens(
-                orgID: user.org.id, visibleTo: target.id, all: false, query: TokenQuery(limit: 1000, kind: .personal, status: .active),
+                orgID: user.org.id, visibleTo: target.id, all: false,
+                query: TokenQuery(limit: 1000, kind: .personal, status: .active),
                 logger: context.logger)
             return page.records.count
         }
         return views.page(
             "confirm-remove",
-            ["title": "Remove member", "username": username, "tokens": tokens, "hasTokens": tokens > 0,
-             "isMe": username == user.caller.username],
+            [
+                "title": "Remove member", "username": username, "tokens": tokens, "hasTokens": tokens > 0,
+                "isMe": username == user.caller.username,
+            ],
             user: user)
     }
 
@@ -121,29 +134,39 @@ struct ConsoleAdminPages {
         let username = try context.parameters.require("username")
         let issued = try await flashing(context, back: "/console/members") {
             let body = try await controller.createRequest(context.form, user: user, context: context)
-            return try await operations.createFor(username, body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
+            return try await operations.createFor(
+                username, body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
         }
-        return controller.secretPage(issued, user: user, heading: "Token created for \(username)", back: "/console/members", request: request)
+        return controller.secretPage(
+            issued, user: user, heading: "Token created for \(username)", back: "/console/members", request: request)
     }
 
     // MARK: - Policy
 
     @Sendable func policy(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
-        let catalog = try await store.withConnection { try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger) }
+        let catalog = try await store.withConnection {
+            try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger)
+        }
         let org = user.org
         let scopes = catalog.sorted { $0.name < $1.name }.map { entry -> [String: Any] in
-            ["name": entry.name, "description": entry.description, "adminOnly": entry.adminOnly,
-             "implies": entry.implies.joined(separator: " "), "isDefault": org.defaultScopes.contains(entry.name),
-             "fieldID": "default-" + entry.name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()]
+            [
+                "name": entry.name, "description": entry.description, "adminOnly": entry.adminOnly,
+                "implies": entry.implies.joined(separator: " "), "isDefault": org.defaultScopes.contains(entry.name),
+                "fieldID": "default-" + entry.name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined(),
+            ]
         }
         return views.page(
             "policy",
-            ["title": "Policy", "defaultDays": org.defaultTokenLifetimeDays, "maxDays": org.maxTokenLifetimeDays.map(String.init) ?? "",
-             "allowNonExpiring": org.allowNonExpiringTokens, "idleDays": org.idleTimeoutDays.map(String.init) ?? "",
-             "apiGroup": org.apiGroup ?? "", "userTokensEnabled": org.userTokensEnabled, "displayName": org.displayName,
-             "personalTokenLimit": org.personalTokenLimit,
-             "scopes": scopes],
+            [
+                "title": "Policy", "defaultDays": org.defaultTokenLifetimeDays,
+                "maxDays": org.maxTokenLifetimeDays.map(String.init) ?? "",
+                "allowNonExpiring": org.allowNonExpiringTokens, "idleDays": org.idleTimeoutDays.map(String.init) ?? "",
+                "apiGroup": org.apiGroup ?? "", "userTokensEnabled": org.userTokensEnabled,
+                "displayName": org.displayName,
+                "personalTokenLimit": org.personalTokenLimit,
+                "scopes": scopes,
+            ],
             user: user)
     }
 
@@ -177,16 +200,20 @@ struct ConsoleAdminPages {
             }
             patch.personalTokenLimit = limit
             let defaults = form.all("defaultScopes")
-            guard !defaults.isEmpty else { throw Problem.invalidField("Default scopes", "must hold at least one scope") }
+            guard !defaults.isEmpty else {
+                throw Problem.invalidField("Default scopes", "must hold at least one scope")
+            }
             patch.defaultScopes = defaults
             if let name = form.text("newScope") {
                 patch.scopes = [
                     ScopeCatalog.Entry(
-                        name: name, description: form.text("newScopeDescription") ?? "", adminOnly: form["newScopeAdminOnly"] == "on",
+                        name: name, description: form.text("newScopeDescription") ?? "",
+                        adminOnly: form["newScopeAdminOnly"] == "on",
                         implies: [])
                 ]
             }
-            try await OrganizationController.applyPolicy(patch, org: user.org, store: store, actor: context.actor, logger: context.logger)
+            try await OrganizationController.applyPolicy(
+                patch, org: user.org, store: store, actor: context.actor, logger: context.logger)
             controller.flash(context, "Policy saved.")
         }
         throw ConsoleRedirect(location: back)
@@ -204,12 +231,17 @@ struct ConsoleAdminPages {
         }
         let shown = events.prefix(query.limit)
         let rows = shown.map { event -> [String: Any] in
-            ["when": ConsoleController.format(event.occurredAt), "actor": event.actorUsername ?? "—", "kind": event.actorKind,
-             "action": event.action, "target": event.targetUsername ?? "", "token": event.targetTokenID?.uuidString.lowercased() ?? "",
-             "source": event.sourceIP ?? "", "details": Self.details(event.details)]
+            [
+                "when": ConsoleController.format(event.occurredAt), "actor": event.actorUsername ?? "—",
+                "kind": event.actorKind,
+                "action": event.action, "target": event.targetUsername ?? "",
+                "token": event.targetTokenID?.uuidString.lowercased() ?? "",
+                "source": event.sourceIP ?? "", "details": Self.details(event.details),
+            ]
         }
         var data: [String: Any] = [
-            "title": "Audit log", "events": rows, "empty": rows.isEmpty, "actor": query.actor ?? "", "action": query.action ?? "",
+            "title": "Audit log", "events": rows, "empty": rows.isEmpty, "actor": query.actor ?? "",
+            "action": query.action ?? "",
         ]
         if more, let last = shown.last {
             var components = URLComponents()
@@ -235,16 +267,26 @@ struct ConsoleAdminPages {
         try Self.dropEmptyParameters(request)
         let search = request.uri.queryParameters.get("user").map { String($0.prefix(200)) }
         let (orgs, users) = try await store.withConnection { connection in
-            (try await connection.organizations(memberUserID: nil, logger: context.logger),
-             try await connection.users(search: search, limit: 200, logger: context.logger))
+            (
+                try await connection.organizations(memberUserID: nil, logger: context.logger),
+                try await connection.users(search: search, limit: 200, logger: context.logger)
+            )
         }
         return views.page(
             "platform",
-            ["title": "Platform", "userSearch": search ?? "",
-             "organizations": orgs.map { ["slug": $0.slug, "name": $0.displayName, "created": ConsoleController.format($0.createdAt)] },
-             "users": users.map { ["username": $0.username, "status": $0.status.rawValue, "active": $0.status == .active,
-                                   "platformAdmin": $0.platformAdmin, "isMe": $0.username == user.caller.username] },
-             "noUsers": users.isEmpty],
+            [
+                "title": "Platform", "userSearch": search ?? "",
+                "organizations": orgs.map {
+                    ["slug": $0.slug, "name": $0.displayName, "created": ConsoleController.format($0.createdAt)]
+                },
+                "users": users.map {
+                    [
+                        "username": $0.username, "status": $0.status.rawValue, "active": $0.status == .active,
+                        "platformAdmin": $0.platformAdmin, "isMe": $0.username == user.caller.username,
+                    ]
+                },
+                "noUsers": users.isEmpty,
+            ],
             user: user)
     }
 
@@ -256,7 +298,9 @@ struct ConsoleAdminPages {
                 throw Problem.invalidField("Slug", "must be 2-63 of a-z 0-9 and -, starting with a letter or digit")
             }
             let name = context.form.text("name") ?? slug
-            guard name.count <= 200, Validation.isPlainText(name) else { throw Problem.invalidField("Name", "must be 1 to 200 characters") }
+            guard name.count <= 200, Validation.isPlainText(name) else {
+                throw Problem.invalidField("Name", "must be 1 to 200 characters")
+            }
             do {
                 _ = try await store.createOrganization(slug: slug, displayName: name, by: context.actor)
             } catch let error as PSQLError where error.isUniqueViolation {
@@ -273,8 +317,12 @@ struct ConsoleAdminPages {
         let username = try context.parameters.require("username")
         let back = "/console/platform"
         try await flashing(context, back: back) {
-            guard username != user.caller.username else { throw Problem(.badRequest, "You cannot change your own account here.") }
-            guard let target = try await store.user(named: username) else { throw Problem(.notFound, "No user \(username)") }
+            guard username != user.caller.username else {
+                throw Problem(.badRequest, "You cannot change your own account here.")
+            }
+            guard let target = try await store.user(named: username) else {
+                throw Problem(.notFound, "No user \(username)")
+            }
             switch context.form["action"] {
             case "disable":
                 try await store.updateUser(target, status: .disabled, platformAdmin: nil, by: context.actor)
@@ -294,7 +342,9 @@ struct ConsoleAdminPages {
 
     /// `{"a":"b","c":"d"}` as `a: b, c: d`.
     static func details(_ json: String) -> String {
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else { return "" }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else {
+            return ""
+        }
         return object.keys.sorted().map { "\($0): \(object[$0].map { "\($0)" } ?? "")" }.joined(separator: ", ")
     }
 

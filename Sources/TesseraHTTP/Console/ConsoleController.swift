@@ -44,8 +44,10 @@ struct ConsoleController {
                     storage: sessionDriver,
                     configuration: .init(
                         sessionCookieParameters: .init(
-                            name: Self.cookieName, path: "/console", secure: (settings.secureCookies ?? false), sameSite: .lax),
-                        defaultSessionExpiration: settings.idleTimeout)))
+                            name: Self.cookieName, path: "/console", secure: (settings.secureCookies ?? false),
+                            sameSite: .lax),
+                        defaultSessionExpiration: settings.idleTimeout))
+            )
             .add(middleware: ConsoleRedirectMiddleware())
             .add(middleware: CSRFMiddleware())
         console.get { _, context -> Response in
@@ -98,13 +100,17 @@ struct ConsoleController {
 
     @Sendable func signInPage(_ request: Request, context: ConsoleContext) throws -> Response {
         if context.sessions.session != nil { throw ConsoleRedirect(location: "/console/my-token") }
-        let ended = request.uri.queryParameters.get("ended").flatMap { Self.endedMessages[$0] }
+        let ended =
+            request.uri.queryParameters.get("ended").flatMap { Self.endedMessages[$0] }
             ?? (request.uri.queryParameters.get("next") != nil ? "Sign in to continue." : nil)
-        return signInResponse(request, message: ended, isError: ended != nil && request.uri.queryParameters.get("ended") != "signed-out")
+        return signInResponse(
+            request, message: ended, isError: ended != nil && request.uri.queryParameters.get("ended") != "signed-out")
     }
 
     /// The sign-in form, with a fresh double-submit CSRF cookie when there is none.
-    func signInResponse(_ request: Request, message: String?, isError: Bool, status: HTTPResponse.Status = .ok) -> Response {
+    func signInResponse(_ request: Request, message: String?, isError: Bool, status: HTTPResponse.Status = .ok)
+        -> Response
+    {
         let csrf = request.cookies[CSRFMiddleware.preSessionCookie]?.value ?? ConsoleSession.newCSRFToken()
         var data: [String: Any] = ["title": "Sign in", "csrf": csrf, "oidc": oidc != nil]
         if let next = Self.nextPath(request.uri.queryParameters.get("next")) { data["next"] = next }
@@ -112,7 +118,8 @@ struct ConsoleController {
         var response = views.page("sign-in", data, user: nil, status: status)
         response.setCookie(
             Cookie(
-                name: CSRFMiddleware.preSessionCookie, value: csrf, path: "/console", secure: (settings.secureCookies ?? false),
+                name: CSRFMiddleware.preSessionCookie, value: csrf, path: "/console",
+                secure: (settings.secureCookies ?? false),
                 httpOnly: true, sameSite: .strict))
         return response
     }
@@ -121,19 +128,23 @@ struct ConsoleController {
     /// session keeps the token's hash, so it ends when the token stops verifying.
     @Sendable func signIn(_ request: Request, context: ConsoleContext) async throws -> Response {
         guard let presented = context.form.text("token") else {
-            return signInResponse(request, message: "Paste your API token to sign in.", isError: true, status: .badRequest)
+            return signInResponse(
+                request, message: "Paste your API token to sign in.", isError: true, status: .badRequest)
         }
         let outcome = try await store.verify(presented)
         let token: VerifiedToken
         switch outcome {
         case .failure(let failure):
-            return signInResponse(request, message: "That token does not work. \(failure.description).", isError: true, status: .unauthorized)
+            return signInResponse(
+                request, message: "That token does not work. \(failure.description).", isError: true,
+                status: .unauthorized)
         case .success(let verified):
             token = verified
         }
         guard token.kind == .personal else {
             return signInResponse(
-                request, message: "Organization tokens belong to services, not people: sign in with your personal token.",
+                request,
+                message: "Organization tokens belong to services, not people: sign in with your personal token.",
                 isError: true, status: .unauthorized)
         }
         try await startSession(
@@ -143,8 +154,10 @@ struct ConsoleController {
                 csrf: ConsoleSession.newCSRFToken(), signedInAt: store.clock.now(), org: token.orgSlug))
         try await store.withConnection { connection in
             try await connection.recordAudit(
-                AuditActor(username: token.username, kind: .console, tokenID: token.tokenID, sourceIP: context.remoteAddress)
-                    .event(orgID: token.orgID, action: .consoleSignedIn, details: ["method": "token"]),
+                AuditActor(
+                    username: token.username, kind: .console, tokenID: token.tokenID, sourceIP: context.remoteAddress
+                )
+                .event(orgID: token.orgID, action: .consoleSignedIn, details: ["method": "token"]),
                 logger: context.logger)
         }
         throw ConsoleRedirect(location: Self.nextPath(context.form["next"]) ?? "/console/my-token")
@@ -166,7 +179,9 @@ struct ConsoleController {
             throw Problem(.badRequest, "This login link has no valid code. Start the login again from your terminal.")
         }
         guard let pending = try await CLILogin.pending(code, client: store.client, logger: context.logger) else {
-            throw Problem(.notFound, "This login code is unknown, expired or already used. Start the login again from your terminal.")
+            throw Problem(
+                .notFound,
+                "This login code is unknown, expired or already used. Start the login again from your terminal.")
         }
         let live = try await store.withConnection { connection -> Int in
             try await connection.tokens(
@@ -178,16 +193,23 @@ struct ConsoleController {
         let display = CLILogin.display(code)
         return views.page(
             "cli-login",
-            ["title": "Approve a command-line login", "code": display, "client": pending.client, "from": pending.sourceIP ?? "unknown",
-             "asked": Self.format(pending.createdAt), "approved": pending.approved, "atLimit": atLimit && !pending.approved,
-             "limit": user.org.personalTokenLimit, "mayCreate": user.caller.role != nil && (user.isAdmin || user.org.userTokensEnabled),
-             "tokenName": "CLI login " + Self.format(store.clock.now())],
+            [
+                "title": "Approve a command-line login", "code": display, "client": pending.client,
+                "from": pending.sourceIP ?? "unknown",
+                "asked": Self.format(pending.createdAt), "approved": pending.approved,
+                "atLimit": atLimit && !pending.approved,
+                "limit": user.org.personalTokenLimit,
+                "mayCreate": user.caller.role != nil && (user.isAdmin || user.org.userTokensEnabled),
+                "tokenName": "CLI login " + Self.format(store.clock.now()),
+            ],
             user: user)
     }
 
     @Sendable func cliLogin(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try context.signedIn()
-        guard let code = context.form["code"].flatMap(CLILogin.normalize) else { throw Problem(.badRequest, "No valid code") }
+        guard let code = context.form["code"].flatMap(CLILogin.normalize) else {
+            throw Problem(.badRequest, "No valid code")
+        }
         let back = "/console/cli-login?code=" + code
         if context.form["decision"] == "deny" {
             try await CLILogin.deny(code, store: store)
@@ -198,13 +220,22 @@ struct ConsoleController {
         try await flashing(context, back: back) {
             try Limits.checkName(name, field: "Name")
             guard let userID = user.caller.userID, user.caller.role != nil else {
-                throw Problem(.forbidden, "You are not a member of \(user.org.slug): switch to an organization of yours")
+                throw Problem(
+                    .forbidden, "You are not a member of \(user.org.slug): switch to an organization of yours")
             }
-            guard try await CLILogin.approve(code, userID: userID, org: user.org, tokenName: name, actor: context.actor, store: store) else {
-                throw Problem(.notFound, "This login code is unknown, expired or already used. Start the login again from your terminal.")
+            guard
+                try await CLILogin.approve(
+                    code, userID: userID, org: user.org, tokenName: name, actor: context.actor, store: store)
+            else {
+                throw Problem(
+                    .notFound,
+                    "This login code is unknown, expired or already used. Start the login again from your terminal.")
             }
         }
-        flash(context, "Approved. Your terminal receives a new personal token “\(name)” in \(user.org.slug); you can close this page.")
+        flash(
+            context,
+            "Approved. Your terminal receives a new personal token “\(name)” in \(user.org.slug); you can close this page."
+        )
         throw ConsoleRedirect(location: "/console/my-token")
     }
 
@@ -213,7 +244,9 @@ struct ConsoleController {
     static let oidcCookie = "tessera_oidc"
 
     func redirectURI(_ request: Request) -> String {
-        let origin = settings.oidc?.publicURL ?? ((settings.secureCookies ?? false ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1"))
+        let origin =
+            settings.oidc?.publicURL
+            ?? ((settings.secureCookies ?? false ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1"))
         return (origin.hasSuffix("/") ? String(origin.dropLast()) : origin) + "/console/oidc/callback"
     }
 
@@ -248,7 +281,8 @@ struct ConsoleController {
             if let error = parameters.get("error") {
                 throw OIDCError.providerRefused(parameters.get("error_description") ?? error)
             }
-            guard let pending = cookie, let state = parameters.get("state"), constantTimeEquals(state, pending.state) else {
+            guard let pending = cookie, let state = parameters.get("state"), constantTimeEquals(state, pending.state)
+            else {
                 throw OIDCError.stateMismatch
             }
             guard store.clock.now().timeIntervalSince(pending.createdAt) < 600 else { throw OIDCError.expired }
@@ -264,10 +298,14 @@ struct ConsoleController {
         let user = try await store.user(named: username)
         guard let user, user.status == .active else {
             return signInResponse(
-                request, message: "Signed in as \(username), but there is no active Tessera account by that name: ask an organization admin to add you.",
+                request,
+                message:
+                    "Signed in as \(username), but there is no active Tessera account by that name: ask an organization admin to add you.",
                 isError: true, status: .forbidden)
         }
-        let orgs = try await store.withConnection { try await $0.organizations(memberUserID: user.id, logger: context.logger) }
+        let orgs = try await store.withConnection {
+            try await $0.organizations(memberUserID: user.id, logger: context.logger)
+        }
         try await startSession(
             request, context,
             ConsoleSession(
@@ -309,7 +347,8 @@ struct ConsoleController {
         if !allowed && user.isPlatformAdmin { allowed = try await store.organization(slug: slug) != nil }
         guard allowed else { throw Problem(.notFound, "Organization not found") }
         context.sessions.withLockedSession { $0?.org = slug }
-        throw ConsoleRedirect(location: isSameOriginPath(context.form["back"] ?? "") ? context.form["back"]! : "/console/my-token")
+        throw ConsoleRedirect(
+            location: isSameOriginPath(context.form["back"] ?? "") ? context.form["back"]! : "/console/my-token")
     }
 
     // MARK: - Tokens
@@ -318,7 +357,8 @@ struct ConsoleController {
         let user = try context.signedIn()
         let page = try await store.withConnection { connection in
             try await connection.tokens(
-                orgID: user.org.id, visibleTo: user.caller.userID, all: false, query: TokenQuery(limit: 100, kind: .personal),
+                orgID: user.org.id, visibleTo: user.caller.userID, all: false,
+                query: TokenQuery(limit: 100, kind: .personal),
                 logger: context.logger)
         }
         // Revoked tokens (deleted, rotated away, cascaded) are history: the audit log keeps them.
@@ -341,7 +381,8 @@ struct ConsoleController {
         let user = try context.signedIn()
         let issued = try await flashing(context, back: "/console/my-token") {
             let body = try await createRequest(context.form, user: user, context: context)
-            return try await operations.createOwn(body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
+            return try await operations.createOwn(
+                body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
         }
         return secretPage(issued, user: user, heading: "Token created", back: "/console/my-token", request: request)
     }
@@ -374,13 +415,22 @@ struct ConsoleController {
         var data: [String: Any] = [
             "title": "Organization tokens", "tokens": page.records.map { row($0, user) }, "empty": page.records.isEmpty,
             "search": query.search ?? "", "back": back, "filtered": query.search != nil || query.status != nil,
-            "kindOptions": [("organization", "Organization tokens"), ("personal", "Personal tokens"), ("all", "All tokens")]
-                .filter { user.isAdmin || $0.0 == "organization" }
-                .map { ["value": $0.0, "label": $0.1, "selected": (kind ?? "organization") == $0.0] },
-            "statusOptions": [("", "Any status"), ("active", "Active"), ("inactive", "Inactive"), ("revoked", "Revoked")]
-                .map { ["value": $0.0, "label": $0.1, "selected": (query.status?.rawValue ?? "") == $0.0] },
+            "kindOptions": [
+                ("organization", "Organization tokens"), ("personal", "Personal tokens"), ("all", "All tokens"),
+            ]
+            .filter { user.isAdmin || $0.0 == "organization" }
+            .map { ["value": $0.0, "label": $0.1, "selected": (kind ?? "organization") == $0.0] },
+            "statusOptions": [
+                ("", "Any status"), ("active", "Active"), ("inactive", "Inactive"), ("revoked", "Revoked"),
+            ]
+            .map { ["value": $0.0, "label": $0.1, "selected": (query.status?.rawValue ?? "") == $0.0] },
             "sortOptions": [("-createdDate", "Newest first"), ("createdDate", "Oldest first")]
-                .map { ["value": $0.0, "label": $0.1, "selected": (query.ascending ? "createdDate" : "-createdDate") == $0.0] },
+                .map {
+                    [
+                        "value": $0.0, "label": $0.1,
+                        "selected": (query.ascending ? "createdDate" : "-createdDate") == $0.0,
+                    ]
+                },
         ]
         if let next = page.next { data["nextPage"] = link(cursor: TokenController.cursor(next)) }
         if parameters.get("cursor") != nil { data["firstPage"] = link(cursor: nil) }
@@ -393,11 +443,13 @@ struct ConsoleController {
         let back = "/console/org-tokens"
         let issued = try await flashing(context, back: back) {
             guard let label = context.form.text("label") else {
-                throw Problem.invalidField("label", "is required: the service or pipeline that will use the token, e.g. ci-deploy")
+                throw Problem.invalidField(
+                    "label", "is required: the service or pipeline that will use the token, e.g. ci-deploy")
             }
             var body = try await createRequest(context.form, user: user, context: context)
             body.isSystemToken = true
-            return try await operations.createFor(label, body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
+            return try await operations.createFor(
+                label, body, caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
         }
         return secretPage(issued, user: user, heading: "Organization token created", back: back, request: request)
     }
@@ -409,7 +461,8 @@ struct ConsoleController {
             let record = try await token(context, user)
             let status: TokenStatus = context.form["status"] == "active" ? .active : .inactive
             _ = try await operations.update(
-                record, name: nil, description: nil, status: status, caller: user.caller, actor: context.actor, logger: context.logger)
+                record, name: nil, description: nil, status: status, caller: user.caller, actor: context.actor,
+                logger: context.logger)
             flash(context, "Token “\(record.name)” is now \(status == .active ? "active" : "inactive").")
         }
         throw ConsoleRedirect(location: back)
@@ -429,15 +482,18 @@ struct ConsoleController {
 
     @Sendable func confirmDelete(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try context.signedIn()
-        let back = request.uri.queryParameters.get("back").flatMap { isSameOriginPath($0) ? $0 : nil } ?? "/console/my-token"
+        let back =
+            request.uri.queryParameters.get("back").flatMap { isSameOriginPath($0) ? $0 : nil } ?? "/console/my-token"
         let record = try await token(context, user)
         guard operations.mayManage(record, caller: user.caller) else { throw TokenOperations.tokenNotFound }
         return views.page(
             "confirm-delete",
-            ["title": "Delete token", "token": row(record, user), "back": back,
-             "consequence": record.kind == .organization
-                ? "Everything that uses it (CI pipelines, services labelled \(record.username)) will be refused at once."
-                : "Anything that uses it will be refused at once. You can create a new token afterwards."],
+            [
+                "title": "Delete token", "token": row(record, user), "back": back,
+                "consequence": record.kind == .organization
+                    ? "Everything that uses it (CI pipelines, services labelled \(record.username)) will be refused at once."
+                    : "Anything that uses it will be refused at once. You can create a new token afterwards.",
+            ],
             user: user)
     }
 
@@ -455,19 +511,27 @@ struct ConsoleController {
     // MARK: - Helpers
 
     /// The secret, once, in the answer to the POST itself: never stored, never cached.
-    func secretPage(_ issued: TokenOperations.Issued, user: ConsoleUser, heading: String, back: String, request: Request) -> Response {
-        let origin = ((settings.secureCookies ?? false) ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1")
+    func secretPage(
+        _ issued: TokenOperations.Issued, user: ConsoleUser, heading: String, back: String, request: Request
+    ) -> Response {
+        let origin =
+            ((settings.secureCookies ?? false) ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1")
         var response = views.page(
             "token-secret",
-            ["title": heading, "heading": heading, "secret": issued.secret.plaintext, "token": row(issued.record, user), "back": back,
-             "origin": origin],
+            [
+                "title": heading, "heading": heading, "secret": issued.secret.plaintext,
+                "token": row(issued.record, user), "back": back,
+                "origin": origin,
+            ],
             user: user)
         response.headers[.cacheControl] = "no-store"
         return response
     }
 
     func token(_ context: ConsoleContext, _ user: ConsoleUser) async throws -> TokenRecord {
-        guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw TokenOperations.tokenNotFound }
+        guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
+            throw TokenOperations.tokenNotFound
+        }
         return try await operations.visible(id, caller: user.caller, logger: context.logger)
     }
 
@@ -483,7 +547,11 @@ struct ConsoleController {
             return try await body()
         } catch let error where (Problem.refusal(error)?.status.code ?? 500) < 500 {
             let problem = Problem.refusal(error)!
-            flash(context, problem.errors.isEmpty ? problem.detail : problem.errors.map { "\($0.field) \($0.message)" }.joined(separator: "; "), error: true)
+            flash(
+                context,
+                problem.errors.isEmpty
+                    ? problem.detail : problem.errors.map { "\($0.field) \($0.message)" }.joined(separator: "; "),
+                error: true)
             throw ConsoleRedirect(location: back)
         }
     }
@@ -508,9 +576,11 @@ struct ConsoleController {
             "id": record.id.uuidString.lowercased(), "name": record.name, "description": record.description ?? "",
             "kind": record.kind == .organization ? "organization" : "personal", "username": record.username,
             "prefix": record.tokenPrefix, "state": state, "scopes": record.scopes.joined(separator: " "),
-            "expires": record.expiresAt.map(Self.format) ?? "never", "lastUsed": record.lastUsedAt.map(Self.format) ?? "never",
+            "expires": record.expiresAt.map(Self.format) ?? "never",
+            "lastUsed": record.lastUsedAt.map(Self.format) ?? "never",
             "created": Self.format(record.createdAt), "createdBy": record.createdBy,
-            "manageable": manageable, "isActive": record.status == .active, "rotatable": manageable && !record.isExpired(at: now),
+            "manageable": manageable, "isActive": record.status == .active,
+            "rotatable": manageable && !record.isExpired(at: now),
         ]
     }
 
@@ -524,9 +594,13 @@ struct ConsoleController {
 
     /// The fields of a create form: lifetimes the org allows, scopes from its catalog.
     func createForm(_ user: ConsoleUser, context: ConsoleContext) async throws -> [String: Any] {
-        let catalog = try await store.withConnection { try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger) }
+        let catalog = try await store.withConnection {
+            try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger)
+        }
         let org = user.org
-        var lifetimes: [[String: Any]] = [["value": "", "label": "Organization default (\(org.defaultTokenLifetimeDays) days)", "selected": true]]
+        var lifetimes: [[String: Any]] = [
+            ["value": "", "label": "Organization default (\(org.defaultTokenLifetimeDays) days)", "selected": true]
+        ]
         for days in [7, 30, 60, 90, 180, 365] where org.maxTokenLifetimeDays.map({ days <= $0 }) ?? true {
             lifetimes.append(["value": String(days), "label": "\(days) days", "selected": false])
         }
@@ -537,13 +611,18 @@ struct ConsoleController {
             .filter { !$0.adminOnly || user.isAdmin }
             .filter { $0.name != "platform:admin" || user.isPlatformAdmin }
             .map { entry -> [String: Any] in
-                ["name": entry.name, "description": entry.description, "checked": org.defaultScopes.contains(entry.name),
-                 "fieldID": "scope-" + entry.name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()]
+                [
+                    "name": entry.name, "description": entry.description,
+                    "checked": org.defaultScopes.contains(entry.name),
+                    "fieldID": "scope-" + entry.name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined(),
+                ]
             }
         return ["lifetimes": lifetimes, "scopeChoices": scopes]
     }
 
-    func createRequest(_ form: Form, user: ConsoleUser, context: ConsoleContext) async throws -> TokenOperations.CreateRequest {
+    func createRequest(_ form: Form, user: ConsoleUser, context: ConsoleContext) async throws
+        -> TokenOperations.CreateRequest
+    {
         var body = TokenOperations.CreateRequest(name: form.text("name") ?? "")
         body.description = form.text("description")
         let scopes = form.all("scopes")
@@ -552,7 +631,9 @@ struct ConsoleController {
         case nil: break
         case "never": body.neverExpires = true
         case let days?:
-            guard let count = Int(days), (1...36_500).contains(count) else { throw Problem.invalidField("expires", "is not a lifetime") }
+            guard let count = Int(days), (1...36_500).contains(count) else {
+                throw Problem.invalidField("expires", "is not a lifetime")
+            }
             body.tokenExpiration = Int64(store.clock.now().timeIntervalSince1970) + Int64(count) * 86_400 - 60
         }
         return body

@@ -17,7 +17,9 @@ struct ConsoleHeadersMiddleware: RouterMiddleware {
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         + "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         var response = try await next(request, context)
         response.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
         response.headers[.xContentTypeOptions] = "nosniff"
@@ -35,7 +37,9 @@ struct ConsoleHeadersMiddleware: RouterMiddleware {
 struct ConsoleRedirectMiddleware: RouterMiddleware {
     typealias Context = ConsoleContext
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             return try await next(request, context)
         } catch let redirect as ConsoleRedirect {
@@ -50,7 +54,9 @@ struct ConsoleErrorMiddleware: RouterMiddleware {
     typealias Context = ConsoleContext
     let views: ConsoleViews
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             return try await next(request, context)
         } catch let error where Problem.refusal(error) != nil {
@@ -59,10 +65,12 @@ struct ConsoleErrorMiddleware: RouterMiddleware {
         } catch let error as HTTPError {
             return views.errorPage(
                 status: error.status,
-                message: error.status == .contentTooLarge ? "The form is too large." : (error.body ?? error.status.reasonPhrase))
+                message: error.status == .contentTooLarge
+                    ? "The form is too large." : (error.body ?? error.status.reasonPhrase))
         } catch {
             if isDatabaseUnavailable(error) {
-                return views.errorPage(status: .serviceUnavailable, message: "The database is unavailable. Try again in a moment.")
+                return views.errorPage(
+                    status: .serviceUnavailable, message: "The database is unavailable. Try again in a moment.")
             }
             context.logger.error("console request failed", metadata: ["error": "\(String(reflecting: error))"])
             return views.errorPage(status: .internalServerError, message: "Something went wrong. It has been logged.")
@@ -77,10 +85,14 @@ struct ConsoleErrorMiddleware: RouterMiddleware {
 struct CSRFMiddleware: RouterMiddleware {
     typealias Context = ConsoleContext
     static let preSessionCookie = "tessera_csrf"
-    static let refused = Problem(.forbidden, "This form expired or came from another site. Reload the page and try again.")
+    static let refused = Problem(
+        .forbidden, "This form expired or came from another site. Reload the page and try again.")
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.method == .post || request.method == .put || request.method == .patch || request.method == .delete else {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        guard request.method == .post || request.method == .put || request.method == .patch || request.method == .delete
+        else {
             return try await next(request, context)
         }
         if request.headers[HTTPField.Name("Sec-Fetch-Site")!] == "cross-site" { throw Self.refused }
@@ -103,12 +115,14 @@ struct CSRFMiddleware: RouterMiddleware {
 
     /// `Origin: scheme://host[:port]` names this server (the request's authority).
     static func isSameOrigin(_ origin: String, authority: String?) -> Bool {
-        guard let authority, let url = URL(string: origin), let host = url.host, url.scheme == "http" || url.scheme == "https"
+        guard let authority, let url = URL(string: origin), let host = url.host,
+            url.scheme == "http" || url.scheme == "https"
         else { return false }
         let port = url.port.map { ":\($0)" } ?? ""
         let candidate = (host.contains(":") ? "[\(host)]" : host) + port
         return candidate.lowercased() == authority.lowercased()
-            || (url.port == nil && authority.lowercased() == candidate.lowercased() + (url.scheme == "https" ? ":443" : ":80"))
+            || (url.port == nil
+                && authority.lowercased() == candidate.lowercased() + (url.scheme == "https" ? ":443" : ":80"))
     }
 }
 
@@ -121,7 +135,9 @@ struct ConsoleUserMiddleware: RouterMiddleware {
     let store: TesseraStore
     let settings: ConsoleSettings
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         guard let session = context.sessions.session else {
             // Back here after signing in (the login page a command-line client opened, say).
             let path = request.uri.description
@@ -146,7 +162,8 @@ struct ConsoleUserMiddleware: RouterMiddleware {
         }
         let logger = context.logger
         let resolved: ConsoleUser? = try await store.withConnection { connection in
-            guard let user = try await connection.user(username: session.username, logger: logger), user.status == .active
+            guard let user = try await connection.user(username: session.username, logger: logger),
+                user.status == .active
             else { return nil }
             let organizations = try await connection.organizations(memberUserID: user.id, logger: logger)
             var org = organizations.first { $0.slug == session.org } ?? organizations.first
@@ -154,7 +171,8 @@ struct ConsoleUserMiddleware: RouterMiddleware {
                 org = try await connection.organization(slug: wanted, logger: logger) ?? org
             }
             guard let org else {
-                throw Problem(.forbidden, "You are not a member of any organization yet. Ask an organization admin to add you.")
+                throw Problem(
+                    .forbidden, "You are not a member of any organization yet. Ask an organization admin to add you.")
             }
             let membership = try await connection.membership(orgID: org.id, userID: user.id, logger: logger)
             let caller = Caller(

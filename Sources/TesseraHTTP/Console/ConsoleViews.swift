@@ -30,13 +30,18 @@ struct ConsoleViews: Sendable {
     let files: [String: (type: String, body: ByteBuffer)]
 
     static func load(directory: String?) async throws -> ConsoleViews {
-        let root = try directory ?? ResourceFolder.locate("web", marker: "templates/layout.mustache", environment: "TESSERA_WEB_DIR")
+        let root =
+            try directory
+            ?? ResourceFolder.locate("web", marker: "templates/layout.mustache", environment: "TESSERA_WEB_DIR")
         let library = try await MustacheLibrary(directory: root + "/templates")
         guard library.getTemplate(named: "layout") != nil else {
             throw ResourceFolderError.notFound("web/templates", [root + "/templates"])
         }
         var files: [String: (type: String, body: ByteBuffer)] = [:]
-        let types = ["css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8", "svg": "image/svg+xml", "png": "image/png"]
+        let types = [
+            "css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8", "svg": "image/svg+xml",
+            "png": "image/png",
+        ]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/static")) ?? [] {
             guard let data = FileManager.default.contents(atPath: root + "/static/" + name),
                 let type = types[URL(fileURLWithPath: name).pathExtension]
@@ -47,10 +52,13 @@ struct ConsoleViews: Sendable {
     }
 
     /// Renders `template` with `data` (plus the layout's values for `user`) as a 200 page.
-    func page(_ template: String, _ data: [String: Any], user: ConsoleUser?, status: HTTPResponse.Status = .ok) -> Response {
+    func page(_ template: String, _ data: [String: Any], user: ConsoleUser?, status: HTTPResponse.Status = .ok)
+        -> Response
+    {
         var values = data
         if let back = data["back"] as? String {
-            values["backEncoded"] = back.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~/")))
+            values["backEncoded"] = back.addingPercentEncoding(
+                withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~/")))
         }
         if let user {
             values["signedIn"] = true
@@ -62,16 +70,22 @@ struct ConsoleViews: Sendable {
             values["isPlatformAdmin"] = user.isPlatformAdmin
             values["role"] = user.caller.role?.rawValue ?? (user.isPlatformAdmin ? "platform admin" : "")
             values["switchOrgs"] = user.organizations.count > 1 || user.isPlatformAdmin
-            values["orgs"] = user.organizations.map { ["slug": $0.slug, "name": $0.displayName, "current": $0.id == user.org.id] }
+            values["orgs"] = user.organizations.map {
+                ["slug": $0.slug, "name": $0.displayName, "current": $0.id == user.org.id]
+            }
             if let flash = user.session.flash { values["flash"] = ["text": flash.text, "error": flash.isError] }
             values["nav_" + template.replacingOccurrences(of: "-", with: "_")] = true
         }
-        let html = library.render(values, withTemplate: template) ?? "<!doctype html><title>Tessera</title><p>Page not found."
+        let html =
+            library.render(values, withTemplate: template) ?? "<!doctype html><title>Tessera</title><p>Page not found."
         return Response(
-            status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
+            status: status, headers: [.contentType: "text/html; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
     func errorPage(status: HTTPResponse.Status, message: String) -> Response {
-        page("error", ["title": status.reasonPhrase, "status": status.code, "message": message], user: nil, status: status)
+        page(
+            "error", ["title": status.reasonPhrase, "status": status.code, "message": message], user: nil,
+            status: status)
     }
 }

@@ -27,7 +27,9 @@ struct ConsoleWebhookPages {
     }
 
     func id(_ context: ConsoleContext, _ name: String = "id") throws -> UUID {
-        guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else { throw WebhookOperations.notFound }
+        guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else {
+            throw WebhookOperations.notFound
+        }
         return id
     }
 
@@ -35,12 +37,17 @@ struct ConsoleWebhookPages {
         let user = try admin(context)
         let hooks = try await operations.list(org: user.org, logger: context.logger)
         let rows = hooks.map { hook -> [String: Any] in
-            ["id": hook.id.uuidString.lowercased(), "url": hook.url, "description": hook.description ?? "",
-             "events": hook.events.joined(separator: ", "), "active": hook.active, "since": ConsoleController.format(hook.createdAt)]
+            [
+                "id": hook.id.uuidString.lowercased(), "url": hook.url, "description": hook.description ?? "",
+                "events": hook.events.joined(separator: ", "), "active": hook.active,
+                "since": ConsoleController.format(hook.createdAt),
+            ]
         }
         let events = WebhookEvent.names.map { ["name": $0] }
         return views.page(
-            "webhooks", ["title": "Webhooks", "webhooks": rows, "empty": rows.isEmpty, "events": events, "back": Self.back], user: user)
+            "webhooks",
+            ["title": "Webhooks", "webhooks": rows, "empty": rows.isEmpty, "events": events, "back": Self.back],
+            user: user)
     }
 
     @Sendable func create(_ request: Request, context: ConsoleContext) async throws -> Response {
@@ -49,7 +56,9 @@ struct ConsoleWebhookPages {
         let record = try await controller.flashing(context, back: Self.back) {
             let events = form.all("events")
             return try await operations.create(
-                .init(url: form.text("url") ?? "", events: events.isEmpty ? nil : events, description: form.text("description")),
+                .init(
+                    url: form.text("url") ?? "", events: events.isEmpty ? nil : events,
+                    description: form.text("description")),
                 org: user.org, actor: context.actor, logger: context.logger)
         }
         return secretPage(record, heading: "Webhook added", user: user)
@@ -58,17 +67,24 @@ struct ConsoleWebhookPages {
     @Sendable func deliveries(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
         let hook = try await operations.webhook(try id(context), org: user.org, logger: context.logger)
-        let rows = try await operations.deliveries(of: hook, limit: 100, logger: context.logger).map { delivery -> [String: Any] in
-            ["id": delivery.id.uuidString.lowercased(), "event": delivery.event, "status": delivery.status,
-             "attempts": delivery.attempts,
-             "created": ConsoleController.format(delivery.createdAt),
-             "last": delivery.lastError ?? delivery.lastStatus.map { "HTTP \($0)" } ?? "—",
-             "next": delivery.nextAttemptAt.map(ConsoleController.format) ?? "—"]
+        let rows = try await operations.deliveries(of: hook, limit: 100, logger: context.logger).map {
+            delivery -> [String: Any] in
+            [
+                "id": delivery.id.uuidString.lowercased(), "event": delivery.event, "status": delivery.status,
+                "attempts": delivery.attempts,
+                "created": ConsoleController.format(delivery.createdAt),
+                "last": delivery.lastError ?? delivery.lastStatus.map { "HTTP \($0)" } ?? "—",
+                "next": delivery.nextAttemptAt.map(ConsoleController.format) ?? "—",
+            ]
         }
         return views.page(
             "webhook",
-            ["title": "Webhook deliveries", "webhookID": hook.id.uuidString.lowercased(), "url": hook.url, "active": hook.active,
-             "events": hook.events.joined(separator: ", "), "deliveries": rows, "empty": rows.isEmpty, "nav_webhooks": true],
+            [
+                "title": "Webhook deliveries", "webhookID": hook.id.uuidString.lowercased(), "url": hook.url,
+                "active": hook.active,
+                "events": hook.events.joined(separator: ", "), "deliveries": rows, "empty": rows.isEmpty,
+                "nav_webhooks": true,
+            ],
             user: user)
     }
 
@@ -77,8 +93,11 @@ struct ConsoleWebhookPages {
         let id = try id(context)
         let active = context.form["active"] == "true"
         try await controller.flashing(context, back: Self.back) {
-            _ = try await operations.update(id, .init(active: active), org: user.org, actor: context.actor, logger: context.logger)
-            controller.flash(context, active ? "The webhook is active again." : "The webhook is paused: new events are not sent to it.")
+            _ = try await operations.update(
+                id, .init(active: active), org: user.org, actor: context.actor, logger: context.logger)
+            controller.flash(
+                context,
+                active ? "The webhook is active again." : "The webhook is paused: new events are not sent to it.")
         }
         throw ConsoleRedirect(location: Self.back)
     }
@@ -87,7 +106,8 @@ struct ConsoleWebhookPages {
         let user = try admin(context)
         let id = try id(context)
         let record = try await controller.flashing(context, back: Self.back) {
-            try await operations.update(id, .init(rotateSecret: true), org: user.org, actor: context.actor, logger: context.logger)
+            try await operations.update(
+                id, .init(rotateSecret: true), org: user.org, actor: context.actor, logger: context.logger)
         }
         return secretPage(record, heading: "Webhook secret rotated", user: user)
     }
@@ -108,7 +128,8 @@ struct ConsoleWebhookPages {
         let back = "/console/webhooks/\(id.uuidString.lowercased())"
         try await controller.flashing(context, back: back) {
             let hook = try await operations.webhook(id, org: user.org, logger: context.logger)
-            try await operations.redeliver(try self.id(context, "delivery"), of: hook, org: user.org, actor: context.actor, logger: context.logger)
+            try await operations.redeliver(
+                try self.id(context, "delivery"), of: hook, org: user.org, actor: context.actor, logger: context.logger)
             controller.flash(context, "The delivery is queued again.")
         }
         throw ConsoleRedirect(location: back)
@@ -118,7 +139,10 @@ struct ConsoleWebhookPages {
     func secretPage(_ record: WebhookRecord, heading: String, user: ConsoleUser) -> Response {
         views.page(
             "webhook-secret",
-            ["title": heading, "heading": heading, "url": record.url, "secret": record.secret, "back": Self.back, "nav_webhooks": true],
+            [
+                "title": heading, "heading": heading, "url": record.url, "secret": record.secret, "back": Self.back,
+                "nav_webhooks": true,
+            ],
             user: user)
     }
 }

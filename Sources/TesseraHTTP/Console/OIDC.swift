@@ -5,7 +5,7 @@ import NIOConcurrencyHelpers
 import TesseraCore
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Console sign-in with OpenID Connect (DESIGN §8): `TESSERA_OIDC_ISSUER`,
@@ -20,7 +20,10 @@ public struct OIDCSettings: Sendable {
     /// request's own host, http on loopback, https elsewhere).
     public var publicURL: String?
 
-    public init(issuer: String, clientID: String, clientSecret: String? = nil, usernameClaim: String = "preferred_username", publicURL: String? = nil) {
+    public init(
+        issuer: String, clientID: String, clientSecret: String? = nil, usernameClaim: String = "preferred_username",
+        publicURL: String? = nil
+    ) {
         self.issuer = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
         self.clientID = clientID
         self.clientSecret = clientSecret
@@ -130,13 +133,16 @@ final class OIDCClient: Sendable {
         let (discovery, _) = try await provider()
         var components = URLComponents(string: discovery.authorization_endpoint)
         let existing = components?.queryItems ?? []
-        components?.queryItems = existing + [
-            URLQueryItem(name: "response_type", value: "code"), URLQueryItem(name: "client_id", value: settings.clientID),
-            URLQueryItem(name: "redirect_uri", value: redirectURI), URLQueryItem(name: "scope", value: "openid profile email"),
-            URLQueryItem(name: "state", value: pending.state), URLQueryItem(name: "nonce", value: pending.nonce),
-            URLQueryItem(name: "code_challenge", value: OIDCPending.challenge(for: pending.verifier)),
-            URLQueryItem(name: "code_challenge_method", value: "S256"),
-        ]
+        components?.queryItems =
+            existing + [
+                URLQueryItem(name: "response_type", value: "code"),
+                URLQueryItem(name: "client_id", value: settings.clientID),
+                URLQueryItem(name: "redirect_uri", value: redirectURI),
+                URLQueryItem(name: "scope", value: "openid profile email"),
+                URLQueryItem(name: "state", value: pending.state), URLQueryItem(name: "nonce", value: pending.nonce),
+                URLQueryItem(name: "code_challenge", value: OIDCPending.challenge(for: pending.verifier)),
+                URLQueryItem(name: "code_challenge_method", value: "S256"),
+            ]
         guard let url = components?.string else { throw OIDCError.providerUnreachable("bad authorization endpoint") }
         return url
     }
@@ -148,19 +154,22 @@ final class OIDCClient: Sendable {
         request.httpMethod = "POST"
         request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
         var form = [
-            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectURI), ("code_verifier", pending.verifier),
+            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectURI),
+            ("code_verifier", pending.verifier),
             ("client_id", settings.clientID),
         ]
         if let secret = settings.clientSecret {
             let methods = discovery.token_endpoint_auth_methods_supported ?? ["client_secret_basic"]
             if methods.contains("client_secret_basic") {
-                let credential = Data("\(Self.formEncode(settings.clientID)):\(Self.formEncode(secret))".utf8).base64EncodedString()
+                let credential = Data("\(Self.formEncode(settings.clientID)):\(Self.formEncode(secret))".utf8)
+                    .base64EncodedString()
                 request.setValue("Basic \(credential)", forHTTPHeaderField: "Authorization")
             } else {
                 form.append(("client_secret", secret))
             }
         }
-        request.httpBody = Data(form.map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }.joined(separator: "&").utf8)
+        request.httpBody = Data(
+            form.map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }.joined(separator: "&").utf8)
         let (data, response) = try await send(request)
         struct TokenResponse: Decodable {
             var id_token: String?
@@ -182,14 +191,17 @@ final class OIDCClient: Sendable {
         } catch {
             throw OIDCError.invalidIDToken("its signature or expiry does not verify")
         }
-        guard claims.strings["iss"] == settings.issuer else { throw OIDCError.invalidIDToken("it was issued by someone else") }
+        guard claims.strings["iss"] == settings.issuer else {
+            throw OIDCError.invalidIDToken("it was issued by someone else")
+        }
         guard let audience = claims.audience, audience.value.contains(settings.clientID) else {
             throw OIDCError.invalidIDToken("it was issued for another application")
         }
         guard let claimed = claims.strings["nonce"], constantTimeEquals(claimed, nonce) else {
             throw OIDCError.invalidIDToken("its nonce does not match this sign-in")
         }
-        guard let username = claims.strings[settings.usernameClaim] ?? claims.strings["sub"], Validation.isValidUsername(username)
+        guard let username = claims.strings[settings.usernameClaim] ?? claims.strings["sub"],
+            Validation.isValidUsername(username)
         else { throw OIDCError.invalidIDToken("it names no usable \(settings.usernameClaim)") }
         return username
     }
@@ -207,7 +219,9 @@ final class OIDCClient: Sendable {
 
     private func fetchJSON<T: Decodable>(_ address: String) async throws -> T {
         let (data, response) = try await send(URLRequest(url: try url(address)))
-        guard (response as? HTTPURLResponse)?.statusCode == 200, let value = try? JSONDecoder().decode(T.self, from: data) else {
+        guard (response as? HTTPURLResponse)?.statusCode == 200,
+            let value = try? JSONDecoder().decode(T.self, from: data)
+        else {
             throw OIDCError.providerUnreachable("\(address) did not answer as expected")
         }
         return value

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Where the client commands send requests, and with which credential: `--endpoint`/`--org`,
@@ -28,7 +29,8 @@ struct ClientOptions: ParsableArguments {
         guard let key = environment["TESSERA_API_KEY"].nonEmpty ?? saved?.apiKey else {
             throw CLIError(message: "no credential: run `tessera login`, or set TESSERA_API_KEY", exitCode: 2)
         }
-        return try APIClient(endpoint: endpoint, apiKey: key, org: org ?? environment["TESSERA_ORG"].nonEmpty ?? saved?.org)
+        return try APIClient(
+            endpoint: endpoint, apiKey: key, org: org ?? environment["TESSERA_ORG"].nonEmpty ?? saved?.org)
     }
 }
 
@@ -46,7 +48,9 @@ struct ClientConfigFile: Codable {
         let environment = ProcessInfo.processInfo.environment
         if let explicit = environment["TESSERA_CONFIG"].nonEmpty { return explicit }
         // XDG first, then $HOME (Foundation's NSHomeDirectory() reads the password database as root).
-        let base = environment["XDG_CONFIG_HOME"].nonEmpty ?? ((environment["HOME"].nonEmpty ?? NSHomeDirectory()) + "/.config")
+        let base =
+            environment["XDG_CONFIG_HOME"].nonEmpty
+            ?? ((environment["HOME"].nonEmpty ?? NSHomeDirectory()) + "/.config")
         return base + "/tessera/config.json"
     }
 
@@ -63,12 +67,15 @@ struct ClientConfigFile: Codable {
     func save() throws {
         let path = Self.path
         let folder = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(self)
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard descriptor >= 0 else { throw CLIError(message: "cannot write \(path): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else {
+            throw CLIError(message: "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
         defer { close(descriptor) }
         fchmod(descriptor, 0o600)
         let written = data.withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
@@ -85,7 +92,9 @@ struct APIClient {
 
     init(endpoint: String, apiKey: String, org: String?) throws {
         let trimmed = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
-        guard let url = URL(string: trimmed), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+        guard let url = URL(string: trimmed), let scheme = url.scheme, ["http", "https"].contains(scheme),
+            url.host != nil
+        else {
             throw CLIError(message: "endpoint \(endpoint) is not an http(s) URL", exitCode: 2)
         }
         self.endpoint = url
@@ -99,7 +108,8 @@ struct APIClient {
     }
 
     func escape(_ segment: String) -> String {
-        segment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? segment
+        segment.addingPercentEncoding(
+            withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? segment
     }
 
     @discardableResult
@@ -131,11 +141,15 @@ struct APIClient {
         let json = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
         guard (200..<300).contains(status) else {
             let problem = json as? [String: Any]
-            let detail = problem?["detail"] as? String ?? problem?["message"] as? String ?? HTTPURLResponse.localizedString(forStatusCode: status)
-            let fields = (problem?["errors"] as? [[String: Any]])?.compactMap { error in
-                (error["field"] as? String).map { "\($0): \(error["message"] as? String ?? "")" }
-            } ?? []
-            throw CLIError(message: "\(status) \(detail)" + (fields.isEmpty ? "" : " (\(fields.joined(separator: "; ")))"))
+            let detail =
+                problem?["detail"] as? String ?? problem?["message"] as? String
+                ?? HTTPURLResponse.localizedString(forStatusCode: status)
+            let fields =
+                (problem?["errors"] as? [[String: Any]])?.compactMap { error in
+                    (error["field"] as? String).map { "\($0): \(error["message"] as? String ?? "")" }
+                } ?? []
+            throw CLIError(
+                message: "\(status) \(detail)" + (fields.isEmpty ? "" : " (\(fields.joined(separator: "; ")))"))
         }
         return json ?? [String: Any]()
     }

@@ -31,7 +31,8 @@ struct LoginCommand: AsyncParsableCommand {
             let client = try APIClient(endpoint: endpoint, apiKey: secret, org: org)
             let who = try await Identity.fetch(client)
             try ClientConfigFile(endpoint: endpoint, apiKey: secret, org: org).save()
-            FileHandle.standardError.write(Data("Logged in to \(endpoint) as \(who.summary); saved to \(ClientConfigFile.path)\n".utf8))
+            FileHandle.standardError.write(
+                Data("Logged in to \(endpoint) as \(who.summary); saved to \(ClientConfigFile.path)\n".utf8))
             return
         }
         var secret = token ?? environment["TESSERA_API_KEY"].nonEmpty
@@ -45,7 +46,8 @@ struct LoginCommand: AsyncParsableCommand {
         let client = try APIClient(endpoint: endpoint, apiKey: secret, org: org)
         let who = try await Identity.fetch(client)
         try ClientConfigFile(endpoint: endpoint, apiKey: secret, org: org).save()
-        FileHandle.standardError.write(Data("Logged in to \(endpoint) as \(who.summary); saved to \(ClientConfigFile.path)\n".utf8))
+        FileHandle.standardError.write(
+            Data("Logged in to \(endpoint) as \(who.summary); saved to \(ClientConfigFile.path)\n".utf8))
     }
 }
 
@@ -57,16 +59,20 @@ extension LoginCommand {
         let answer = try await anonymous.send("GET", "/api/v1/auth/code") as? [String: Any]
         guard let code = answer?["code"] as? String else { throw CLIError(message: "the server gave no login code") }
         let page = anonymous.endpoint.absoluteString + "/api_tokens?code=" + code
-        FileHandle.standardError.write(Data("Open \(page)\nand approve the code \(code) (waiting up to 10 minutes; Ctrl-C to stop)\n".utf8))
+        FileHandle.standardError.write(
+            Data("Open \(page)\nand approve the code \(code) (waiting up to 10 minutes; Ctrl-C to stop)\n".utf8))
         let environment = ProcessInfo.processInfo.environment
-        if environment["DISPLAY"] != nil || environment["WAYLAND_DISPLAY"] != nil, FileManager.default.isExecutableFile(atPath: "/usr/bin/xdg-open") {
+        if environment["DISPLAY"] != nil || environment["WAYLAND_DISPLAY"] != nil,
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/xdg-open")
+        {
             _ = try? Subprocess.detach("/usr/bin/xdg-open", [page])
         }
         let deadline = Date().addingTimeInterval(600)
         while Date() < deadline {
             try await Task.sleep(for: .seconds(1))
             do {
-                let issued = try await anonymous.send("GET", "/api/v1/auth/token", query: [("code", code)]) as? [String: Any]
+                let issued =
+                    try await anonymous.send("GET", "/api/v1/auth/token", query: [("code", code)]) as? [String: Any]
                 if let token = issued?["token"] as? String { return token }
             } catch let error as CLIError where error.message.hasPrefix("404 ") || error.message.hasPrefix("429 ") {
                 continue  // not approved yet
@@ -95,7 +101,8 @@ struct Identity {
             return "\(token["username"] as? String ?? "?") in \(token["organization"] as? String ?? "?") "
                 + "(\(token["kind"] as? String ?? "?") token \(token["tokenPrefix"] as? String ?? ""))"
         }
-        return "a JWT user in " + (organizations.compactMap { $0["slug"] as? String }.joined(separator: ", ").nonEmptyOr("no organization"))
+        return "a JWT user in "
+            + (organizations.compactMap { $0["slug"] as? String }.joined(separator: ", ").nonEmptyOr("no organization"))
     }
 }
 
@@ -104,7 +111,8 @@ extension String {
 }
 
 struct WhoamiCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "whoami", abstract: "Show who the saved credential is.")
+    static let configuration = CommandConfiguration(
+        commandName: "whoami", abstract: "Show who the saved credential is.")
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
@@ -116,7 +124,10 @@ struct WhoamiCommand: AsyncParsableCommand {
             printer.fields([
                 ("Endpoint", client.endpoint.absoluteString), ("Username", Printer.text(token["username"])),
                 ("Organization", Printer.text(token["organization"])), ("Kind", Printer.text(token["kind"])),
-                ("Token", "\(Printer.text(token["name"])) (\(Printer.text(token["tokenPrefix"])), \(Printer.text(token["tokenUUID"])))"),
+                (
+                    "Token",
+                    "\(Printer.text(token["name"])) (\(Printer.text(token["tokenPrefix"])), \(Printer.text(token["tokenUUID"])))"
+                ),
                 ("Scopes", Printer.text(token["scopes"])), ("Expires", Printer.date(token["tokenExpiration"])),
                 ("State", printer.state(of: token)),
             ])
@@ -140,7 +151,8 @@ struct TokenCommand: AsyncParsableCommand {
         [
             Printer.text(token["tokenUUID"]), Printer.text(token["name"]), Printer.text(token["kind"]),
             Printer.text(token["username"]), printer.state(of: token), Printer.text(token["scopes"]),
-            Printer.date(token["tokenExpiration"]), Printer.date(token["lastUsedDate"]), Printer.text(token["createdBy"]),
+            Printer.date(token["tokenExpiration"]), Printer.date(token["lastUsedDate"]),
+            Printer.text(token["createdBy"]),
         ]
     }
 
@@ -168,12 +180,14 @@ struct TokenCommand: AsyncParsableCommand {
         let kind = created["kind"] as? String == "organization" ? "organization" : "personal"
         printer.secretBox(
             token,
-            title: "\(verb) \(kind) token \"\(Printer.text(created["name"]))\" (\(Printer.text(created["tokenUUID"]))), "
+            title:
+                "\(verb) \(kind) token \"\(Printer.text(created["name"]))\" (\(Printer.text(created["tokenUUID"]))), "
                 + "expires \(Printer.date(created["tokenExpiration"]))")
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the tokens you can see (admins: all of the org's).")
+        static let configuration = CommandConfiguration(
+            abstract: "List the tokens you can see (admins: all of the org's).")
         @OptionGroup var options: ClientOptions
         @Option(help: "Substring of name, username, createdBy or groups.") var search: String?
         @Option(help: "personal or organization.") var kind: String?
@@ -189,13 +203,16 @@ struct TokenCommand: AsyncParsableCommand {
             let printer = options.printer
             if printer.structured(["tokens": tokens, "nextCursor": cursor ?? NSNull()] as [String: Any]) { return }
             printer.table(TokenCommand.columns, tokens.map { TokenCommand.row($0, printer) })
-            if let cursor, !all { FileHandle.standardError.write(Data("more: --all, or the API with cursor=\(cursor)\n".utf8)) }
+            if let cursor, !all {
+                FileHandle.standardError.write(Data("more: --all, or the API with cursor=\(cursor)\n".utf8))
+            }
         }
     }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create a token: your own personal token, a member's (--for), or an organization token (--org-token).")
+            abstract:
+                "Create a token: your own personal token, a member's (--for), or an organization token (--org-token).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Token name.") var name: String
         @Option(name: [.short, .customLong("description")], help: "Description.") var description: String?
@@ -209,7 +226,9 @@ struct TokenCommand: AsyncParsableCommand {
         @Flag(name: [.short, .customLong("quiet")], help: "Print only the token (for scripts).") var quiet = false
 
         func validate() throws {
-            if orgToken && label == nil { throw ValidationError("--org-token needs --label NAME (the token's service label)") }
+            if orgToken && label == nil {
+                throw ValidationError("--org-token needs --label NAME (the token's service label)")
+            }
             if !orgToken && label != nil { throw ValidationError("--label goes with --org-token") }
             if orgToken && forUser != nil { throw ValidationError("--org-token and --for cannot be combined") }
         }
@@ -260,7 +279,8 @@ struct TokenCommand: AsyncParsableCommand {
         @OptionGroup var options: ClientOptions
         @Argument(help: "Token id.") var id: String
         @Option(help: "New name.") var name: String?
-        @Option(name: [.short, .customLong("description")], help: "New description (\"\" clears it).") var description: String?
+        @Option(name: [.short, .customLong("description")], help: "New description (\"\" clears it).") var description:
+            String?
         @Flag(help: "Make an inactive token work again.") var activate = false
         @Flag(help: "Stop the token until it is activated again.") var deactivate = false
 
@@ -278,7 +298,9 @@ struct TokenCommand: AsyncParsableCommand {
             if activate { body["status"] = "active" }
             if deactivate { body["status"] = "inactive" }
             let client = try options.client()
-            let token = try await client.send("PATCH", client.tokens("/" + client.escape(id)), body: body) as? [String: Any] ?? [:]
+            let token =
+                try await client.send("PATCH", client.tokens("/" + client.escape(id)), body: body) as? [String: Any]
+                ?? [:]
             TokenCommand.show(token, options.printer)
         }
     }
@@ -295,18 +317,23 @@ struct TokenCommand: AsyncParsableCommand {
             var body: [String: Any] = [:]
             if let overlap {
                 guard let seconds = Self.seconds(overlap), seconds >= 0, seconds <= 86_400 else {
-                    throw CLIError(message: "--overlap \(overlap): use a duration such as 30m, 1h or 3600s, at most 24h", exitCode: 2)
+                    throw CLIError(
+                        message: "--overlap \(overlap): use a duration such as 30m, 1h or 3600s, at most 24h",
+                        exitCode: 2)
                 }
                 body["overlapSeconds"] = seconds
             }
             let client = try options.client()
-            let created = try await client.send("POST", client.tokens("/\(client.escape(id))/rotate"), body: body) as? [String: Any] ?? [:]
+            let created =
+                try await client.send("POST", client.tokens("/\(client.escape(id))/rotate"), body: body)
+                as? [String: Any] ?? [:]
             TokenCommand.reveal(created, quiet: quiet, options.printer, verb: "Rotated")
         }
 
         static func seconds(_ text: String) -> Int? {
             let units = ["s": 1, "m": 60, "h": 3600]
-            guard let unit = text.last.map(String.init), let factor = units[unit], let count = Int(text.dropLast()) else {
+            guard let unit = text.last.map(String.init), let factor = units[unit], let count = Int(text.dropLast())
+            else {
                 return Int(text)
             }
             return count * factor
@@ -370,18 +397,22 @@ struct MemberCommand: AsyncParsableCommand {
             printer.table(
                 ["USERNAME", "ROLE", "GROUPS", "STATUS", "SINCE"],
                 members.map {
-                    [Printer.text($0["username"]), Printer.text($0["role"]), Printer.text($0["groups"]),
-                     Printer.text($0["status"]), Printer.date($0["createdDate"])]
+                    [
+                        Printer.text($0["username"]), Printer.text($0["role"]), Printer.text($0["groups"]),
+                        Printer.text($0["status"]), Printer.date($0["createdDate"]),
+                    ]
                 })
         }
     }
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a member, or change their role and groups (admins).")
+        static let configuration = CommandConfiguration(
+            abstract: "Add a member, or change their role and groups (admins).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Username.") var username: String
         @Option(help: "admin or member.") var role: String?
-        @Option(name: .customLong("group"), help: "A group (repeatable; replaces the member's groups).") var groups: [String] = []
+        @Option(name: .customLong("group"), help: "A group (repeatable; replaces the member's groups).") var groups:
+            [String] = []
 
         func run() async throws {
             var body: [String: Any] = [:]
@@ -389,12 +420,16 @@ struct MemberCommand: AsyncParsableCommand {
             if !groups.isEmpty { body["groups"] = groups }
             let client = try options.client()
             let org = try await actingOrg(client)
-            let member = try await client.send(
-                "PUT", "/orgs/\(client.escape(org))/members/\(client.escape(username))", body: body) as? [String: Any] ?? [:]
+            let member =
+                try await client.send(
+                    "PUT", "/orgs/\(client.escape(org))/members/\(client.escape(username))", body: body)
+                as? [String: Any] ?? [:]
             let printer = options.printer
             if printer.structured(member) { return }
-            printer.fields([("Username", Printer.text(member["username"])), ("Role", Printer.text(member["role"])),
-                            ("Groups", Printer.text(member["groups"])), ("Organization", org)])
+            printer.fields([
+                ("Username", Printer.text(member["username"])), ("Role", Printer.text(member["role"])),
+                ("Groups", Printer.text(member["groups"])), ("Organization", org),
+            ])
         }
     }
 
@@ -430,8 +465,12 @@ struct OrgCommand: AsyncParsableCommand {
             ("Personal tokens per member", Printer.text(org["personalTokenLimit"])),
             ("Non-expiring allowed", Printer.text(org["allowNonExpiringTokens"])),
             ("Idle timeout", days(org["idleTimeoutDays"])), ("API group", Printer.text(org["apiGroup"])),
-            ("User tokens", Printer.text(org["userTokensEnabled"])), ("Default scopes", Printer.text(org["defaultScopes"])),
-            ("Scopes", ((org["scopes"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String }.joined(separator: ",")),
+            ("User tokens", Printer.text(org["userTokensEnabled"])),
+            ("Default scopes", Printer.text(org["defaultScopes"])),
+            (
+                "Scopes",
+                ((org["scopes"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String }.joined(separator: ",")
+            ),
         ])
     }
 
@@ -442,12 +481,14 @@ struct OrgCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try options.client()
             let org = try await actingOrg(client)
-            OrgCommand.show(try await client.send("GET", "/orgs/\(client.escape(org))") as? [String: Any] ?? [:], options.printer)
+            OrgCommand.show(
+                try await client.send("GET", "/orgs/\(client.escape(org))") as? [String: Any] ?? [:], options.printer)
         }
     }
 
     struct SetPolicy: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "set-policy", abstract: "Change the token policy (admins).")
+        static let configuration = CommandConfiguration(
+            commandName: "set-policy", abstract: "Change the token policy (admins).")
         @OptionGroup var options: ClientOptions
         @Option(help: "Lifetime of a token created without an expiration.") var defaultLifetimeDays: Int?
         @Option(help: "Longest lifetime allowed, or `none`.") var maxLifetimeDays: String?
@@ -455,22 +496,30 @@ struct OrgCommand: AsyncParsableCommand {
         @Option(help: "Tokens unused this many days stop working, or `none`.") var idleTimeoutDays: String?
         @Option(help: "Only members of this group may create their own token, or `none`.") var apiGroup: String?
         @Option(help: "Members may create their own tokens: true or false.") var userTokens: Bool?
-        @Option(help: "Live personal tokens each member may hold (1 to 1000; 1 is LISA's rule).") var personalTokenLimit: Int?
+        @Option(help: "Live personal tokens each member may hold (1 to 1000; 1 is LISA's rule).")
+        var personalTokenLimit: Int?
 
         func run() async throws {
             var body: [String: Any] = [:]
             if let defaultLifetimeDays { body["defaultTokenLifetimeDays"] = defaultLifetimeDays }
-            if let maxLifetimeDays { body["maxTokenLifetimeDays"] = try Self.daysOrNone(maxLifetimeDays, "--max-lifetime-days") }
+            if let maxLifetimeDays {
+                body["maxTokenLifetimeDays"] = try Self.daysOrNone(maxLifetimeDays, "--max-lifetime-days")
+            }
             if let allowNonExpiring { body["allowNonExpiringTokens"] = allowNonExpiring }
-            if let idleTimeoutDays { body["idleTimeoutDays"] = try Self.daysOrNone(idleTimeoutDays, "--idle-timeout-days") }
+            if let idleTimeoutDays {
+                body["idleTimeoutDays"] = try Self.daysOrNone(idleTimeoutDays, "--idle-timeout-days")
+            }
             if let apiGroup { body["apiGroup"] = apiGroup == "none" ? NSNull() : apiGroup }
             if let userTokens { body["userTokensEnabled"] = userTokens }
             if let personalTokenLimit { body["personalTokenLimit"] = personalTokenLimit }
-            guard !body.isEmpty else { throw CLIError(message: "nothing to change: see `tessera org set-policy --help`", exitCode: 2) }
+            guard !body.isEmpty else {
+                throw CLIError(message: "nothing to change: see `tessera org set-policy --help`", exitCode: 2)
+            }
             let client = try options.client()
             let org = try await actingOrg(client)
             OrgCommand.show(
-                try await client.send("PATCH", "/orgs/\(client.escape(org))", body: body) as? [String: Any] ?? [:], options.printer)
+                try await client.send("PATCH", "/orgs/\(client.escape(org))", body: body) as? [String: Any] ?? [:],
+                options.printer)
         }
 
         static func daysOrNone(_ text: String, _ flag: String) throws -> Any {
@@ -503,8 +552,10 @@ struct AuditCommand: AsyncParsableCommand {
             let org = try await actingOrg(client)
             let (events, cursor) = try await client.pages(
                 "/orgs/\(client.escape(org))/audit-events", items: "events", all: all,
-                query: [("actor", actor), ("action", action), ("token", token), ("since", since.map(String.init)),
-                        ("until", until.map(String.init)), ("limit", String(limit))])
+                query: [
+                    ("actor", actor), ("action", action), ("token", token), ("since", since.map(String.init)),
+                    ("until", until.map(String.init)), ("limit", String(limit)),
+                ])
             let printer = options.printer
             if printer.structured(["events": events, "nextCursor": cursor ?? NSNull()] as [String: Any]) { return }
             printer.table(
@@ -512,8 +563,12 @@ struct AuditCommand: AsyncParsableCommand {
                 events.map { event in
                     let details = (event["details"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
                         .map { "\($0.key)=\(Printer.text($0.value))" }.joined(separator: " ")
-                    return [Printer.date(event["occurredDate"]), Printer.text(event["actor"]), Printer.text(event["action"]),
-                            Printer.text(event["tokenUUID"]), Printer.text(event["username"]), details.isEmpty ? "-" : details]
+                    return [
+                        Printer.date(event["occurredDate"]), Printer.text(event["actor"]),
+                        Printer.text(event["action"]),
+                        Printer.text(event["tokenUUID"]), Printer.text(event["username"]),
+                        details.isEmpty ? "-" : details,
+                    ]
                 })
         }
     }

@@ -54,8 +54,9 @@ struct Printer {
     /// `key: value` lines of one object, keys aligned.
     func fields(_ pairs: [(String, String)]) {
         let width = pairs.map(\.0.count).max() ?? 0
-        write(pairs.map { paint($0.0 + ":", .bold) + String(repeating: " ", count: width - $0.0.count + 1) + $0.1 }
-            .joined(separator: "\n"))
+        write(
+            pairs.map { paint($0.0 + ":", .bold) + String(repeating: " ", count: width - $0.0.count + 1) + $0.1 }
+                .joined(separator: "\n"))
     }
 
     enum Style: String {
@@ -125,8 +126,10 @@ enum JSON {
     }
 
     static func string(_ value: Any) -> String {
-        let data = (try? JSONSerialization.data(
-            withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]))
+        let data =
+            (try? JSONSerialization.data(
+                withJSONObject: value,
+                options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]))
             ?? Data()
         return String(decoding: data, as: UTF8.self)
     }

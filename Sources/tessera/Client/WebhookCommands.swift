@@ -14,12 +14,14 @@ struct WebhookCommand: AsyncParsableCommand {
     /// The fields of one webhook; the secret only when the answer carries it (shown once).
     static func show(_ hook: [String: Any], printer: Printer) {
         var fields = [
-            ("Id", Printer.text(hook["id"])), ("URL", Printer.text(hook["url"])), ("Events", Printer.text(hook["events"])),
+            ("Id", Printer.text(hook["id"])), ("URL", Printer.text(hook["url"])),
+            ("Events", Printer.text(hook["events"])),
             ("Active", Printer.text(hook["active"])), ("Description", Printer.text(hook["description"])),
         ]
         if let secret = hook["secret"] as? String {
             fields.append(("Secret", secret))
-            FileHandle.standardError.write(Data("The signing secret is shown once: store it with the receiver now.\n".utf8))
+            FileHandle.standardError.write(
+                Data("The signing secret is shown once: store it with the receiver now.\n".utf8))
         }
         printer.fields(fields)
     }
@@ -30,13 +32,18 @@ struct WebhookCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try options.client()
-            let reply = try await client.send("GET", WebhookCommand.path(client, try await actingOrg(client))) as? [String: Any] ?? [:]
+            let reply =
+                try await client.send("GET", WebhookCommand.path(client, try await actingOrg(client))) as? [String: Any]
+                ?? [:]
             let printer = options.printer
             if printer.structured(reply) { return }
             printer.table(
                 ["ID", "URL", "EVENTS", "ACTIVE"],
                 (reply["webhooks"] as? [[String: Any]] ?? []).map {
-                    [Printer.text($0["id"]), Printer.text($0["url"]), Printer.text($0["events"]), Printer.text($0["active"])]
+                    [
+                        Printer.text($0["id"]), Printer.text($0["url"]), Printer.text($0["events"]),
+                        Printer.text($0["active"]),
+                    ]
                 })
         }
     }
@@ -45,7 +52,8 @@ struct WebhookCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a webhook; prints its signing secret once.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "http:// or https:// URL of the receiver.") var url: String
-        @Option(name: .customLong("event"), help: "An event to send (repeatable; default: all).") var events: [String] = []
+        @Option(name: .customLong("event"), help: "An event to send (repeatable; default: all).") var events: [String] =
+            []
         @Option(help: "What it is for.") var description: String?
 
         func run() async throws {
@@ -53,7 +61,8 @@ struct WebhookCommand: AsyncParsableCommand {
             if !events.isEmpty { body["events"] = events }
             if let description { body["description"] = description }
             let client = try options.client()
-            let hook = try await client.send("POST", WebhookCommand.path(client, try await actingOrg(client)), body: body)
+            let hook =
+                try await client.send("POST", WebhookCommand.path(client, try await actingOrg(client)), body: body)
                 as? [String: Any] ?? [:]
             if options.printer.structured(hook) { return }
             WebhookCommand.show(hook, printer: options.printer)
@@ -61,11 +70,13 @@ struct WebhookCommand: AsyncParsableCommand {
     }
 
     struct Update: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Change a webhook, pause or resume it, or rotate its secret.")
+        static let configuration = CommandConfiguration(
+            abstract: "Change a webhook, pause or resume it, or rotate its secret.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Webhook id.") var id: String
         @Option(help: "New URL.") var url: String?
-        @Option(name: .customLong("event"), help: "An event to send (repeatable; replaces the list).") var events: [String] = []
+        @Option(name: .customLong("event"), help: "An event to send (repeatable; replaces the list).") var events:
+            [String] = []
         @Option(help: "true or false.") var active: Bool?
         @Flag(name: .customLong("rotate-secret"), help: "Make a new signing secret (printed once).") var rotate = false
 
@@ -76,8 +87,10 @@ struct WebhookCommand: AsyncParsableCommand {
             if let active { body["active"] = active }
             if rotate { body["rotateSecret"] = true }
             let client = try options.client()
-            let hook = try await client.send(
-                "PATCH", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))"), body: body)
+            let hook =
+                try await client.send(
+                    "PATCH", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))"),
+                    body: body)
                 as? [String: Any] ?? [:]
             if options.printer.structured(hook) { return }
             WebhookCommand.show(hook, printer: options.printer)
@@ -93,7 +106,8 @@ struct WebhookCommand: AsyncParsableCommand {
         func run() async throws {
             try confirm(yes, "Remove webhook \(id)? Undelivered events are dropped.")
             let client = try options.client()
-            try await client.send("DELETE", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))"))
+            try await client.send(
+                "DELETE", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))"))
             FileHandle.standardError.write(Data("Removed webhook \(id)\n".utf8))
         }
     }
@@ -106,18 +120,22 @@ struct WebhookCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try options.client()
-            let reply = try await client.send(
-                "GET", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))/deliveries"),
-                query: [("limit", String(limit))])
+            let reply =
+                try await client.send(
+                    "GET", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))/deliveries"),
+                    query: [("limit", String(limit))])
                 as? [String: Any] ?? [:]
             let printer = options.printer
             if printer.structured(reply) { return }
             printer.table(
                 ["ID", "EVENT", "STATUS", "ATTEMPTS", "LAST", "NEXT", "CREATED"],
                 (reply["deliveries"] as? [[String: Any]] ?? []).map {
-                    [Printer.text($0["id"]), Printer.text($0["event"]), Printer.text($0["status"]), Printer.text($0["attempts"]),
-                     Printer.text($0["lastError"] ?? $0["lastStatus"]), Printer.date($0["nextAttemptDate"]),
-                     Printer.date($0["createdDate"])]
+                    [
+                        Printer.text($0["id"]), Printer.text($0["event"]), Printer.text($0["status"]),
+                        Printer.text($0["attempts"]),
+                        Printer.text($0["lastError"] ?? $0["lastStatus"]), Printer.date($0["nextAttemptDate"]),
+                        Printer.date($0["createdDate"]),
+                    ]
                 })
         }
     }
@@ -133,7 +151,8 @@ struct WebhookCommand: AsyncParsableCommand {
             try await client.send(
                 "POST",
                 WebhookCommand.path(
-                    client, try await actingOrg(client), "/\(client.escape(id))/deliveries/\(client.escape(delivery))/redeliver"))
+                    client, try await actingOrg(client),
+                    "/\(client.escape(id))/deliveries/\(client.escape(delivery))/redeliver"))
             FileHandle.standardError.write(Data("Delivery \(delivery) queued\n".utf8))
         }
     }
