@@ -269,48 +269,16 @@ public struct TokenOperations: Sendable {
         if let description = body.description { try Limits.checkDescription(description) }
         try Limits.checkGroups(groups)
         let now = store.clock.now()
-        let expiresAt: Date?
-        if body.neverExpires {
-            guard org.allowNonExpiringTokens, org.maxTokenLifetimeDays == nil else {
-                throw Problem(
-                    .badRequest,
-                    org.maxTokenLifetimeDays.map {
-                        "Tokens must expire within the organization's maximum lifetime of \($0) days"
-                    }
-                        ?? "This organization does not allow tokens that never expire")
-            }
-            expiresAt = nil
-        } else if let requested = body.tokenExpiration {
-            let date = Date(timeIntervalSince1970: TimeInterval(requested))
-            guard date > now else { throw Problem(.badRequest, "Token expiration must be in the future") }
-            if let maxDays = org.maxTokenLifetimeDays, date > now.addingTimeInterval(Double(maxDays) * 86_400) {
-                throw Problem(
-                    .badRequest, "Token expiration exceeds the organization's maximum lifetime of \(maxDays) days")
-            }
-            expiresAt = date
-        } else {
-            expiresAt = now.addingTimeInterval(Double(org.defaultTokenLifetimeDays) * 86_400)
-        }
-        let scopes = Array(Set(body.scopes ?? org.defaultScopes)).sorted()
-        guard !scopes.isEmpty, scopes.count <= 100 else {
-            throw Problem.invalidField("scopes", "must hold 1 to 100 scope names")
-        }
+        let expiresAt = try TokenPolicy.expiry(
+            requested: body.tokenExpiration, neverExpires: body.neverExpires, now: now,
+            policy: .init(
+                defaultDays: org.defaultTokenLifetimeDays, maxDays: org.maxTokenLifetimeDays,
+                allowNonExpiring: org.allowNonExpiringTokens))
         let catalog = ScopeCatalog(
             try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
-        for scope in scopes {
-            guard let entry = catalog.entries[scope] else {
-                throw Problem(.badRequest, "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
-            }
-            if entry.adminOnly && !admin {
-                throw Problem(.badRequest, "Scope \(scope) can only be granted by an organization admin")
-            }
-        }
-        if scopes.contains("platform:admin") {
-            let ownerIsPlatformAdmin = kind == .personal && ownerUserID == caller.userID && caller.platformAdmin
-            guard ownerIsPlatformAdmin else {
-                throw Problem(.badRequest, "Scope platform:admin is only for a platform admin's own personal token")
-            }
-        }
+        let scopes = try TokenPolicy.scopes(
+            body.scopes ?? org.defaultScopes, catalog: catalog, organization: org.slug, grantedByAdmin: admin,
+            ownPlatformAdminPersonalToken: kind == .personal && ownerUserID == caller.userID && caller.platformAdmin)
         return NewTokenRow(
             orgID: org.id, kind: kind, ownerUserID: ownerUserID, username: username, name: body.name,
             description: body.description, scopes: scopes, groups: groups, secret: .generate(kind: kind),
