@@ -72,13 +72,13 @@ extension Problem {
         }
     }
 
-    /// `error` as the problem it stands for when it is a refusal (a ``Problem`` or a
-    /// ``DomainError``), else nil.
-    public static func refusal(_ error: any Error) -> Problem? {
-        switch error {
-        case let problem as Problem: problem
-        case let domain as DomainError: Problem(domain)
-        default: nil
+    /// Runs `body`, turning a ``DomainError`` into the problem it stands for, so every surface's
+    /// error handling (problem+json, console pages) sees one kind of refusal.
+    public static func mappingDomainErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DomainError {
+            throw Problem(error)
         }
     }
 }
@@ -92,9 +92,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         async throws -> Response
     {
         do {
-            return try await next(request, context)
-        } catch let error where Problem.refusal(error) != nil {
-            return try Problem.refusal(error)!.response(from: request, context: context)
+            return try await Problem.mappingDomainErrors { try await next(request, context) }
+        } catch let problem as Problem {
+            return try problem.response(from: request, context: context)
         } catch let error as HTTPError where error.status == .notFound {
             // A routed path with another method: 405 and Allow (RFC 9110), not 404.
             if let allowed = routes.methods(for: request.uri.path) {

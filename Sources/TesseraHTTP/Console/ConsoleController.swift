@@ -544,9 +544,8 @@ struct ConsoleController {
     @discardableResult
     func flashing<T>(_ context: ConsoleContext, back: String, _ body: () async throws -> T) async throws -> T {
         do {
-            return try await body()
-        } catch let error where (Problem.refusal(error)?.status.code ?? 500) < 500 {
-            let problem = Problem.refusal(error)!
+            return try await Problem.mappingDomainErrors(body)
+        } catch let problem as Problem where problem.status.code < 500 {
             flash(
                 context,
                 problem.errors.isEmpty

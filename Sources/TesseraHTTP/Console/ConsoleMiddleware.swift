@@ -58,9 +58,8 @@ struct ConsoleErrorMiddleware: RouterMiddleware {
         -> Response
     {
         do {
-            return try await next(request, context)
-        } catch let error where Problem.refusal(error) != nil {
-            let problem = Problem.refusal(error)!
+            return try await Problem.mappingDomainErrors { try await next(request, context) }
+        } catch let problem as Problem {
             return views.errorPage(status: problem.status, message: problem.detail)
         } catch let error as HTTPError {
             return views.errorPage(
