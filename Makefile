@@ -47,8 +47,8 @@ test-clone: postgres
 # upstream, two replicas on one database (revocation propagation), a database outage.
 e2e: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
-	TESSERA_BIN=$(BIN) python3 e2e/first_run.py
-	TESSERA_BIN=$(BIN) python3 e2e/run.py
+	TESSERA_BIN=$(BIN) python3 -m e2e.first_run
+	TESSERA_BIN=$(BIN) python3 -m e2e.run
 
 # The web console in a real headless Chromium (Debian's chromium + chromium-driver, selenium and
 # oidc-provider-mock in .venv-browser, installed by scripts/browser-deps when missing) on the binary
@@ -57,14 +57,14 @@ e2e: postgres
 browser: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	scripts/browser-deps
-	TESSERA_BIN=$(BIN) timeout 600 python3 e2e/browser.py
+	TESSERA_BIN=$(BIN) timeout 600 python3 -m e2e.browser
 
 # The real BentoML client (pinned, installed into .venv-bentoml when missing) against a real
 # `tessera serve` on the binary `make test` built: login, api-token list/create/get/delete, env
 # configuration, a revoked token, the Python SDK. About a minute (plus the install once).
 bentoml: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
-	TESSERA_BIN=$(BIN) timeout 1200 python3 e2e/bentoml_client.py
+	TESSERA_BIN=$(BIN) timeout 1200 python3 -m e2e.bentoml_client
 
 # High availability (issue #15) on the binary `make test` built: etcd, three Patroni-managed
 # PostgreSQL 15 nodes in synchronous mode, HAProxy and PgBouncer 1.18 on loopback (etcd-server,
@@ -75,34 +75,34 @@ bentoml: postgres
 # can still go unanswered for 30 s during a switchover (issue #15).
 ha: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
-	TESSERA_BIN=$(BIN) timeout 900 python3 e2e/ha_run.py
+	TESSERA_BIN=$(BIN) timeout 900 python3 -m e2e.ha_run
 
 # The verification hot path against baselines of the same run (release build, dynamic stdlib, private PostgreSQL,
 # 100,000 seeded tokens, wrk and pgbench on loopback). Prints and writes bench/results/verify.txt.
 bench: postgres
 	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
-	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/verify.py
+	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 -m bench.verify
 
 # Scale figures (issue #14, not in CI; about 2 minutes): create rate, member removal and user
 # disable across 1,000 orgs, org deletion at 100,000 tokens, watched on a second replica (stale
 # answers, notifications, statements). bench/results/scale.{txt,json}.
 scale: postgres
 	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
-	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/scale.py
+	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 -m bench.scale
 
 # Memory (issue #14, not in CI: 20 minutes plus ~3 to seed and cache 1M tokens): RSS per cached
 # entry with 1,000,000 entries, then a mixed soak (uncached verification + create/verify/list/delete
 # churn) whose RSS must plateau (< 2 % growth over the second half). bench/results/soak.txt.
 soak: postgres
 	$(SWIFT) build -c release --product tessera --scratch-path $(CURDIR)/.build-release
-	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 bench/soak.py
+	TESSERA_BIN=$(CURDIR)/.build-release/release/tessera python3 -m bench.soak
 
 # Reliability and security on the binary `make test` built: schemathesis fuzzing (installed into
 # .venv-reliability), database outage under load, kill -9 mid-burst, secrets in logs, timing,
 # 60 s of held load. About 5 minutes.
 reliability: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
-	TESSERA_BIN=$(BIN) python3 reliability/run.py
+	TESSERA_BIN=$(BIN) python3 -m reliability.run
 
 # Webhooks and leak response (issue #16) on the binary `make test` built: a real receiver process
 # verifying every request with the `standardwebhooks` PyPI package (installed into .venv-webhooks
@@ -111,7 +111,7 @@ reliability: postgres
 # tokens revoked, rate limit), redelivery. Results in e2e/webhooks-results.json. About 1-2 minutes.
 webhooks: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
-	TESSERA_BIN=$(BIN) python3 e2e/webhooks_run.py
+	TESSERA_BIN=$(BIN) python3 -m e2e.webhooks_run
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

@@ -46,7 +46,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // PostgresNIO store and repositories, migrations, the verification hot path.
+        // PostgresNIO store and repositories, migrations, SQL scripts, connection leases.
         .target(
             name: "TesseraPostgres",
             dependencies: [
@@ -61,6 +61,47 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The verification hot path: verifier, cache, lookup batcher, standby reads, the
+        // invalidation listener, last-used recording.
+        .target(
+            name: "TesseraVerification",
+            dependencies: [
+                "TesseraCore",
+                "TesseraPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // Webhook delivery (signed, retried, from the outbox) and the target policy (no private
+        // addresses, checked on the address connected to).
+        .target(
+            name: "TesseraWebhooks",
+            dependencies: [
+                "TesseraCore",
+                "TesseraPostgres",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // One type per domain operation (tokens, organizations, members, users, webhooks, CLI
+        // login, leak reports): validation, one transaction, its audit events; throws DomainError.
+        .target(
+            name: "TesseraServices",
+            dependencies: [
+                "TesseraCore",
+                "TesseraPostgres",
+                "TesseraVerification",
+                "TesseraWebhooks",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // Hummingbird application, controllers, problem+json errors, and the web console
         // (Console/: pages, sessions, CSRF; its templates and static files are web/, found at run time).
         .target(
@@ -69,6 +110,9 @@ let package = Package(
                 "TesseraAPI",
                 "TesseraCore",
                 "TesseraPostgres",
+                "TesseraServices",
+                "TesseraVerification",
+                "TesseraWebhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -79,8 +123,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                // webhook delivery (already built for the tests, through HummingbirdTesting)
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .executableTarget(
@@ -89,6 +131,9 @@ let package = Package(
                 "TesseraCore",
                 "TesseraPostgres",
                 "TesseraHTTP",
+                "TesseraServices",
+                "TesseraVerification",
+                "TesseraWebhooks",
                 "TesseraLocalPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,12 +155,31 @@ let package = Package(
         .testTarget(name: "TesseraLocalPostgresTests", dependencies: ["TesseraLocalPostgres"]),
         .testTarget(
             name: "TesseraPostgresTests",
-            dependencies: ["TesseraPostgres", "TesseraTestSupport", "TesseraCore"]
+            dependencies: [
+                "TesseraPostgres", "TesseraServices", "TesseraVerification", "TesseraTestSupport", "TesseraCore",
+            ]
+        ),
+        .testTarget(
+            name: "TesseraVerificationTests",
+            dependencies: [
+                "TesseraVerification", "TesseraPostgres", "TesseraTestSupport", "TesseraCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "TesseraWebhooksTests",
+            dependencies: [
+                "TesseraWebhooks",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
         .testTarget(
             name: "TesseraHTTPTests",
             dependencies: [
-                "TesseraHTTP", "TesseraTestSupport", "TesseraCore", "TesseraPostgres",
+                "TesseraHTTP", "TesseraTestSupport", "TesseraCore", "TesseraPostgres", "TesseraVerification",
+                "TesseraWebhooks", "TesseraServices",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),
@@ -126,7 +190,7 @@ let package = Package(
         .testTarget(
             name: "TesseraCLITests",
             dependencies: [
-                "TesseraTestSupport", "TesseraCore", "TesseraPostgres", "TesseraLocalPostgres",
+                "TesseraTestSupport", "TesseraCore", "TesseraPostgres", "TesseraLocalPostgres", "TesseraServices",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),

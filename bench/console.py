@@ -16,7 +16,6 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 sys.dont_write_bytecode = True
 from harness import ROOT, Client, Postgres, Tessera, Workdir, log, migrate_and_bootstrap  # noqa: E402
 

@@ -56,7 +56,6 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
 from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap, random_token  # noqa: E402
 
 

@@ -20,8 +20,6 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
 sys.dont_write_bytecode = True
 from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap  # noqa: E402
 import verify  # noqa: E402

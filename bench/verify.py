@@ -29,9 +29,8 @@ import sys
 import time
 import statistics
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
 from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap, random_token  # noqa: E402
-from peers import knox as knox_peer  # noqa: E402
+from bench.peers import knox as knox_peer  # noqa: E402
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))

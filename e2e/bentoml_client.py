@@ -23,7 +23,6 @@ import urllib.parse
 import urllib.request
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Client, Postgres, ROOT, Tessera, Workdir, check, failures, log, migrate_and_bootstrap  # noqa: E402
 
 # 1.4.40 asks for a certifi newer than the package index holds here; 1.4.39 is the newest that installs.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The web console in a real browser (headless Chromium through Selenium), against a real
 `tessera serve` on a private PostgreSQL. Run `scripts/browser-deps` once, then
-`python3 e2e/browser.py` (it re-runs itself with .venv-browser's Python).
+`python3 -m e2e.browser` from the repository root (it re-runs itself with .venv-browser's Python).
 
 1. Sign-in: a wrong token is refused with a message; the bootstrap admin's personal token signs
    in and lands on My token.
@@ -43,7 +43,8 @@ if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
     import subprocess
     if not (os.access(VENV_PYTHON, os.X_OK) and os.path.exists(AXE_JS)):
         subprocess.run([os.path.join(ROOT_DIR, "scripts", "browser-deps")], check=True)
-    os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *sys.argv[1:]])
+    os.chdir(ROOT_DIR)
+    os.execv(VENV_PYTHON, [VENV_PYTHON, "-m", "e2e.browser", *sys.argv[1:]])
 
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import (NoAlertPresentException, TimeoutException,  # noqa: E402
@@ -52,7 +53,6 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # no e2e/__pycache__
 from harness import (ROOT, Client, Postgres, Tessera, Workdir, check, checks, exit_with_failures, failures, free_port, log,  # noqa: E402
                      migrate_and_bootstrap, random_token)

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ROOT, check, failures, free_port, log, tessera_binary  # noqa: E402
 
 TOKEN = re.compile(r"\btsp_[0-9a-f]{128}\b")

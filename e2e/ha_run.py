@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`make ha` (issue #15, DESIGN §10): Tessera on a highly available PostgreSQL, all real processes
-on loopback. e2e/ha_cluster.py brings up etcd, three Patroni-managed PostgreSQL 15 nodes in
+on loopback. harness/ha_cluster.py brings up etcd, three Patroni-managed PostgreSQL 15 nodes in
 synchronous mode, HAProxy (a primary and a replica port) and PgBouncer 1.18 in transaction
 pooling. Two `tessera serve` replicas, A and B, run with DATABASE_URL = the primary port,
 DATABASE_READ_URL = the replica port (standbys answer verification misses) and
@@ -49,9 +49,8 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ROOT, Tessera, Workdir, check, failures, log, migrate_and_bootstrap, percentile, random_token  # noqa: E402
-from ha_cluster import HACluster  # noqa: E402
+from harness.ha_cluster import HACluster  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "e2e", "ha-results.json")
 TOKEN_PATTERN = re.compile(r"ts[po]_[0-9a-f]{128}")

@@ -25,9 +25,8 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Workdir, check, failures, log  # noqa: E402
-from ha_cluster import HACluster, docs_in_sync  # noqa: E402
+from harness.ha_cluster import HACluster, docs_in_sync  # noqa: E402
 
 
 

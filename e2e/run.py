@@ -20,7 +20,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ROOT, Client, Postgres, Tessera, Workdir, apt_install, check, exit_with_failures, failures, free_port,  # noqa: E402
                      log, migrate_and_bootstrap, percentile, random_token)
 

@@ -154,7 +154,6 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "receiver":
 # ---------------------------------------------------------------------------------------------
 # The driver
 
-sys.path.insert(0, HERE)
 from harness import Client, Postgres, Tessera, Workdir, check, exit_with_failures, failures, free_port, log, migrate_and_bootstrap, random_token  # noqa: E402
 
 results = {}

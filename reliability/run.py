@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
 from harness import Client, Postgres, ROOT, Tessera, Workdir, check, exit_with_failures, failures, log, migrate_and_bootstrap, random_token, token_string  # noqa: E402
 
 SCHEMATHESIS = "schemathesis==4.32.5"

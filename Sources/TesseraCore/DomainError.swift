@@ -13,6 +13,16 @@ public enum DomainError: Error, Sendable, Equatable {
     case notFound(String)
     /// Conflicts with the current state (409).
     case conflict(String)
+
+    /// The refusal in words (a field's reason prefixed with its name).
+    public var message: String {
+        switch self {
+        case .invalidField(let field, let reason): "\(field) \(reason)"
+        case .invalid(let text), .forbidden(let text), .notAnAdmin(let text), .notFound(let text),
+            .conflict(let text):
+            text
+        }
+    }
 }
 
 /// The limits of free-text fields (DESIGN §2), checked in one place for every face.

@@ -5,6 +5,9 @@ import ServiceLifecycle
 import TesseraAPI
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
+import TesseraVerification
+import TesseraWebhooks
 
 /// Settings of `tessera serve`; see the README's configuration table.
 public struct ServerConfiguration: Sendable {
@@ -172,19 +175,20 @@ func buildRouter(
     let tokens = TokenController(store: store, resolver: resolver)
     tokens.addRoutes(to: api("api-tokens"))
     tokens.addRoutes(to: api("orgs/:org/api-tokens"))
-    let organizations = OrganizationController(store: store, resolver: resolver)
+    let organizations = OrganizationController(
+        organizations: OrganizationService(store: store), members: MemberService(store: store), resolver: resolver)
     let orgs = api("orgs")
     organizations.addRoutes(to: orgs)
     AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
-    WebhookController(operations: WebhookOperations(store: store, policy: webhookTargets), organizations: organizations)
+    WebhookController(webhooks: WebhookService(store: store, policy: webhookTargets), organizations: organizations)
         .addRoutes(to: orgs)
     // Unauthenticated, but a write like the others: the barrier makes this replica refuse a
     // reported token from the moment the report is answered.
-    CredentialsRevokeController(store: store, limiter: reportLimiter).addRoutes(
+    CredentialsRevokeController(reports: LeakReportService(store: store), limiter: reportLimiter).addRoutes(
         to: router.group("credentials").add(middleware: barrier))
-    UserController(store: store, resolver: resolver).addRoutes(to: api("users"))
+    UserController(users: UserService(store: store), resolver: resolver).addRoutes(to: api("users"))
     BentoCloudController(store: store, resolver: resolver).addRoutes(to: api("api/v1"))
-    CLILoginController(store: store).addRoutes(to: router)
+    CLILoginController(logins: CLILoginService(store: store)).addRoutes(to: router)
     console?.addRoutes(to: router)
     routes.load(from: router)
     return router

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 
 /// `GET /orgs/{org}/audit-events` (admins): newest first, keyset-paginated, filtered by `actor`,
 /// `action`, `token`, `since`/`until` (epoch seconds). Events never hold a secret.

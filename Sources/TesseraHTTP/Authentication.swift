@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 
 /// A credential as presented, before any lookup.
 enum PresentedCredential: Equatable {

@@ -3,11 +3,12 @@ import Hummingbird
 import Logging
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
 
 /// BentoCloud's API-token surface (DESIGN §9), so the unmodified `bentoml` client
 /// (`bentoml cloud login`, `bentoml api-token …`, `bentoml.api_token.*`) works against Tessera:
 /// `/api/v1/auth/current`, `/api/v1/current_org`, `/api/v1/api_tokens[/{uid}]`. The same
-/// operations and rules as `/api-tokens` (``TokenOperations``: tenancy, authority, scopes from the
+/// operations and rules as `/api-tokens` (``TokenService``: tenancy, authority, scopes from the
 /// org's catalog, policy lifetimes, the personal token limit, audit events, the cache barrier).
 ///
 /// The client parses strictly: every success is exactly 200, every required key is present, text
@@ -15,7 +16,7 @@ import TesseraPostgres
 struct BentoCloudController {
     let store: TesseraStore
     let resolver: CallerResolver
-    var operations: TokenOperations { TokenOperations(store: store) }
+    var operations: TokenService { TokenService(store: store) }
 
     func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
         group.get("auth/current", use: currentUser)
@@ -162,15 +163,8 @@ struct BentoCloudController {
             }
             query.search = search
         }
-        let admin = caller.isAdmin(catalog: .builtIn)
-        let (page, total) = try await store.withConnection { connection in
-            (
-                try await connection.tokens(
-                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: context.logger),
-                try await connection.countTokens(
-                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: context.logger)
-            )
-        }
+        let (page, total) = try await operations.listCounted(
+            caller: caller, org: org, query: query, logger: context.logger)
         let now = store.clock.now()
         let items = page.records.dropFirst(start).map { Token(record: $0, org: org, now: now) }
         return TokenList(start: start, count: items.count, total: total, items: Array(items))
@@ -182,7 +176,7 @@ struct BentoCloudController {
         let (caller, org) = try await authorize(request, context, scope: "tokens:write")
         let body = try await request.decodeJSON(
             CreateRequest.self, context: context, nullable: ["description", "scopes", "expired_at"])
-        var create = TokenOperations.CreateRequest(name: body.name, description: body.description, scopes: body.scopes)
+        var create = TokenService.CreateRequest(name: body.name, description: body.description, scopes: body.scopes)
         if let text = body.expired_at {
             guard let date = Self.parseDate(text) else {
                 throw Problem.invalidField(
@@ -223,10 +217,10 @@ struct BentoCloudController {
     /// Revoked tokens are gone for this surface (404, as for an unknown uid).
     func visible(_ context: TesseraRequestContext, _ caller: Caller) async throws -> TokenRecord {
         guard let id = context.parameters.get("uid").flatMap(UUID.init(uuidString:)) else {
-            throw TokenOperations.tokenNotFound
+            throw TokenService.tokenNotFound
         }
         let record = try await operations.visible(id, caller: caller, logger: context.logger)
-        guard record.status != .revoked else { throw TokenOperations.tokenNotFound }
+        guard record.status != .revoked else { throw TokenService.tokenNotFound }
         return record
     }
 

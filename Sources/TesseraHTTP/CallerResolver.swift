@@ -4,6 +4,7 @@ import Hummingbird
 import PostgresNIO
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 
 /// Turns an identity plus the org named by the route (or `X-Tessera-Org`) into a ``Caller``,
 /// applying the tenancy rule: a token acts only in its own org, except a platform admin's token

@@ -1,10 +1,10 @@
 import Foundation
 import Hummingbird
 import Logging
-import PostgresNIO
 import Synchronization
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
 
 /// `POST /credentials/revoke` (DESIGN §11, GitHub's shape): anyone who finds Tessera tokens
 /// (a scanner, a stranger, `tessera scan --report`) reports them without credentials; every
@@ -13,13 +13,12 @@ import TesseraPostgres
 /// same 202 whatever the list holds, so it tells nobody which strings were tokens. Rate-limited
 /// per client address.
 struct CredentialsRevokeController {
-    let store: TesseraStore
+    let reports: LeakReportService
     let limiter: RateLimiter
 
     static let maxCredentials = 1000
     private static let requests = TesseraMetrics.counter("tessera_credentials_revoke_requests_total")
     private static let limited = TesseraMetrics.counter("tessera_credentials_revoke_rate_limited_total")
-    private static let revoked = TesseraMetrics.counter("tessera_credentials_revoked_total")
 
     func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
         group.post("revoke", use: revoke)
@@ -41,50 +40,8 @@ struct CredentialsRevokeController {
         guard body.credentials.count <= Self.maxCredentials else {
             throw Problem.invalidField("credentials", "must hold at most \(Self.maxCredentials) strings")
         }
-        // Only token-shaped strings (prefix, length, CRC-32) reach the database, as hashes.
-        let hashes = Array(Set(body.credentials.compactMap { try? TokenSecret(parsing: $0).hash }))
-        if !hashes.isEmpty {
-            let tokens = try await store.transaction { connection in
-                try await connection.revokeLeaked(
-                    hashes,
-                    actor: AuditActor(username: "credentials/revoke", kind: .system, sourceIP: context.remoteAddress),
-                    logger: context.logger)
-            }
-            Self.revoked.increment(by: Int64(tokens.count))
-            for token in tokens { WriteJournal.note(.token(token)) }
-            if !tokens.isEmpty {
-                context.logger.warning(
-                    "revoked leaked tokens reported to /credentials/revoke", metadata: ["count": "\(tokens.count)"])
-            }
-        } else {
-            WriteJournal.note()
-        }
+        try await reports.revoke(body.credentials, sourceIP: context.remoteAddress, logger: context.logger)
         return EditedResponse(status: .accepted, response: Message(message: "Reported credentials are being handled"))
-    }
-}
-
-extension PostgresConnection {
-    /// Revokes the live tokens among `hashes` with reason `leaked` (a rotated-away one still in
-    /// its overlap window too), each with its audit event; returns their ids.
-    func revokeLeaked(_ hashes: [TokenHash], actor: AuditActor, logger: Logger) async throws -> [UUID] {
-        let rows = try await statement(
-            """
-            UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'leaked', grace_until = NULL,
-                              updated_at = now()
-            WHERE secret_hash = ANY(\(hashes.map { ByteBuffer(bytes: $0.bytes) })::bytea[])
-              -- live, or rotated away but still in its overlap window (it still verifies)
-              AND (status <> 'revoked' OR (revoked_reason = 'rotated' AND grace_until > now()))
-            RETURNING id, org_id, username
-            """, logger: logger)
-        var revoked: [(UUID, UUID, String)] = []
-        for try await row in rows.decode((UUID, UUID, String).self) { revoked.append(row) }
-        for (id, org, username) in revoked {
-            try await recordAudit(
-                actor.event(
-                    orgID: org, action: .tokenRevoked, token: id, target: username, details: ["reason": "leaked"]),
-                logger: logger)
-        }
-        return revoked.map(\.0)
     }
 }
 

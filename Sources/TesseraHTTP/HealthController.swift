@@ -1,5 +1,6 @@
 import Hummingbird
 import TesseraPostgres
+import TesseraVerification
 
 /// `GET /healthz` (the process answers) and `GET /readyz` (database reachable, no pending migration).
 struct HealthController {

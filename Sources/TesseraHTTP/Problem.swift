@@ -3,6 +3,7 @@ import Hummingbird
 import Synchronization
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 
 /// An RFC 9457 problem. Bodies carry `message` too (same text as `detail`) for LISA clients.
 /// Nothing internal (SQL, stack, token) ever goes into one.

@@ -5,12 +5,13 @@ import NIOCore
 import PostgresNIO
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
 
 /// LISA's `/api-tokens` routes (DESIGN §4.1), the same under `/orgs/{org}/api-tokens`.
 struct TokenController {
     let store: TesseraStore
     let resolver: CallerResolver
-    var operations: TokenOperations { TokenOperations(store: store) }
+    var operations: TokenService { TokenService(store: store) }
 
     func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
         group.get(use: list)
@@ -26,7 +27,7 @@ struct TokenController {
 
     // MARK: - Wire types
 
-    typealias CreateRequest = TokenOperations.CreateRequest
+    typealias CreateRequest = TokenService.CreateRequest
 
     /// LISA's TokenInfo plus ours. Every key is always present (null when empty), as LISA does.
     struct TokenInfo: ResponseEncodable {
@@ -103,11 +104,8 @@ struct TokenController {
         guard let token = caller.token, token.orgID == caller.orgID else {
             throw Problem(.badRequest, "Only an API token can ask about itself: call this route with a token")
         }
-        let record = try await store.withConnection { connection in
-            try await connection.token(id: token.tokenID, orgID: caller.orgID, logger: context.logger)
-        }
-        guard let record else { throw Self.tokenNotFound }
-        return TokenInfo(record: record, now: store.clock.now())
+        return TokenInfo(
+            record: try await operations.own(token, caller: caller, logger: context.logger), now: store.clock.now())
     }
 
     /// `PATCH /api-tokens/{tokenUUID}`: `name`, `description`, `status` active|inactive (merge-patch).
@@ -196,7 +194,7 @@ struct TokenController {
                 username, body, caller: caller, org: org, actor: caller.auditActor(context), logger: context.logger))
     }
 
-    private func created(_ issued: TokenOperations.Issued) -> EditedResponse<TokenInfo> {
+    private func created(_ issued: TokenService.Issued) -> EditedResponse<TokenInfo> {
         var info = TokenInfo(record: issued.record, now: store.clock.now())
         info.token = issued.secret.plaintext
         return EditedResponse(status: .created, response: info)
@@ -267,7 +265,7 @@ struct TokenController {
 
     // MARK: - Rules
 
-    static let tokenNotFound = TokenOperations.tokenNotFound
+    static let tokenNotFound = TokenService.tokenNotFound
 
     /// Resolves the caller and applies what every token route needs: the route's scope and, for
     /// non-admins, the org's API group (LISA).
@@ -276,21 +274,7 @@ struct TokenController {
     {
         let (caller, org) = try await resolver.resolve(
             request, context: context, orgSlug: context.parameters.get("org"))
-        // Scopes of the org's own catalog may imply built-in ones (BentoCloud's names, #13): the
-        // catalog is read only when the token holds such a scope.
-        var catalog = ScopeCatalog.builtIn
-        if let token = caller.token, token.scopes.contains(where: { ScopeCatalog.builtIn.entries[$0] == nil }) {
-            catalog = ScopeCatalog(
-                try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: context.logger) })
-        }
-        guard caller.holds(scope, catalog: catalog) else {
-            throw Problem(.forbidden, "This token lacks the \(scope) scope")
-        }
-        if let apiGroup = org.apiGroup, !caller.isAdmin(catalog: .builtIn), caller.token?.kind != .organization,
-            !caller.groups.contains(apiGroup)
-        {
-            throw Problem(.forbidden, "You are not in the API group \(apiGroup) of organization \(org.slug)")
-        }
+        try await operations.authorize(caller, org: org, scope: scope, logger: context.logger)
         return (caller, org)
     }
 

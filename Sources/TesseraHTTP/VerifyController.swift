@@ -4,6 +4,7 @@ import Hummingbird
 import NIOCore
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 
 extension HTTPField.Name {
     static let tesseraTokenID = Self("X-Tessera-Token-Id")!

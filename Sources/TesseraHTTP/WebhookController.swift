@@ -4,6 +4,8 @@ import Logging
 import PostgresNIO
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
+import TesseraWebhooks
 
 /// A webhook as the API shows it: never its secret, except once in the answer that made it
 /// (create, or a PATCH with `rotateSecret`).
@@ -61,159 +63,10 @@ struct WebhookDeliveryInfo: Encodable {
     }
 }
 
-/// What the API and the console do with webhooks: validated, one transaction each with its
-/// audit event. (The cache is not concerned: `WriteJournal.note()` with no target.)
-public struct WebhookOperations: Sendable {
-    let store: TesseraStore
-    let policy: WebhookTargetPolicy
-
-    public struct Draft: Sendable {
-        public var url: String
-        public var events: [String]?
-        public var description: String?
-        public var secret: String?
-        public var active: Bool?
-    }
-
-    public struct Change: Sendable {
-        public var url: String?
-        public var events: [String]?
-        public var description: String?
-        public var active: Bool?
-        public var rotateSecret = false
-    }
-
-    static let notFound = Problem(.notFound, "Webhook not found")
-
-    func list(org: OrganizationRecord, logger: Logger) async throws -> [WebhookRecord] {
-        try await store.withConnection { try await $0.webhooks(orgID: org.id, logger: logger) }
-    }
-
-    func webhook(_ id: UUID, org: OrganizationRecord, logger: Logger) async throws -> WebhookRecord {
-        guard
-            let record = try await store.withConnection({ try await $0.webhook(id: id, orgID: org.id, logger: logger) })
-        else { throw Self.notFound }
-        return record
-    }
-
-    /// The new webhook, with its secret (the caller shows it once).
-    func create(_ draft: Draft, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws
-        -> WebhookRecord
-    {
-        let url = try checkedURL(draft.url)
-        let events = try Self.checkedEvents(draft.events ?? WebhookEvent.names)
-        let description = try Self.checkedDescription(draft.description)
-        var secret = WebhookSecret.generate()
-        if let own = draft.secret {
-            do {
-                secret = try WebhookSecret(parsing: own)
-            } catch {
-                throw Problem.invalidField("secret", error.description)
-            }
-        }
-        let record = try await store.transaction { connection in
-            let record = try await connection.insertWebhook(
-                orgID: org.id, url: url, description: description, events: events, secret: secret.encoded,
-                active: draft.active ?? true, createdBy: actor.username ?? "unknown", logger: logger)
-            try await connection.recordAudit(
-                actor.event(
-                    orgID: org.id, action: .webhookCreated,
-                    details: ["id": record.id.uuidString.lowercased(), "url": url]),
-                logger: logger)
-            return record
-        }
-        WriteJournal.note()
-        return record
-    }
-
-    func update(_ id: UUID, _ change: Change, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws
-        -> WebhookRecord
-    {
-        let url = try change.url.map(checkedURL)
-        let events = try change.events.map(Self.checkedEvents)
-        let description = try change.description.map { try Self.checkedDescription($0) }
-        let secret = change.rotateSecret ? WebhookSecret.generate() : nil
-        let record = try await store.transaction { connection -> WebhookRecord? in
-            guard
-                let record = try await connection.updateWebhook(
-                    id: id, orgID: org.id, url: url, description: description, events: events, secret: secret?.encoded,
-                    active: change.active, logger: logger)
-            else { return nil }
-            var details = ["id": id.uuidString.lowercased()]
-            if secret != nil { details["secret"] = "rotated" }
-            if let active = change.active { details["active"] = String(active) }
-            try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .webhookUpdated, details: details), logger: logger)
-            return record
-        }
-        guard let record else { throw Self.notFound }
-        WriteJournal.note()
-        return record
-    }
-
-    func delete(_ id: UUID, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws {
-        let deleted = try await store.transaction { connection in
-            guard try await connection.deleteWebhook(id: id, orgID: org.id, logger: logger) else { return false }
-            try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .webhookDeleted, details: ["id": id.uuidString.lowercased()]),
-                logger: logger)
-            return true
-        }
-        guard deleted else { throw Self.notFound }
-        WriteJournal.note()
-    }
-
-    func deliveries(of webhook: WebhookRecord, limit: Int, logger: Logger) async throws -> [WebhookDeliveryRecord] {
-        try await store.withConnection {
-            try await $0.webhookDeliveries(webhookID: webhook.id, limit: limit, logger: logger)
-        }
-    }
-
-    func redeliver(
-        _ delivery: UUID, of webhook: WebhookRecord, org: OrganizationRecord, actor: AuditActor, logger: Logger
-    ) async throws {
-        let found = try await store.transaction { connection in
-            guard try await connection.redeliver(deliveryID: delivery, webhookID: webhook.id, logger: logger) else {
-                return false
-            }
-            try await connection.recordAudit(
-                actor.event(
-                    orgID: org.id, action: .webhookRedelivered, details: ["delivery": delivery.uuidString.lowercased()]),
-                logger: logger)
-            return true
-        }
-        guard found else { throw Problem(.notFound, "No such delivery of this webhook") }
-        WriteJournal.note()
-    }
-
-    func checkedURL(_ url: String) throws -> String {
-        do {
-            return try policy.check(url).absoluteString
-        } catch {
-            throw Problem.invalidField("url", error.description)
-        }
-    }
-
-    static func checkedEvents(_ events: [String]) throws -> [String] {
-        let unique = Array(Set(events)).sorted()
-        guard !unique.isEmpty, unique.allSatisfy(WebhookEvent.names.contains) else {
-            throw Problem.invalidField(
-                "events", "must be a non-empty list of: \(WebhookEvent.names.joined(separator: ", "))")
-        }
-        return unique
-    }
-
-    static func checkedDescription(_ description: String?) throws -> String? {
-        guard let description, !description.isEmpty else { return nil }
-        try Limits.checkDescription(description)
-        return description
-    }
-}
-
 /// `/orgs/{org}/webhooks` (DESIGN §11): org admins manage their org's endpoints and read the
 /// delivery log.
 struct WebhookController {
-    let operations: WebhookOperations
+    let webhooks: WebhookService
     let organizations: OrganizationController
 
     func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
@@ -247,7 +100,7 @@ struct WebhookController {
     > {
         let (caller, org) = try await admin(request, context)
         let body = try await request.decodeJSON(CreateRequest.self, context: context)
-        let record = try await operations.create(
+        let record = try await webhooks.create(
             .init(
                 url: body.url, events: body.events, description: body.description, secret: body.secret,
                 active: body.active),
@@ -257,30 +110,30 @@ struct WebhookController {
 
     @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> [String: [WebhookInfo]] {
         let (_, org) = try await admin(request, context)
-        return ["webhooks": try await operations.list(org: org, logger: context.logger).map { WebhookInfo($0) }]
+        return ["webhooks": try await webhooks.list(org: org, logger: context.logger).map { WebhookInfo($0) }]
     }
 
     @Sendable func get(_ request: Request, context: TesseraRequestContext) async throws -> WebhookInfo {
         let (_, org) = try await admin(request, context)
         return WebhookInfo(
-            try await operations.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger))
+            try await webhooks.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger))
     }
 
     @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> WebhookInfo {
         let (caller, org) = try await admin(request, context)
         let id = try Self.id(context, "webhook")
         let body = try await request.decodeJSON(UpdateRequest.self, context: context)
-        let change = WebhookOperations.Change(
+        let change = WebhookService.Change(
             url: body.url, events: body.events, description: body.description, active: body.active,
             rotateSecret: body.rotateSecret == true)
-        let record = try await operations.update(
+        let record = try await webhooks.update(
             id, change, org: org, actor: caller.auditActor(context), logger: context.logger)
         return WebhookInfo(record, showingSecret: change.rotateSecret)
     }
 
     @Sendable func delete(_ request: Request, context: TesseraRequestContext) async throws -> Message {
         let (caller, org) = try await admin(request, context)
-        try await operations.delete(
+        try await webhooks.delete(
             try Self.id(context, "webhook"), org: org, actor: caller.auditActor(context), logger: context.logger)
         return Message(message: "Webhook deleted successfully")
     }
@@ -289,7 +142,7 @@ struct WebhookController {
         [WebhookDeliveryInfo]]
     {
         let (_, org) = try await admin(request, context)
-        let webhook = try await operations.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger)
+        let webhook = try await webhooks.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger)
         var limit = 50
         if let raw = request.uri.queryParameters.get("limit") {
             guard let value = Int(raw), (1...500).contains(value) else {
@@ -297,15 +150,15 @@ struct WebhookController {
             }
             limit = value
         }
-        let rows = try await operations.deliveries(of: webhook, limit: limit, logger: context.logger)
+        let rows = try await webhooks.deliveries(of: webhook, limit: limit, logger: context.logger)
         return ["deliveries": rows.map(WebhookDeliveryInfo.init)]
     }
 
     @Sendable func redeliver(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<Message>
     {
         let (caller, org) = try await admin(request, context)
-        let webhook = try await operations.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger)
-        try await operations.redeliver(
+        let webhook = try await webhooks.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger)
+        try await webhooks.redeliver(
             try Self.id(context, "delivery"), of: webhook, org: org, actor: caller.auditActor(context),
             logger: context.logger)
         return EditedResponse(status: .accepted, response: Message(message: "Delivery queued"))
@@ -317,8 +170,8 @@ struct WebhookController {
 
     static func id(_ context: TesseraRequestContext, _ name: String) throws -> UUID {
         guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else {
-            throw name == "webhook"
-                ? WebhookOperations.notFound : Problem(.notFound, "No such delivery of this webhook")
+            if name == "webhook" { throw WebhookService.notFound }
+            throw Problem(.notFound, "No such delivery of this webhook")
         }
         return id
     }

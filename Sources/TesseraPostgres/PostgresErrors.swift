@@ -32,3 +32,36 @@ public func describeDatabaseError(_ error: any Error) -> String? {
     }
     return "\(error.code)"
 }
+
+/// A short, secret-free description of a database failure for logs and problems.
+public func describeDatabaseFailure(_ error: any Error) -> String {
+    if let timeout = error as? TimeoutError { return "no answer within \(timeout.duration)" }
+    if let error = error as? PSQLError, ["42P05", "26000"].contains(error.serverInfo?[.sqlState] ?? "") {
+        return "a named prepared statement was lost or duplicated (behind PgBouncer < 1.21 in transaction pooling? "
+            + "set TESSERA_DB_STATEMENTS=unnamed)"
+    }
+    return describeDatabaseError(error) ?? String(describing: type(of: error))
+}
+
+/// True for errors that mean "the database is not there right now" (as opposed to a bad query
+/// or a constraint): the HTTP layer answers those with 503 and Retry-After.
+public func isDatabaseUnavailable(_ error: any Error) -> Bool {
+    if error is TimeoutError || error is ConnectionClosedError { return true }
+    if let error = error as? PostgresTransactionError {
+        return [error.closureError, error.beginError, error.commitError, error.rollbackError]
+            .contains { $0.map(isDatabaseUnavailable) ?? false }
+    }
+    guard let error = error as? PSQLError else { return false }
+    switch error.code {
+    case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+        return true
+    case .server:
+        // Class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now), and a
+        // named prepared statement a transaction-pooling PgBouncer lost or duplicated (42P05,
+        // 26000: a setup problem, TESSERA_DB_STATEMENTS=unnamed, not a bad request).
+        let state = error.serverInfo?[.sqlState] ?? ""
+        return state.hasPrefix("08") || state.hasPrefix("57P") || state == "42P05" || state == "26000"
+    default:
+        return false
+    }
+}

@@ -26,5 +26,5 @@ public enum TesseraMetrics {
 
     public static func gauge(_ label: String) -> Metrics.Gauge { Metrics.Gauge(label: label, factory: factory) }
 
-    static func meter(_ label: String) -> Metrics.Meter { Metrics.Meter(label: label, factory: factory) }
+    public static func meter(_ label: String) -> Metrics.Meter { Metrics.Meter(label: label, factory: factory) }
 }

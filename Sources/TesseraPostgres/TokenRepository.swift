@@ -267,3 +267,28 @@ extension PostgresConnection {
         throw StoreError.noRows
     }
 }
+
+extension PostgresConnection {
+    /// Revokes the live tokens among `hashes` with reason `leaked` (a rotated-away one still in
+    /// its overlap window too), each with its audit event; returns their ids.
+    public func revokeLeaked(_ hashes: [TokenHash], actor: AuditActor, logger: Logger) async throws -> [UUID] {
+        let rows = try await statement(
+            """
+            UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'leaked', grace_until = NULL,
+                              updated_at = now()
+            WHERE secret_hash = ANY(\(hashes.map { ByteBuffer(bytes: $0.bytes) })::bytea[])
+              -- live, or rotated away but still in its overlap window (it still verifies)
+              AND (status <> 'revoked' OR (revoked_reason = 'rotated' AND grace_until > now()))
+            RETURNING id, org_id, username
+            """, logger: logger)
+        var revoked: [(UUID, UUID, String)] = []
+        for try await row in rows.decode((UUID, UUID, String).self) { revoked.append(row) }
+        for (id, org, username) in revoked {
+            try await recordAudit(
+                actor.event(
+                    orgID: org, action: .tokenRevoked, token: id, target: username, details: ["reason": "leaked"]),
+                logger: logger)
+        }
+        return revoked.map(\.0)
+    }
+}

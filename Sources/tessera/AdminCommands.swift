@@ -4,6 +4,7 @@ import Logging
 import PostgresNIO
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
 
 /// `tessera admin …`: operator commands on the database itself (`DATABASE_URL`), for when there
 /// is no admin token at hand. They call the same transactional operations as the HTTP API, so
@@ -29,12 +30,9 @@ struct AdminCommand: AsyncParsableCommand {
                     throw CLIError(message: "organization slug \(slug) must match [a-z0-9][a-z0-9-]{1,62}", exitCode: 2)
                 }
                 try await withStore(database) { store in
-                    do {
-                        let org = try await store.createOrganization(slug: slug, displayName: name ?? slug, by: .cli())
-                        print("Created organization \(org.slug) (\(org.id.uuidString.lowercased()))")
-                    } catch let error as PSQLError where error.isUniqueViolation {
-                        throw CLIError(message: "organization \(slug) already exists")
-                    }
+                    let org = try await OrganizationService(store: store).create(
+                        slug: slug, displayName: name, by: .cli())
+                    print("Created organization \(org.slug) (\(org.id.uuidString.lowercased()))")
                 }
             }
         }
@@ -85,7 +83,7 @@ struct AdminCommand: AsyncParsableCommand {
             func run() async throws {
                 try await withStore(database) { store in
                     let user = try await requireUser(store, username)
-                    try await store.updateUser(user, status: .disabled, platformAdmin: nil, by: .cli())
+                    try await UserService(store: store).update(user, status: .disabled, platformAdmin: nil, by: .cli())
                     print("Disabled \(username)")
                 }
             }
@@ -100,7 +98,7 @@ struct AdminCommand: AsyncParsableCommand {
             func run() async throws {
                 try await withStore(database) { store in
                     let user = try await requireUser(store, username)
-                    try await store.updateUser(user, status: .active, platformAdmin: nil, by: .cli())
+                    try await UserService(store: store).update(user, status: .active, platformAdmin: nil, by: .cli())
                     print("Enabled \(username)")
                 }
             }
@@ -117,7 +115,7 @@ struct AdminCommand: AsyncParsableCommand {
                 try confirm(yes, "Delete user \(username)? Their personal tokens are revoked everywhere.")
                 try await withStore(database) { store in
                     let user = try await requireUser(store, username)
-                    try await store.deleteUser(user, by: .cli())
+                    try await UserService(store: store).delete(user, by: .cli())
                     print("Deleted \(username)")
                 }
             }
@@ -144,7 +142,7 @@ struct AdminCommand: AsyncParsableCommand {
                 }
                 try await withStore(database) { store in
                     let organization = try await requireOrg(store, org)
-                    let (member, added) = try await store.putMember(
+                    let (member, added) = try await MemberService(store: store).put(
                         orgID: organization.id, username: username, role: role, groups: groups.isEmpty ? nil : groups,
                         by: .cli())
                     print("\(added ? "Added" : "Updated") \(member.username) in \(org) as \(member.role.rawValue)")
@@ -162,12 +160,8 @@ struct AdminCommand: AsyncParsableCommand {
             func run() async throws {
                 try await withStore(database) { store in
                     let organization = try await requireOrg(store, org)
-                    guard
-                        try await store.removeMember(
-                            orgID: organization.id, username: username, leaving: false, by: .cli())
-                    else {
-                        throw CLIError(message: "\(username) is not a member of \(org)")
-                    }
+                    try await MemberService(store: store).remove(
+                        org: organization, username: username, leaving: false, by: .cli())
                     print("Removed \(username) from \(org)")
                 }
             }
@@ -187,16 +181,24 @@ private func withStore(_ database: DatabaseOptions, _ body: @escaping @Sendable 
     let migrator = try loadMigrator(nil)
     try await withDatabase(url, logger: logger) { client in
         try await ensureMigrated(migrator, migrate: false, client: client, logger: logger)
-        try await body(TesseraStore(client: client, logger: logger))
+        do {
+            try await body(TesseraStore(client: client, logger: logger))
+        } catch let error as DomainError {
+            throw CLIError(message: error.message)
+        }
     }
 }
 
 private func requireUser(_ store: TesseraStore, _ username: String) async throws -> UserRecord {
-    guard let user = try await store.user(named: username) else { throw CLIError(message: "no user \(username)") }
+    guard let user = try await UserService(store: store).user(named: username) else {
+        throw CLIError(message: "no user \(username)")
+    }
     return user
 }
 
 private func requireOrg(_ store: TesseraStore, _ slug: String) async throws -> OrganizationRecord {
-    guard let org = try await store.organization(slug: slug) else { throw CLIError(message: "no organization \(slug)") }
+    guard let org = try await OrganizationService(store: store).organization(slug: slug) else {
+        throw CLIError(message: "no organization \(slug)")
+    }
     return org
 }

@@ -5,6 +5,8 @@ import Logging
 import PostgresNIO
 import TesseraHTTP
 import TesseraPostgres
+import TesseraVerification
+import TesseraWebhooks
 
 /// `--host`/`--port`, defaulting to `TESSERA_HOST` (127.0.0.1) and `TESSERA_PORT` (8080).
 struct ServerOptions: ParsableArguments {

@@ -3,6 +3,7 @@ import PostgresNIO
 import TesseraCore
 import TesseraLocalPostgres
 import TesseraPostgres
+import TesseraServices
 import TesseraTestSupport
 import Testing
 
@@ -315,8 +316,8 @@ struct CLIFailure: Error, CustomStringConvertible {
         // with the same audit events the HTTP API writes.
         try await withRunningClient(url) { client, logger in
             let store = TesseraStore(client: client, logger: logger)
-            let org = try #require(try await store.organization(slug: "beta"))
-            let bob = try #require(try await store.user(named: "bob"))
+            let org = try #require(try await OrganizationService(store: store).organization(slug: "beta"))
+            let bob = try #require(try await UserService(store: store).user(named: "bob"))
             let tokenID = try await store.transaction { connection in
                 try await connection.insertToken(
                     NewTokenRow(

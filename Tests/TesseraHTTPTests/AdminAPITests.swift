@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 import Testing
 
 /// Orgs, members and users (DESIGN §4.2) and the cascades they trigger (§5).

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import NIOCore
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 import Testing
 
 /// The bad-input matrix (issue #7): every case gets a 4xx problem with a clear detail, never a

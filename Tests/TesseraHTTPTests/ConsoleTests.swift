@@ -6,6 +6,7 @@ import PostgresNIO
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// A browser without a browser: keeps cookies between requests made through HummingbirdTesting.

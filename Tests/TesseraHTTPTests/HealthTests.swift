@@ -7,6 +7,7 @@ import PostgresNIO
 import TesseraHTTP
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 @Suite struct HealthTests {

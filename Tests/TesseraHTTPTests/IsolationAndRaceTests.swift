@@ -5,6 +5,7 @@ import HummingbirdTesting
 import NIOCore
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 import Testing
 
 /// Tenant isolation (issue #7): a caller of org B using org A's ids gets 404 (or 401/403),

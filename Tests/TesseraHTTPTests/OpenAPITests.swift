@@ -6,6 +6,8 @@ import Logging
 import PostgresNIO
 import TesseraAPI
 import TesseraPostgres
+import TesseraVerification
+import TesseraWebhooks
 import Testing
 
 @testable import TesseraHTTP

@@ -9,6 +9,7 @@ import TesseraCore
 import TesseraHTTP
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// Every log line the application wrote, to prove no secret ever reaches a log.

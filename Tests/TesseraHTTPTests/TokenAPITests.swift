@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 import Testing
 
 /// LISA's `/api-tokens` routes for each kind of caller (DESIGN §4.1), against the real database.

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 import Testing
 
 /// `GET /api-tokens` with keyset pagination, search and filters (DESIGN §4.1, issue #4).

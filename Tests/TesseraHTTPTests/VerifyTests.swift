@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import TesseraCore
 import TesseraHTTP
 import TesseraPostgres
+import TesseraVerification
 import Testing
 
 /// A clock the test moves forward by hand (cache TTL, expiry).

@@ -5,6 +5,8 @@ import HummingbirdTesting
 import TesseraCore
 import TesseraHTTP
 import TesseraPostgres
+import TesseraVerification
+import TesseraWebhooks
 import Testing
 
 /// Webhooks, their outbox and the leak report (issue #16). Delivery to a real receiver is

@@ -2,6 +2,7 @@ import Foundation
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// Expiry warnings 60, 30 and 7 days before, and at expiry (issue #16), with the clock moved by

@@ -18,7 +18,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "e2e"))
 from harness import ROOT, Client, free_port, log  # noqa: E402
 
 PROJECT = os.path.join(ROOT, "bench/peers/knox")

@@ -5,15 +5,17 @@ import Logging
 import PostgresNIO
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
+import TesseraVerification
 
 /// The admins' pages of the console: Members, Policy, Audit log. Same operations as the API's
-/// `/orgs/{org}/…` routes (``TesseraStore/putMember``, ``TesseraStore/removeMember``,
-/// ``OrganizationController/applyPolicy``), audited with actor kind `console`.
+/// `/orgs/{org}/…` routes (``MemberService``, ``OrganizationService``, ``UserService``), audited
+/// with actor kind `console`.
 struct ConsoleAdminPages {
     let controller: ConsoleController
     var store: TesseraStore { controller.store }
     var views: ConsoleViews { controller.views }
-    var operations: TokenOperations { controller.operations }
+    var operations: TokenService { controller.operations }
 
     func addRoutes(to pages: RouterGroup<ConsoleContext>) {
         pages.get("members", use: members)
@@ -84,7 +86,7 @@ struct ConsoleAdminPages {
             let groups = (form["groups"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty }
             try Limits.checkGroups(groups)
-            let (_, added) = try await store.putMember(
+            let (_, added) = try await controller.members.put(
                 orgID: user.org.id, username: username, role: role, groups: groups, by: context.actor)
             controller.flash(
                 context, added ? "\(username) was added as \(role.rawValue)." : "\(username) is now \(role.rawValue).")
@@ -95,16 +97,8 @@ struct ConsoleAdminPages {
     @Sendable func confirmRemove(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
         let username = try context.parameters.require("username")
-        let tokens = try await store.withConnection { connection -> Int in
-            guard let target = try await connection.user(username: username, logger: context.logger),
-                try await connection.membership(orgID: user.org.id, userID: target.id, logger: context.logger) != nil
-            else { throw Problem(.notFound, "\(username) is not a member of \(user.org.slug)") }
-            let page = try await connection.tokens(
-                orgID: user.org.id, visibleTo: target.id, all: false,
-                query: TokenQuery(limit: 1000, kind: .personal, status: .active),
-                logger: context.logger)
-            return page.records.count
-        }
+        let tokens = try await controller.members.liveTokensAtStake(
+            org: user.org, username: username, logger: context.logger)
         return views.page(
             "confirm-remove",
             [
@@ -120,9 +114,8 @@ struct ConsoleAdminPages {
         let username = try context.parameters.require("username")
         let back = "/console/members"
         try await flashing(context, back: back) {
-            let removed = try await store.removeMember(
-                orgID: user.org.id, username: username, leaving: username == user.caller.username, by: context.actor)
-            guard removed else { throw Problem(.notFound, "\(username) is not a member of \(user.org.slug)") }
+            try await controller.members.remove(
+                org: user.org, username: username, leaving: username == user.caller.username, by: context.actor)
             controller.flash(context, "\(username) was removed; their personal tokens in \(user.org.slug) are revoked.")
         }
         throw ConsoleRedirect(location: username == user.caller.username ? "/console/my-token" : back)
@@ -212,8 +205,8 @@ struct ConsoleAdminPages {
                         implies: [])
                 ]
             }
-            try await OrganizationController.applyPolicy(
-                patch, org: user.org, store: store, actor: context.actor, logger: context.logger)
+            try await controller.organizations.applyPolicy(
+                patch, org: user.org, actor: context.actor, logger: context.logger)
             controller.flash(context, "Policy saved.")
         }
         throw ConsoleRedirect(location: back)
@@ -294,18 +287,9 @@ struct ConsoleAdminPages {
         _ = try platformAdmin(context)
         let back = "/console/platform"
         try await flashing(context, back: back) {
-            guard let slug = context.form.text("slug"), Validation.isValidSlug(slug) else {
-                throw Problem.invalidField("Slug", "must be 2-63 of a-z 0-9 and -, starting with a letter or digit")
-            }
-            let name = context.form.text("name") ?? slug
-            guard name.count <= 200, Validation.isPlainText(name) else {
-                throw Problem.invalidField("Name", "must be 1 to 200 characters")
-            }
-            do {
-                _ = try await store.createOrganization(slug: slug, displayName: name, by: context.actor)
-            } catch let error as PSQLError where error.isUniqueViolation {
-                throw Problem(.conflict, "Organization \(slug) already exists")
-            }
+            let slug = context.form.text("slug") ?? ""
+            _ = try await controller.organizations.create(
+                slug: slug, displayName: context.form.text("name"), by: context.actor)
             controller.flash(context, "Organization \(slug) was created. Switch to it to add members.")
         }
         throw ConsoleRedirect(location: back)
@@ -320,18 +304,18 @@ struct ConsoleAdminPages {
             guard username != user.caller.username else {
                 throw Problem(.badRequest, "You cannot change your own account here.")
             }
-            guard let target = try await store.user(named: username) else {
+            guard let target = try await controller.users.user(named: username) else {
                 throw Problem(.notFound, "No user \(username)")
             }
             switch context.form["action"] {
             case "disable":
-                try await store.updateUser(target, status: .disabled, platformAdmin: nil, by: context.actor)
+                try await controller.users.update(target, status: .disabled, platformAdmin: nil, by: context.actor)
                 controller.flash(context, "\(username) is disabled; their personal tokens are revoked.")
             case "enable":
-                try await store.updateUser(target, status: .active, platformAdmin: nil, by: context.actor)
+                try await controller.users.update(target, status: .active, platformAdmin: nil, by: context.actor)
                 controller.flash(context, "\(username) is enabled again (revoked tokens stay revoked).")
             case "delete":
-                try await store.deleteUser(target, by: context.actor)
+                try await controller.users.delete(target, by: context.actor)
                 controller.flash(context, "\(username) was deleted; their personal tokens are revoked.")
             default:
                 throw Problem(.badRequest, "Unknown action")

@@ -6,6 +6,7 @@ import HummingbirdAuth
 import NIOCore
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 
 /// What a console session remembers (stored as JSON in `console_sessions`): who signed in and
 /// how, the CSRF token, the org being looked at, and a one-shot message. Never a token secret:

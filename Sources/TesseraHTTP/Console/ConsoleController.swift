@@ -6,10 +6,13 @@ import Logging
 import NIOCore
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
+import TesseraVerification
+import TesseraWebhooks
 
 /// The web console under `/console/` (DESIGN §8): server-rendered pages that work without
-/// JavaScript, calling the same operations as the API (``TokenOperations``, the store's member
-/// operations, ``OrganizationController/applyPolicy``), audited with actor kind `console`.
+/// JavaScript, calling the same services as the API (``TokenService``, ``MemberService``,
+/// ``OrganizationService``, …), audited with actor kind `console`.
 /// Every change is a POST (CSRF-checked) answered by a redirect (POST-redirect-GET), except
 /// create and rotate, whose answer is the page showing the new secret once.
 struct ConsoleController {
@@ -18,15 +21,19 @@ struct ConsoleController {
     let settings: ConsoleSettings
     let sessionDriver: PostgresSessionDriver
     let oidc: OIDCClient?
-    var operations: TokenOperations { TokenOperations(store: store) }
-    let webhooks: WebhookOperations
+    var operations: TokenService { TokenService(store: store) }
+    let webhooks: WebhookService
+    var logins: CLILoginService { CLILoginService(store: store) }
+    var users: UserService { UserService(store: store) }
+    var organizations: OrganizationService { OrganizationService(store: store) }
+    var members: MemberService { MemberService(store: store) }
 
     init(
         store: TesseraStore, views: ConsoleViews, settings: ConsoleSettings, sessionDriver: PostgresSessionDriver,
         webhookTargets: WebhookTargetPolicy = WebhookTargetPolicy(allowPrivate: false)
     ) {
         self.store = store
-        self.webhooks = WebhookOperations(store: store, policy: webhookTargets)
+        self.webhooks = WebhookService(store: store, policy: webhookTargets)
         self.views = views
         self.settings = settings
         self.sessionDriver = sessionDriver
@@ -175,10 +182,10 @@ struct ConsoleController {
     /// and an approval that creates a personal token for you (delivered to the client, once).
     @Sendable func cliLoginPage(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try context.signedIn()
-        guard let raw = request.uri.queryParameters.get("code"), let code = CLILogin.normalize(raw) else {
+        guard let raw = request.uri.queryParameters.get("code"), let code = CLILoginService.normalize(raw) else {
             throw Problem(.badRequest, "This login link has no valid code. Start the login again from your terminal.")
         }
-        guard let pending = try await CLILogin.pending(code, client: store.client, logger: context.logger) else {
+        guard let pending = try await logins.pending(code, logger: context.logger) else {
             throw Problem(
                 .notFound,
                 "This login code is unknown, expired or already used. Start the login again from your terminal.")
@@ -190,7 +197,7 @@ struct ConsoleController {
             ).records.filter { $0.status != .revoked }.count
         }
         let atLimit = live >= user.org.personalTokenLimit
-        let display = CLILogin.display(code)
+        let display = CLILoginService.display(code)
         return views.page(
             "cli-login",
             [
@@ -207,12 +214,12 @@ struct ConsoleController {
 
     @Sendable func cliLogin(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try context.signedIn()
-        guard let code = context.form["code"].flatMap(CLILogin.normalize) else {
+        guard let code = context.form["code"].flatMap(CLILoginService.normalize) else {
             throw Problem(.badRequest, "No valid code")
         }
         let back = "/console/cli-login?code=" + code
         if context.form["decision"] == "deny" {
-            try await CLILogin.deny(code, store: store)
+            try await logins.deny(code, logger: context.logger)
             flash(context, "The login was denied; the code no longer works.")
             throw ConsoleRedirect(location: "/console/my-token")
         }
@@ -224,8 +231,8 @@ struct ConsoleController {
                     .forbidden, "You are not a member of \(user.org.slug): switch to an organization of yours")
             }
             guard
-                try await CLILogin.approve(
-                    code, userID: userID, org: user.org, tokenName: name, actor: context.actor, store: store)
+                try await logins.approve(
+                    code, userID: userID, org: user.org, tokenName: name, actor: context.actor, logger: context.logger)
             else {
                 throw Problem(
                     .notFound,
@@ -295,7 +302,7 @@ struct ConsoleController {
             response.setCookie(Self.expired(Self.oidcCookie, path: "/console/oidc"))
             return response
         }
-        let user = try await store.user(named: username)
+        let user = try await users.user(named: username)
         guard let user, user.status == .active else {
             return signInResponse(
                 request,
@@ -344,7 +351,7 @@ struct ConsoleController {
         let user = try context.signedIn()
         guard let slug = context.form.text("org") else { throw Problem(.notFound, "Organization not found") }
         var allowed = user.organizations.contains { $0.slug == slug }
-        if !allowed && user.isPlatformAdmin { allowed = try await store.organization(slug: slug) != nil }
+        if !allowed && user.isPlatformAdmin { allowed = try await organizations.organization(slug: slug) != nil }
         guard allowed else { throw Problem(.notFound, "Organization not found") }
         context.sessions.withLockedSession { $0?.org = slug }
         throw ConsoleRedirect(
@@ -485,7 +492,7 @@ struct ConsoleController {
         let back =
             request.uri.queryParameters.get("back").flatMap { isSameOriginPath($0) ? $0 : nil } ?? "/console/my-token"
         let record = try await token(context, user)
-        guard operations.mayManage(record, caller: user.caller) else { throw TokenOperations.tokenNotFound }
+        guard operations.mayManage(record, caller: user.caller) else { throw TokenService.tokenNotFound }
         return views.page(
             "confirm-delete",
             [
@@ -512,7 +519,7 @@ struct ConsoleController {
 
     /// The secret, once, in the answer to the POST itself: never stored, never cached.
     func secretPage(
-        _ issued: TokenOperations.Issued, user: ConsoleUser, heading: String, back: String, request: Request
+        _ issued: TokenService.Issued, user: ConsoleUser, heading: String, back: String, request: Request
     ) -> Response {
         let origin =
             ((settings.secureCookies ?? false) ? "https://" : "http://") + (request.head.authority ?? "127.0.0.1")
@@ -530,7 +537,7 @@ struct ConsoleController {
 
     func token(_ context: ConsoleContext, _ user: ConsoleUser) async throws -> TokenRecord {
         guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
-            throw TokenOperations.tokenNotFound
+            throw TokenService.tokenNotFound
         }
         return try await operations.visible(id, caller: user.caller, logger: context.logger)
     }
@@ -620,9 +627,9 @@ struct ConsoleController {
     }
 
     func createRequest(_ form: Form, user: ConsoleUser, context: ConsoleContext) async throws
-        -> TokenOperations.CreateRequest
+        -> TokenService.CreateRequest
     {
-        var body = TokenOperations.CreateRequest(name: form.text("name") ?? "")
+        var body = TokenService.CreateRequest(name: form.text("name") ?? "")
         body.description = form.text("description")
         let scopes = form.all("scopes")
         body.scopes = scopes.isEmpty ? nil : scopes

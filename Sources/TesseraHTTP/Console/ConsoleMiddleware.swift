@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 
 /// DESIGN §8 headers on every console response, errors included: a CSP with no inline script
 /// (scripts and styles only from this server), no framing, no sniffing, no caching (pages show

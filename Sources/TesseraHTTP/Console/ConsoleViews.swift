@@ -4,6 +4,7 @@ import Hummingbird
 import Mustache
 import NIOCore
 import TesseraPostgres
+import TesseraVerification
 
 /// Settings of the web console (DESIGN §8).
 public struct ConsoleSettings: Sendable {

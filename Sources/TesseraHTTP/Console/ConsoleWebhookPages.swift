@@ -2,14 +2,16 @@ import Foundation
 import Hummingbird
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
+import TesseraVerification
 
 /// The admins' Webhooks pages (DESIGN §11): the org's endpoints, their delivery log with
 /// "Redeliver", and the signing secret shown once after creating or rotating. The same
-/// ``WebhookOperations`` as `/orgs/{org}/webhooks`, audited with actor kind `console`.
+/// ``WebhookService`` as `/orgs/{org}/webhooks`, audited with actor kind `console`.
 struct ConsoleWebhookPages {
     let controller: ConsoleController
     var views: ConsoleViews { controller.views }
-    var operations: WebhookOperations { controller.webhooks }
+    var operations: WebhookService { controller.webhooks }
     static let back = "/console/webhooks"
 
     func addRoutes(to pages: RouterGroup<ConsoleContext>) {
@@ -28,7 +30,7 @@ struct ConsoleWebhookPages {
 
     func id(_ context: ConsoleContext, _ name: String = "id") throws -> UUID {
         guard let id = context.parameters.get(name).flatMap(UUID.init(uuidString:)) else {
-            throw WebhookOperations.notFound
+            throw WebhookService.notFound
         }
         return id
     }

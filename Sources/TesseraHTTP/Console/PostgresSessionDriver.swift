@@ -6,6 +6,7 @@ import NIOCore
 import PostgresNIO
 import ServiceLifecycle
 import TesseraPostgres
+import TesseraVerification
 
 /// hummingbird-auth's session storage on PostgreSQL (`console_sessions`, migration 0005): the
 /// `PersistDriver` that `SessionMiddleware` reads and writes. Rows are keyed by the SHA-256 of the

@@ -4,6 +4,7 @@ import Metrics
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
+import TesseraPostgres
 
 /// LISTENs on `tessera_invalidation` (notifications sent by the triggers of migration 0004 at
 /// commit) on a connection of its own and drops the cache entries each one covers. Reconnects by

@@ -4,6 +4,7 @@ import PostgresNIO
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// Verification outcomes against the real database (DESIGN §5).

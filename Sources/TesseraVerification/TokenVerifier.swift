@@ -5,6 +5,7 @@ import NIOCore
 import PostgresNIO
 import Synchronization
 import TesseraCore
+import TesseraPostgres
 
 /// The lookup of verification, a prepared statement: indexed probes by SHA-256, for one hash or
 /// for a batch of concurrent misses (``TokenLookupBatcher``), joined with the owner's membership
@@ -58,33 +59,6 @@ struct TokenStateStatement: PostgresPreparedStatement {
                 idleTimeoutDays: try cells[14].decode(Int?.self), lastUsedAt: try cells[15].decode(Date?.self),
                 graceUntil: try cells[16].decode(Date?.self))
         )
-    }
-}
-
-/// How statements are sent: `prepared` (named prepared statements, once per connection: the
-/// fastest) or `unnamed` (parse, bind and execute each time: what a transaction-pooling PgBouncer
-/// before 1.21 can carry, since it may hand the next statement to another server connection).
-public enum StatementMode: String, Sendable, CaseIterable {
-    case prepared
-    case unnamed
-}
-
-extension PostgresClient {
-    /// The rows of `statement`, as a named prepared statement or as an unnamed one.
-    func rows<Statement: PostgresPreparedStatement>(
-        _ statement: Statement, mode: StatementMode, logger: Logger
-    ) async throws -> [Statement.Row] {
-        var rows: [Statement.Row] = []
-        switch mode {
-        case .prepared:
-            for try await row in try await execute(statement, logger: logger) { rows.append(row) }
-        case .unnamed:
-            let query = PostgresQuery(unsafeSQL: Statement.sql, binds: try statement.makeBindings())
-            for try await row in try await self.query(query, logger: logger) {
-                rows.append(try statement.decodeRow(row))
-            }
-        }
-        return rows
     }
 }
 
@@ -380,38 +354,5 @@ extension VerificationFailure {
         case .ownerInactive: "owner_inactive"
         default: rawValue
         }
-    }
-}
-
-/// A short, secret-free description of a database failure for logs and problems.
-public func describeDatabaseFailure(_ error: any Error) -> String {
-    if let timeout = error as? TimeoutError { return "no answer within \(timeout.duration)" }
-    if let error = error as? PSQLError, ["42P05", "26000"].contains(error.serverInfo?[.sqlState] ?? "") {
-        return "a named prepared statement was lost or duplicated (behind PgBouncer < 1.21 in transaction pooling? "
-            + "set TESSERA_DB_STATEMENTS=unnamed)"
-    }
-    return describeDatabaseError(error) ?? String(describing: type(of: error))
-}
-
-/// True for errors that mean "the database is not there right now" (as opposed to a bad query
-/// or a constraint): the HTTP layer answers those with 503 and Retry-After.
-public func isDatabaseUnavailable(_ error: any Error) -> Bool {
-    if error is TimeoutError || error is ConnectionClosedError { return true }
-    if let error = error as? PostgresTransactionError {
-        return [error.closureError, error.beginError, error.commitError, error.rollbackError]
-            .contains { $0.map(isDatabaseUnavailable) ?? false }
-    }
-    guard let error = error as? PSQLError else { return false }
-    switch error.code {
-    case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
-        return true
-    case .server:
-        // Class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now), and a
-        // named prepared statement a transaction-pooling PgBouncer lost or duplicated (42P05,
-        // 26000: a setup problem, TESSERA_DB_STATEMENTS=unnamed, not a bad request).
-        let state = error.serverInfo?[.sqlState] ?? ""
-        return state.hasPrefix("08") || state.hasPrefix("57P") || state == "42P05" || state == "26000"
-    default:
-        return false
     }
 }

@@ -4,6 +4,7 @@ import Metrics
 import PostgresNIO
 import Synchronization
 import TesseraCore
+import TesseraPostgres
 
 /// Verification misses answered by streaming standbys (`DATABASE_READ_URL`, DESIGN §10), without
 /// ever bringing a revoked token back.

@@ -3,6 +3,7 @@ import Logging
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
+import TesseraPostgres
 
 /// Keeps `lastUsedDate` (and the last client address) without a database write per request:
 /// verifications are coalesced in memory and written in one batch per interval (default 60 s, so

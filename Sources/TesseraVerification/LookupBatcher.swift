@@ -1,6 +1,7 @@
 import Metrics
 import NIOCore
 import Synchronization
+import TesseraPostgres
 
 /// `tessera_verify_lookups_total` (statements) and `tessera_verify_lookup_keys_total` (hashes they
 /// carried): their quotient is the mean batch size.

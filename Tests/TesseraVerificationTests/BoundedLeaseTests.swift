@@ -3,6 +3,7 @@ import Synchronization
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// A management request must not wait for a connection as long as PostgresNIO's pool would (a

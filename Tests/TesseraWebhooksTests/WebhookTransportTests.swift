@@ -6,7 +6,7 @@ import NIOHTTP1
 import Synchronization
 import Testing
 
-@testable import TesseraHTTP
+@testable import TesseraWebhooks
 
 /// The HTTP side of webhook delivery against a real server on loopback: a name is reached at the
 /// address the target check saw (not resolved again), redirects are not followed, and an answer's

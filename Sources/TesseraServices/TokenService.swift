@@ -3,18 +3,19 @@ import Logging
 import PostgresNIO
 import TesseraCore
 import TesseraPostgres
+import TesseraVerification
 
 /// What can be done to tokens, with its rules, transactions and audit events: one piece of code
-/// for every face of Tessera (the `/api-tokens` routes and the web console). Errors are
-/// ``Problem``s, which the API sends as problem+json and the console shows on the page.
-public struct TokenOperations: Sendable {
-    let store: TesseraStore
+/// for every face of Tessera (the `/api-tokens` routes, the BentoCloud routes, CLI login and the
+/// web console). Refusals are ``DomainError``s, which each surface maps once.
+public struct TokenService: Sendable {
+    public let store: TesseraStore
 
     public init(store: TesseraStore) {
         self.store = store
     }
 
-    static let tokenNotFound = Problem(.notFound, "Token not found")
+    public static let tokenNotFound = DomainError.notFound("Token not found")
 
     /// What a create asks for, whichever face it came through.
     public struct CreateRequest: Decodable, Sendable {
@@ -60,9 +61,44 @@ public struct TokenOperations: Sendable {
     public struct Issued: Sendable {
         public let record: TokenRecord
         public let secret: TokenSecret
+
+        public init(record: TokenRecord, secret: TokenSecret) {
+            self.record = record
+            self.secret = secret
+        }
+    }
+
+    // MARK: - Rules
+
+    /// What every token route needs: the route's `scope` (an org's own catalog may imply
+    /// built-in ones, BentoCloud's names: it is read only when the token holds such a scope) and,
+    /// for non-admin people, the org's API group (LISA).
+    public func authorize(_ caller: Caller, org: OrganizationRecord, scope: String, logger: Logger) async throws {
+        var catalog = ScopeCatalog.builtIn
+        if let token = caller.token, token.scopes.contains(where: { ScopeCatalog.builtIn.entries[$0] == nil }) {
+            catalog = ScopeCatalog(
+                try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
+        }
+        guard caller.holds(scope, catalog: catalog) else {
+            throw DomainError.forbidden("This token lacks the \(scope) scope")
+        }
+        if let apiGroup = org.apiGroup, !caller.isAdmin(catalog: .builtIn), caller.token?.kind != .organization,
+            !caller.groups.contains(apiGroup)
+        {
+            throw DomainError.forbidden("You are not in the API group \(apiGroup) of organization \(org.slug)")
+        }
     }
 
     // MARK: - Reading
+
+    /// The calling token's own record (`GET /api-tokens/self`).
+    public func own(_ token: VerifiedToken, caller: Caller, logger: Logger) async throws -> TokenRecord {
+        let record = try await store.withConnection { connection in
+            try await connection.token(id: token.tokenID, orgID: caller.orgID, logger: logger)
+        }
+        guard let record else { throw Self.tokenNotFound }
+        return record
+    }
 
     /// A page of the tokens `caller` may see: admins all, members their own plus organization tokens.
     public func list(caller: Caller, query: TokenQuery, logger: Logger) async throws -> TokenPage {
@@ -70,6 +106,22 @@ public struct TokenOperations: Sendable {
             try await connection.tokens(
                 orgID: caller.orgID, visibleTo: caller.userID, all: caller.isAdmin(catalog: .builtIn), query: query,
                 logger: logger)
+        }
+    }
+
+    /// Like ``list(caller:query:logger:)`` for an org, with the number of tokens the query matches
+    /// in all (BentoCloud's `total`).
+    public func listCounted(caller: Caller, org: OrganizationRecord, query: TokenQuery, logger: Logger) async throws
+        -> (page: TokenPage, total: Int)
+    {
+        let admin = caller.isAdmin(catalog: .builtIn)
+        return try await store.withConnection { connection in
+            (
+                try await connection.tokens(
+                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: logger),
+                try await connection.countTokens(
+                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: logger)
+            )
         }
     }
 
@@ -102,10 +154,10 @@ public struct TokenOperations: Sendable {
         if let name { try Limits.checkName(name) }
         if let description = description ?? nil { try Limits.checkDescription(description) }
         if status == .revoked {
-            throw Problem.invalidField("status", "must be active or inactive (delete a token to revoke it)")
+            throw DomainError.invalidField("status", "must be active or inactive (delete a token to revoke it)")
         }
         if record.status == .revoked && status != nil {
-            throw Problem(.conflict, "A revoked token cannot be reactivated")
+            throw DomainError.conflict("A revoked token cannot be reactivated")
         }
         let updated = try await store.transaction { connection -> TokenRecord? in
             guard
@@ -138,7 +190,7 @@ public struct TokenOperations: Sendable {
     {
         guard mayManage(record, caller: caller) else { throw Self.tokenNotFound }
         guard (0...86_400).contains(overlap) else {
-            throw Problem.invalidField("overlapSeconds", "must be from 0 to 86400")
+            throw DomainError.invalidField("overlapSeconds", "must be from 0 to 86400")
         }
         let now = store.clock.now()
         let secret = TokenSecret.generate(kind: record.kind)
@@ -165,13 +217,13 @@ public struct TokenOperations: Sendable {
                 return outcome
             }
         } catch let error as PSQLError where error.constraintName == "expiry_after_creation" {
-            throw Problem(.badRequest, "An expired token cannot be rotated: create a new one")
+            throw DomainError.invalid("An expired token cannot be rotated: create a new one")
         }
         switch outcome {
         case .notFound:
-            throw Problem(.conflict, "A revoked token cannot be rotated")
+            throw DomainError.conflict("A revoked token cannot be rotated")
         case .reuseDetected:
-            throw Problem(.conflict, "This token was already rotated; every token of its family is now revoked")
+            throw DomainError.conflict("This token was already rotated; every token of its family is now revoked")
         case .rotated(let newID):
             WriteJournal.note(.token(record.id))
             let fresh = try await store.withConnection {
@@ -208,11 +260,12 @@ public struct TokenOperations: Sendable {
         async throws -> Issued
     {
         guard let userID = caller.userID, caller.role != nil else {
-            throw Problem(.forbidden, "Only members can create their own token; organization tokens cannot own tokens")
+            throw DomainError.forbidden(
+                "Only members can create their own token; organization tokens cannot own tokens")
         }
         let admin = caller.isAdmin(catalog: .builtIn)
         if !admin && !org.userTokensEnabled {
-            throw Problem(.forbidden, "User-managed API tokens are disabled in this organization")
+            throw DomainError.forbidden("User-managed API tokens are disabled in this organization")
         }
         let row = try await newRow(
             body, caller: caller, org: org, admin: admin, kind: .personal, ownerUserID: userID,
@@ -232,11 +285,11 @@ public struct TokenOperations: Sendable {
         logger: Logger
     ) async throws -> Issued {
         guard caller.isAdmin(catalog: .builtIn) else {
-            throw Problem(.unauthorized, "Only organization admins can create tokens for other users")
+            throw DomainError.notAnAdmin("Only organization admins can create tokens for other users")
         }
         if body.isSystemToken == true {
             guard Validation.isValidUsername(username) else {
-                throw Problem(.badRequest, "Service label \"\(username)\" is invalid: use letters, digits and ._@+-")
+                throw DomainError.invalid("Service label \"\(username)\" is invalid: use letters, digits and ._@+-")
             }
             let row = try await newRow(
                 body, caller: caller, org: org, admin: true, kind: .organization, ownerUserID: nil, username: username,
@@ -248,7 +301,7 @@ public struct TokenOperations: Sendable {
             return try await connection.membership(orgID: org.id, userID: user.id, logger: logger)
         }
         guard let member else {
-            throw Problem(.badRequest, "User \(username) is not a member of organization \(org.slug)")
+            throw DomainError.invalid("User \(username) is not a member of organization \(org.slug)")
         }
         let row = try await newRow(
             body, caller: caller, org: org, admin: true, kind: .personal, ownerUserID: member.userID,
@@ -261,7 +314,7 @@ public struct TokenOperations: Sendable {
     }
 
     /// Validates a create body against the field rules (422) and the org's policy and catalog (400).
-    func newRow(
+    public func newRow(
         _ body: CreateRequest, caller: Caller, org: OrganizationRecord, admin: Bool, kind: TokenKind,
         ownerUserID: UUID?, username: String, groups: [String], logger: Logger
     ) async throws -> NewTokenRow {
@@ -288,7 +341,8 @@ public struct TokenOperations: Sendable {
     /// Inserts the token and its audit event in one transaction; the personal token limit (a
     /// trigger counting live tokens per membership) turns one too many, even a concurrent one,
     /// into LISA's 400.
-    func insert(_ row: NewTokenRow, caller: Caller, actor: AuditActor, logger: Logger, duplicate: String) async throws
+    public func insert(_ row: NewTokenRow, caller: Caller, actor: AuditActor, logger: Logger, duplicate: String)
+        async throws
         -> Issued
     {
         do {
@@ -309,10 +363,10 @@ public struct TokenOperations: Sendable {
             WriteJournal.note()  // a new token: no cache holds it yet
             return Issued(record: record, secret: row.secret)
         } catch let error as PSQLError where error.constraintName == "tokens_personal_token_limit" {
-            throw Problem(.badRequest, duplicate)
+            throw DomainError.invalid(duplicate)
         } catch let error as PSQLError where error.isForeignKeyViolation && row.kind == .personal {
             // The membership went away while this token was being made (a concurrent removal).
-            throw Problem(.badRequest, "User \(row.username) is not a member of organization \(caller.orgSlug)")
+            throw DomainError.invalid("User \(row.username) is not a member of organization \(caller.orgSlug)")
         }
     }
 }

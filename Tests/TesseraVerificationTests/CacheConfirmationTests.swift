@@ -4,6 +4,7 @@ import PostgresNIO
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// When the invalidation listener (re)connects, the notifications sent while no one listened are

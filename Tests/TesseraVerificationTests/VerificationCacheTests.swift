@@ -1,8 +1,9 @@
 import Foundation
 import TesseraCore
+import TesseraPostgres
 import Testing
 
-@testable import TesseraPostgres
+@testable import TesseraVerification
 
 /// The verification cache on its own: TTLs, invalidation by token, user and org, the bound.
 @Suite struct VerificationCacheTests {

@@ -2,6 +2,7 @@ import Foundation
 import Metrics
 import Synchronization
 import TesseraCore
+import TesseraPostgres
 
 /// Settings of the in-process verification cache (DESIGN §6).
 public struct VerificationCacheSettings: Sendable {

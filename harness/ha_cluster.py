@@ -33,8 +33,7 @@ import urllib.request
 
 from harness import IS_ROOT, ROOT, apt_install, free_port, log
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEMPLATES = os.path.join(HERE, "ha")
+TEMPLATES = os.path.join(ROOT, "e2e", "ha")
 DOCS = os.path.join(ROOT, "docs", "deploy.md")
 NODES = ("node1", "node2", "node3")
 PACKAGES = (("etcd-server", "/usr/bin/etcd"), ("patroni", "/usr/bin/patroni"),

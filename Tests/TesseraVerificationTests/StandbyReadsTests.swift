@@ -3,6 +3,7 @@ import Synchronization
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// The LSN fence of standby reads (issue #15), with the test database standing in for the

@@ -3,6 +3,7 @@ import Synchronization
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// Coalesced verification misses (issue #14): every caller gets its own answer or the statement's

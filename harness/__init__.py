@@ -1,6 +1,7 @@
 """Real parts for end-to-end runs and benchmarks: a private PostgreSQL cluster, `tessera serve`
 processes, nginx, and a small HTTP client. Everything lives in one temp folder and is stopped at
-exit. Used by e2e/run.py (`make e2e`) and bench/verify.py (`make bench`)."""
+exit. The one harness package of e2e/, bench/ and reliability/, which run as modules from the
+repository's root (`python3 -m e2e.run`, as the Makefile does)."""
 
 import atexit
 import glob

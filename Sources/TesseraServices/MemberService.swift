@@ -1,0 +1,91 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TesseraCore
+import TesseraPostgres
+
+/// Memberships with their cascades and audit events, each one transaction. The HTTP API, the
+/// console and `tessera admin` all call these, so an operator at the database gets exactly the
+/// cascade an admin gets over HTTP (DESIGN §5).
+public struct MemberService: Sendable {
+    let store: TesseraStore
+
+    public init(store: TesseraStore) {
+        self.store = store
+    }
+
+    /// The members of an organization.
+    public func list(orgID: UUID, logger: Logger) async throws -> [MemberRecord] {
+        try await store.withConnection { try await $0.members(orgID: orgID, logger: logger) }
+    }
+
+    /// Adds `username` to the org (creating the user record when new) or changes their role and
+    /// groups; nil keeps what is there (a new member defaults to `member`, no groups). A demotion
+    /// takes effect on the member's very next request: roles are read live, never from the token.
+    public func put(
+        orgID: UUID, username: String, role: MembershipRole?, groups: [String]?, by actor: AuditActor
+    ) async throws -> (member: MemberRecord, added: Bool) {
+        guard Validation.isValidUsername(username) else {
+            throw DomainError.invalidField(
+                "username", "must be 1-255 of A-Z a-z 0-9 ._@+- starting with a letter or digit")
+        }
+        try Limits.checkGroups(groups ?? [])
+        let logger = store.logger
+        return try await store.transaction { connection in
+            let userID = try await connection.upsertUser(username: username, platformAdmin: false, logger: logger)
+            let existing = try await connection.membership(orgID: orgID, userID: userID, logger: logger)
+            let newRole = role ?? existing?.role ?? .member
+            try await connection.putMembership(
+                orgID: orgID, userID: userID, role: newRole, groups: groups ?? existing?.groups ?? [], logger: logger)
+            try await connection.recordAudit(
+                actor.event(
+                    orgID: orgID, action: existing == nil ? .memberAdded : .memberUpdated, target: username,
+                    details: ["role": newRole.rawValue]),
+                logger: logger)
+            guard let member = try await connection.membership(orgID: orgID, userID: userID, logger: logger) else {
+                throw StoreError.noRows
+            }
+            return (member, existing == nil)
+        }
+    }
+
+    /// Removes a membership (an admin removes, or the member leaves); their personal tokens in
+    /// this org are revoked first (`owner_left_org`). Org tokens they created live on.
+    /// Not a member: ``DomainError/notFound(_:)``.
+    public func remove(org: OrganizationRecord, username: String, leaving: Bool, by actor: AuditActor) async throws {
+        let logger = store.logger
+        let removed = try await store.transaction { connection -> Bool in
+            guard let user = try await connection.user(username: username, logger: logger),
+                let revoked = try await connection.removeMembership(orgID: org.id, userID: user.id, logger: logger)
+            else { return false }
+            for tokenID in revoked {
+                try await connection.recordAudit(
+                    actor.event(
+                        orgID: org.id, action: .tokenRevoked, token: tokenID, target: username,
+                        details: ["reason": "owner_left_org"]),
+                    logger: logger)
+            }
+            try await connection.recordAudit(
+                actor.event(orgID: org.id, action: leaving ? .memberLeft : .memberRemoved, target: username),
+                logger: logger)
+            return true
+        }
+        guard removed else {
+            throw DomainError.notFound("User \(username) is not a member of organization \(org.slug)")
+        }
+    }
+
+    /// The number of live personal tokens a removal would revoke (the console's confirmation).
+    /// Not a member: ``DomainError/notFound(_:)``.
+    public func liveTokensAtStake(org: OrganizationRecord, username: String, logger: Logger) async throws -> Int {
+        try await store.withConnection { connection in
+            guard let target = try await connection.user(username: username, logger: logger),
+                try await connection.membership(orgID: org.id, userID: target.id, logger: logger) != nil
+            else { throw DomainError.notFound("\(username) is not a member of \(org.slug)") }
+            let page = try await connection.tokens(
+                orgID: org.id, visibleTo: target.id, all: false,
+                query: TokenQuery(limit: 1000, kind: .personal, status: .active), logger: logger)
+            return page.records.count
+        }
+    }
+}
