@@ -102,8 +102,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // Hummingbird application, controllers, problem+json errors, and the web console
-        // (Console/: pages, sessions, CSRF; its templates and static files are web/, found at run time).
+        // Hummingbird application (buildApplication, the one seam), middleware, authentication,
+        // problem+json errors, the REST API's thin controllers; other faces plug in as Surfaces.
         .target(
             name: "TesseraHTTP",
             dependencies: [
@@ -125,12 +125,45 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The web console: pages, view models, sessions, CSRF, the OIDC client. Its templates and
+        // static files are web/ (found at run time beside the binary, as sql/ is).
+        .target(
+            name: "TesseraConsole",
+            dependencies: [
+                "TesseraCore",
+                "TesseraHTTP",
+                "TesseraPostgres",
+                "TesseraServices",
+                "TesseraVerification",
+                "TesseraWebhooks",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // BentoCloud's API-token surface (/api/v1) and the browser login of command-line clients.
+        .target(
+            name: "TesseraBentoCloud",
+            dependencies: [
+                "TesseraCore",
+                "TesseraHTTP",
+                "TesseraPostgres",
+                "TesseraServices",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
         .executableTarget(
             name: "tessera",
             dependencies: [
                 "TesseraCore",
                 "TesseraPostgres",
                 "TesseraHTTP",
+                "TesseraConsole",
+                "TesseraBentoCloud",
                 "TesseraServices",
                 "TesseraVerification",
                 "TesseraWebhooks",
@@ -179,7 +212,7 @@ let package = Package(
             name: "TesseraHTTPTests",
             dependencies: [
                 "TesseraHTTP", "TesseraTestSupport", "TesseraCore", "TesseraPostgres", "TesseraVerification",
-                "TesseraWebhooks", "TesseraServices",
+                "TesseraWebhooks", "TesseraServices", "TesseraConsole", "TesseraBentoCloud",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),

@@ -10,7 +10,7 @@ on loopback, one after the other, at the same concurrency:
   cached       GET /auth/verify, random tokens from a warm set of 1,000
   uncached     GET /auth/verify, random tokens from all N, cache off (one lookup per request)
   pgbench      pgbench -M prepared: the statement the server runs on a miss (TokenStateStatement.sql,
-               read from Sources/TesseraPostgres/TokenVerifier.swift), on random hashes from all N
+               read from Sources/TesseraVerification/TokenVerifier.swift), on random hashes from all N
   knox         a peer (issue #14): Django REST framework + django-rest-knox under gunicorn on the same
                PostgreSQL, N knox tokens, GET /api/verify/ on random tokens from all N (bench/peers/knox.py)
 
@@ -113,7 +113,7 @@ def miss_statement():
     """The server's statement on a verification miss (TokenStateStatement.sql), read from the Swift
     source so pgbench runs exactly what the server runs, with pgbench's random token's hash for $1:
     one hash, or an array of one when the statement takes a batch (`secret_hash = ANY($1)`)."""
-    path = os.path.join(ROOT, "Sources/TesseraPostgres/TokenVerifier.swift")
+    path = os.path.join(ROOT, "Sources/TesseraVerification/TokenVerifier.swift")
     found = re.search(r'struct TokenStateStatement\b.*?static let sql = """(.*?)"""', open(path).read(), re.S)
     if not found or found.group(1).count("$1") != 1:
         sys.exit(f"pgbench: no TokenStateStatement.sql with one $1 parameter in {path}")

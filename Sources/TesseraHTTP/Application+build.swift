@@ -28,8 +28,6 @@ public struct ServerConfiguration: Sendable {
     public var statements: StatementMode = .prepared
     /// `TESSERA_STANDBY_RECHECKS_PER_SECOND`: a standby's "unknown" asked again on the primary.
     public var standbyRechecksPerSecond: Double = 50
-    /// The web console under `/console/` (nil: no console).
-    public var console: ConsoleSettings? = ConsoleSettings()
     /// `TESSERA_DB_LEASE_TIMEOUT_MS`: how long a management request waits for a pooled database
     /// connection before it answers 503 (``TesseraStore/withConnection(_:)``).
     public var leaseTimeout: Duration? = .seconds(5)
@@ -80,7 +78,7 @@ public struct TesseraRequestContext: RequestContext {
 /// (SIGTERM, SIGINT) are ordered for free. `notifications` is the connection the invalidation
 /// listener LISTENs on (nil: no push invalidation, the cache TTL alone bounds staleness).
 /// `standby` answers verification misses (``StandbyReads``; only with a listener).
-public func buildApplication(
+package func buildApplication(
     configuration: ServerConfiguration,
     client: PostgresClient,
     migrator: Migrator,
@@ -88,7 +86,8 @@ public func buildApplication(
     jwt: JWTSettings = JWTSettings(),
     clock: any WallClock = SystemWallClock(),
     notifications: PostgresConnection.Configuration? = nil,
-    standby: PostgresClient? = nil
+    standby: PostgresClient? = nil,
+    surfaces: [any Surface] = []
 ) async throws -> some ApplicationProtocol {
     TesseraMetrics.bootstrap()
     let store = TesseraStore(
@@ -111,21 +110,10 @@ public func buildApplication(
     let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
     var services: [any Service] = [client]
     if let standby, standbyReads != nil { services.append(standby) }
-    var console: ConsoleController?
-    if var settings = configuration.console {
-        // Off loopback, cookies travel over TLS only (behind a TLS-terminating proxy).
-        settings.secureCookies =
-            settings.secureCookies ?? !["127.0.0.1", "localhost", "::1"].contains(configuration.host)
-        let driver = PostgresSessionDriver(client: client, logger: logger)
-        console = ConsoleController(
-            store: store, views: try await ConsoleViews.load(directory: settings.directory), settings: settings,
-            sessionDriver: driver,
-            webhookTargets: WebhookTargetPolicy(allowPrivate: configuration.webhooks.allowPrivateTargets))
-        services.append(driver)
-    }
+    for surface in surfaces { services += surface.services }
     let router = buildRouter(
         store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt), lastUsed: lastUsed,
-        verifier: verifier, listener: listener, console: console,
+        verifier: verifier, listener: listener, surfaces: surfaces,
         webhookTargets: WebhookTargetPolicy(allowPrivate: configuration.webhooks.allowPrivateTargets),
         reportLimiter: RateLimiter(perMinute: configuration.credentialsRevokePerMinute))
     if configuration.webhooks.deliver {
@@ -144,7 +132,7 @@ public func buildApplication(
 
 func buildRouter(
     store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?, lastUsed: LastUsedRecorder,
-    verifier: TokenVerifier, listener: InvalidationListener?, console: ConsoleController? = nil,
+    verifier: TokenVerifier, listener: InvalidationListener?, surfaces: [any Surface] = [],
     webhookTargets: WebhookTargetPolicy, reportLimiter: RateLimiter
 ) -> Router<TesseraRequestContext> {
     let router = Router(context: TesseraRequestContext.self)
@@ -152,7 +140,7 @@ func buildRouter(
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: URISanityMiddleware())
-    HomeController(console: console != nil).addRoutes(to: router)
+    HomeController(redirect: surfaces.lazy.compactMap(\.home).first).addRoutes(to: router)
     HealthController(store: store, migrator: migrator).addRoutes(to: router)
     MetricsController().addRoutes(to: router)
     for path in ["openapi.json", "api-tokens/openapi.json"] {
@@ -169,7 +157,7 @@ func buildRouter(
     let resolver = CallerResolver(store: store)
     let authentication = AuthenticationMiddleware(store: store, jwt: jwt, lastUsed: lastUsed)
     let barrier = CacheBarrierMiddleware(listener: listener, verifier: verifier, client: store.client)
-    func api(_ path: RouterPath) -> RouterGroup<TesseraRequestContext> {
+    let api: (RouterPath) -> RouterGroup<TesseraRequestContext> = { path in
         router.group(path).add(middleware: barrier).add(middleware: authentication)
     }
     let tokens = TokenController(store: store, resolver: resolver)
@@ -187,9 +175,8 @@ func buildRouter(
     CredentialsRevokeController(reports: LeakReportService(store: store), limiter: reportLimiter).addRoutes(
         to: router.group("credentials").add(middleware: barrier))
     UserController(users: UserService(store: store), resolver: resolver).addRoutes(to: api("users"))
-    BentoCloudController(store: store, resolver: resolver).addRoutes(to: api("api/v1"))
-    CLILoginController(logins: CLILoginService(store: store)).addRoutes(to: router)
-    console?.addRoutes(to: router)
+    let parts = SurfaceParts(store: store, resolver: resolver, api: api)
+    for surface in surfaces { surface.addRoutes(to: router, parts: parts) }
     routes.load(from: router)
     return router
 }

@@ -6,7 +6,7 @@ import TesseraVerification
 
 /// `GET /orgs/{org}/audit-events` (admins): newest first, keyset-paginated, filtered by `actor`,
 /// `action`, `token`, `since`/`until` (epoch seconds). Events never hold a secret.
-struct AuditController {
+package struct AuditController {
     let store: TesseraStore
     let organizations: OrganizationController
 
@@ -51,7 +51,7 @@ struct AuditController {
             nextCursor: more ? events.last.map { String($0.id) } : nil)
     }
 
-    static func query(_ parameters: Parameters) throws -> AuditQuery {
+    package static func query(_ parameters: Parameters) throws -> AuditQuery {
         try parameters.requireSingle("limit", "cursor", "actor", "action", "token", "since", "until")
         var query = AuditQuery()
         if let raw = parameters.get("limit") {

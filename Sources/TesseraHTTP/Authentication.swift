@@ -84,7 +84,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
 
 extension Problem {
     /// 401 with `WWW-Authenticate: Bearer` (RFC 6750), for a missing credential.
-    static func unauthenticated(_ detail: String) -> Problem {
+    package static func unauthenticated(_ detail: String) -> Problem {
         Problem(.unauthorized, detail, headers: [.wwwAuthenticate: "Bearer realm=\"tessera\""])
     }
 

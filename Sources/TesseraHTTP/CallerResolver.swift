@@ -9,12 +9,12 @@ import TesseraVerification
 /// Turns an identity plus the org named by the route (or `X-Tessera-Org`) into a ``Caller``,
 /// applying the tenancy rule: a token acts only in its own org, except a platform admin's token
 /// holding `platform:admin`; a JWT user acts in orgs they belong to (any org for platform admins).
-struct CallerResolver: Sendable {
+package struct CallerResolver: Sendable {
     let store: TesseraStore
 
     static let notFound = Problem(.notFound, "Organization not found")
 
-    func resolve(_ request: Request, context: TesseraRequestContext, orgSlug pathSlug: String?) async throws
+    package func resolve(_ request: Request, context: TesseraRequestContext, orgSlug pathSlug: String?) async throws
         -> (Caller, OrganizationRecord)
     {
         guard let identity = context.identity else { throw Problem.unauthenticated("Missing credential") }
@@ -80,13 +80,13 @@ struct CallerResolver: Sendable {
 
 extension Caller {
     /// An audit event of this caller in its acting org, from the request's peer address.
-    func auditActor(_ context: TesseraRequestContext) -> AuditActor {
+    package func auditActor(_ context: TesseraRequestContext) -> AuditActor {
         AuditActor(
             username: username, kind: token == nil ? .jwt : .token, tokenID: token?.tokenID,
             sourceIP: context.remoteAddress)
     }
 
-    func auditEvent(
+    package func auditEvent(
         _ context: TesseraRequestContext, action: AuditAction, token: UUID? = nil, target: String? = nil,
         details: [String: String] = [:]
     ) -> AuditEvent {

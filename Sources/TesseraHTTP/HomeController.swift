@@ -12,8 +12,8 @@ import TesseraAPI
 /// The pages carry no script, and their one stylesheet is allowed by its hash in the
 /// Content-Security-Policy, so nothing else can run or load.
 struct HomeController {
-    /// With the console, browsers opening `/` go to `/console/` (DESIGN §8).
-    var console = false
+    /// Where browsers opening `/` go: the console's `/console/` when it is served (DESIGN §8).
+    var redirect: String?
     struct Index: ResponseEncodable {
         let name: String
         let description: String
@@ -31,8 +31,8 @@ struct HomeController {
     func addRoutes(to router: Router<TesseraRequestContext>) {
         router.get("/") { request, context in
             guard Self.acceptsHTML(request) else { return try Self.index.response(from: request, context: context) }
-            return console
-                ? Response(status: .seeOther, headers: [.location: "/console/", .vary: "Accept"]) : Self.page(Self.home)
+            guard let redirect else { return Self.page(Self.home) }
+            return Response(status: .seeOther, headers: [.location: redirect, .vary: "Accept"])
         }
         router.get("docs") { _, _ in Self.page(Self.reference) }
     }

@@ -7,7 +7,7 @@ extension Request {
     /// `whenEmpty`: the value of an absent body, for routes whose body is optional.
     /// `nullable`: the top-level keys that may be `null`; an explicit `null` anywhere else is a
     /// 422 (a field that cannot be null is not silently treated as absent).
-    func decodeJSON<Value: Decodable>(
+    package func decodeJSON<Value: Decodable>(
         _ type: Value.Type, context: TesseraRequestContext, whenEmpty: Value? = nil, nullable: Set<String> = []
     ) async throws -> Value {
         let buffer: ByteBuffer
@@ -45,7 +45,7 @@ extension Request {
 }
 
 extension Problem {
-    static func unprocessable(_ error: DecodingError) -> Problem {
+    package static func unprocessable(_ error: DecodingError) -> Problem {
         func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
             let keys = codingPath + (last.map { [$0] } ?? [])
             let joined = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
@@ -83,7 +83,7 @@ extension Problem {
     }
 
     /// 422 for a field constraint the decoder cannot express (length, pattern).
-    static func invalidField(_ field: String, _ message: String) -> Problem {
+    package static func invalidField(_ field: String, _ message: String) -> Problem {
         Problem(
             .unprocessableContent, "Invalid request body: \(field) \(message)",
             errors: [.init(field: field, message: message)])

@@ -50,7 +50,7 @@ public enum JWTConfigurationError: Error, CustomStringConvertible {
 
 /// Verifies a JWT's signature and standard claims and returns the username it names. It gives
 /// identity only: role and groups come from the database.
-struct JWTAuthenticator: Sendable {
+package struct JWTAuthenticator: Sendable {
     let keys: JWTKeyCollection
     let settings: JWTSettings
 
@@ -99,13 +99,13 @@ struct JWTAuthenticator: Sendable {
     }
 
     /// Every string claim, plus `exp`/`nbf`/`aud` checked by JWTKit's claim types.
-    struct Claims: JWTPayload {
-        var strings: [String: String] = [:]
-        var expiration: ExpirationClaim?
-        var notBefore: NotBeforeClaim?
-        var audience: AudienceClaim?
+    package struct Claims: JWTPayload {
+        package var strings: [String: String] = [:]
+        package var expiration: ExpirationClaim?
+        package var notBefore: NotBeforeClaim?
+        package var audience: AudienceClaim?
 
-        init(from decoder: any Decoder) throws {
+        package init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: AnyCodingKey.self)
             for key in container.allKeys {
                 if let value = try? container.decode(String.self, forKey: key) { strings[key.stringValue] = value }
@@ -115,7 +115,7 @@ struct JWTAuthenticator: Sendable {
             audience = try container.decodeIfPresent(AudienceClaim.self, forKey: AnyCodingKey("aud"))
         }
 
-        func encode(to encoder: any Encoder) throws {
+        package func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: AnyCodingKey.self)
             for (key, value) in strings { try container.encode(value, forKey: AnyCodingKey(key)) }
             try container.encodeIfPresent(expiration, forKey: AnyCodingKey("exp"))
@@ -124,7 +124,7 @@ struct JWTAuthenticator: Sendable {
         }
 
         /// A JWT without `exp` is refused: sessions must end.
-        func verify(using algorithm: some JWTAlgorithm) async throws {
+        package func verify(using algorithm: some JWTAlgorithm) async throws {
             guard let expiration else {
                 throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "exp missing")
             }

@@ -8,7 +8,7 @@ import TesseraPostgres
 import TesseraServices
 
 /// LISA's `/api-tokens` routes (DESIGN §4.1), the same under `/orgs/{org}/api-tokens`.
-struct TokenController {
+package struct TokenController {
     let store: TesseraStore
     let resolver: CallerResolver
     var operations: TokenService { TokenService(store: store) }
@@ -204,7 +204,7 @@ struct TokenController {
 
     /// `limit` (1-1000, default 100), `cursor`, `search`, `kind`, `status`, `sort`
     /// (`-createdDate`, the default, or `createdDate`). Bad values are 400s that say what is allowed.
-    static func listQuery(_ parameters: Parameters) throws -> TokenQuery {
+    package static func listQuery(_ parameters: Parameters) throws -> TokenQuery {
         try parameters.requireSingle("limit", "cursor", "search", "kind", "status", "sort")
         var query = TokenQuery()
         if let raw = parameters.get("limit") {
@@ -246,7 +246,7 @@ struct TokenController {
     }
 
     /// Cursors are opaque: base64url of `<created_at µs>:<tokenUUID>`.
-    static func cursor(_ position: TokenQuery.Position) -> String {
+    package static func cursor(_ position: TokenQuery.Position) -> String {
         Data("\(position.micros):\(position.id.uuidString.lowercased())".utf8).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")

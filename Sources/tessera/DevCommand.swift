@@ -27,7 +27,8 @@ struct DevCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "tessera.dev")
-        let serverConfiguration = try server.configuration()
+        let settings = try server.settings()
+        let serverConfiguration = settings.server
         var local: LocalPostgres?
         let url: DatabaseURL
         if database.databaseURL != nil || !(ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "").isEmpty {
@@ -56,7 +57,7 @@ struct DevCommand: AsyncParsableCommand {
             """
 
             Tessera at \(base)  (database \(url)\(local.map { ", data in \($0.dataDirectory)" } ?? ""))
-            \(serverConfiguration.console == nil ? "" : "Console:      \(base)/console/  (sign in with the admin token)\n")\(banner)
+            \(settings.console == nil ? "" : "Console:      \(base)/console/  (sign in with the admin token)\n")\(banner)
 
             Try:
               curl \(base)/readyz
@@ -64,7 +65,7 @@ struct DevCommand: AsyncParsableCommand {
 
             """)
         fflush(nil)
-        try await serve(url: url, server: serverConfiguration, migrate: false, migrations: nil)
+        try await serve(url: url, settings: settings, migrate: false, migrations: nil)
     }
 
     private func startLocalPostgres(_ local: inout LocalPostgres?, logger: Logger) throws -> DatabaseURL {

@@ -3,6 +3,8 @@ import Foundation
 import Hummingbird
 import Logging
 import PostgresNIO
+import TesseraBentoCloud
+import TesseraConsole
 import TesseraHTTP
 import TesseraPostgres
 import TesseraVerification
@@ -15,6 +17,11 @@ struct ServerOptions: ParsableArguments {
 
     @Option(help: "Port to listen on (default: $TESSERA_PORT or 8080).")
     var port: Int?
+
+    /// The server's settings and the console's (nil: `TESSERA_CONSOLE=off`).
+    func settings() throws -> ServeSettings {
+        ServeSettings(server: try configuration(), console: try Self.console(ProcessInfo.processInfo.environment))
+    }
 
     func configuration() throws -> ServerConfiguration {
         let environment = ProcessInfo.processInfo.environment
@@ -88,7 +95,6 @@ struct ServerOptions: ParsableArguments {
             }
             configuration.credentialsRevokePerMinute = count
         }
-        configuration.console = try Self.console(environment)
         return configuration
     }
 
@@ -193,13 +199,20 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await serve(
-            url: try database.resolvedURL(), server: try server.configuration(), migrate: migrate,
+            url: try database.resolvedURL(), settings: try server.settings(), migrate: migrate,
             migrations: migrations)
     }
 }
 
 /// Checks the schema, then serves until SIGINT or SIGTERM.
-func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrations: String?) async throws {
+/// What `tessera serve` and `tessera dev` run: the application's settings, and the console's.
+struct ServeSettings {
+    var server: ServerConfiguration
+    var console: ConsoleSettings?
+}
+
+func serve(url: DatabaseURL, settings: ServeSettings, migrate: Bool, migrations: String?) async throws {
+    let server = settings.server
     let logger = Logger(label: "tessera")
     let migrator = try loadMigrator(migrations)
     try await withDatabase(url, logger: logger) { client in
@@ -222,9 +235,16 @@ func serve(url: DatabaseURL, server: ServerConfiguration, migrate: Bool, migrati
     }
     let listen = try optionalURL("DATABASE_LISTEN_URL") ?? url
     do {
+        var surfaces: [any Surface] = [BentoCloudSurface()]
+        if let console = settings.console {
+            surfaces.append(
+                try await ConsoleSurface(
+                    settings: console, host: server.host, client: client, logger: logger,
+                    webhookTargets: WebhookTargetPolicy(allowPrivate: server.webhooks.allowPrivateTargets)))
+        }
         let app = try await buildApplication(
             configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment(),
-            notifications: try listen.connectionConfiguration(), standby: standby)
+            notifications: try listen.connectionConfiguration(), standby: standby, surfaces: surfaces)
         try await app.runService()
     } catch let error as JWTConfigurationError {
         throw CLIError(message: error.description)

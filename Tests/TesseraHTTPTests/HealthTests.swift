@@ -63,9 +63,7 @@ import Testing
             let console = try await client.call(.get, "/", headers: [.accept: "text/html,*/*;q=0.8"])
             #expect(console.status == .seeOther && console.headers[.location] == "/console/")
         }
-        var configuration = ServerConfiguration(lookupTimeout: .seconds(10))
-        configuration.console = nil
-        try await TestApp.run(configuration: configuration) { _, client in
+        try await TestApp.run(console: nil) { _, client in
             #expect(try await client.call(.get, "/console/sign-in").status == .notFound)
             let browser = try await client.call(
                 .get, "/", headers: [.accept: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"])

@@ -3,8 +3,11 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import JWTKit
+import TesseraBentoCloud
 import TesseraHTTP
 import Testing
+
+@testable import TesseraConsole
 
 /// OIDC JWTs: identity from the token, role from the database (DESIGN §3).
 @Suite struct JWTTests {

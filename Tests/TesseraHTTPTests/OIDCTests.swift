@@ -4,6 +4,7 @@ import HummingbirdTesting
 import JWTKit
 import Testing
 
+@testable import TesseraConsole
 @testable import TesseraHTTP
 
 /// OpenID Connect sign-in, the parts the mock provider of the browser suite cannot check (it
@@ -84,9 +85,9 @@ import Testing
     /// A callback whose state does not match the browser's cookie (a forged or replayed link) is
     /// refused before anything is sent to the provider.
     @Test func aCallbackWithTheWrongStateIsRefused() async throws {
-        var configuration = ServerConfiguration(lookupTimeout: .seconds(10))
-        configuration.console?.oidc = OIDCSettings(issuer: "http://127.0.0.1:9", clientID: "tessera")
-        try await TestApp.run(configuration: configuration) { _, client in
+        var console = ConsoleSettings()
+        console.oidc = OIDCSettings(issuer: "http://127.0.0.1:9", clientID: "tessera")
+        try await TestApp.run(console: console) { _, client in
             let page = try await client.call(.get, "/console/sign-in")
             #expect(page.text.contains("Sign in with SSO"))
             let pending = OIDCPending.make(now: Date())

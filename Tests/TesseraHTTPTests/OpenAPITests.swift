@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import PostgresNIO
 import TesseraAPI
+import TesseraBentoCloud
 import TesseraPostgres
 import TesseraVerification
 import TesseraWebhooks
@@ -46,7 +47,8 @@ import Testing
         let router = buildRouter(
             store: store, migrator: try Migrator(), jwt: nil,
             lastUsed: LastUsedRecorder(client: client, logger: logger), verifier: verifier, listener: nil,
-            webhookTargets: WebhookTargetPolicy(allowPrivate: false), reportLimiter: RateLimiter(perMinute: 10))
+            surfaces: [BentoCloudSurface()], webhookTargets: WebhookTargetPolicy(allowPrivate: false),
+            reportLimiter: RateLimiter(perMinute: 10))
         let routed = Set(
             router.routes.filter { $0.path.components.first?.description != "console" }.map {
                 // Envoy's /auth/verify/** is documented as /auth/verify/{path}

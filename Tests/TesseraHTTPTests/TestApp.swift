@@ -5,12 +5,16 @@ import JWTKit
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
+import TesseraBentoCloud
 import TesseraCore
 import TesseraHTTP
 import TesseraPostgres
 import TesseraTestSupport
 import TesseraVerification
+import TesseraWebhooks
 import Testing
+
+@testable import TesseraConsole
 
 /// Every log line the application wrote, to prove no secret ever reaches a log.
 final class LogCapture: @unchecked Sendable {
@@ -47,6 +51,7 @@ struct TestApp {
         jwt settings: JWTSettings = JWTSettings(secret: jwtSecret),
         clock: any WallClock = SystemWallClock(),
         configuration: ServerConfiguration = .init(lookupTimeout: .seconds(10)),
+        console: ConsoleSettings? = ConsoleSettings(),
         listen: Bool = true,
         afterShutdown: (@Sendable (TestApp) async throws -> Void)? = nil,
         _ body: @escaping @Sendable (TestApp, any TestClientProtocol) async throws -> Void
@@ -64,9 +69,17 @@ struct TestApp {
             // than production's 5 s to lease here (BoundedLeaseTests covers the bound itself).
             var configuration = configuration
             configuration.leaseTimeout = configuration.leaseTimeout.map { max($0, .seconds(30)) }
+            var surfaces: [any Surface] = [BentoCloudSurface()]
+            if let console {
+                surfaces.append(
+                    try await ConsoleSurface(
+                        settings: console, host: configuration.host, client: appClient, logger: logger,
+                        webhookTargets: WebhookTargetPolicy(allowPrivate: configuration.webhooks.allowPrivateTargets)))
+            }
             let app = try await buildApplication(
                 configuration: configuration, client: appClient, migrator: try Migrator(), logger: logger,
-                jwt: settings, clock: clock, notifications: listen ? try url.connectionConfiguration() : nil)
+                jwt: settings, clock: clock, notifications: listen ? try url.connectionConfiguration() : nil,
+                surfaces: surfaces)
             let testApp = TestApp(store: store, root: root, logs: logs)
             try await app.test(.router) { client in try await body(testApp, client) }
             try await afterShutdown?(testApp)

@@ -2,12 +2,15 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import TesseraBentoCloud
 import TesseraCore
 import TesseraHTTP
 import TesseraPostgres
 import TesseraVerification
 import TesseraWebhooks
 import Testing
+
+@testable import TesseraConsole
 
 /// Webhooks, their outbox and the leak report (issue #16). Delivery to a real receiver is
 /// `make webhooks` (e2e/webhooks_run.py); here: the API, what lands in the outbox and when.

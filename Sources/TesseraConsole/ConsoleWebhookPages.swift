@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import TesseraCore
+import TesseraHTTP
 import TesseraPostgres
 import TesseraServices
 import TesseraVerification

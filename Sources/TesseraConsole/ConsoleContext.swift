@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdAuth
 import NIOCore
 import TesseraCore
+import TesseraHTTP
 import TesseraPostgres
 import TesseraVerification
 

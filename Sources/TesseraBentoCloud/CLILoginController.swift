@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import TesseraCore
+import TesseraHTTP
 import TesseraServices
 
 /// Browser login for command-line clients (DESIGN §9, ``CLILoginService``):

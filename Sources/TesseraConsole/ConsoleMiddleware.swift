@@ -5,6 +5,7 @@ import HummingbirdAuth
 import Logging
 import NIOCore
 import TesseraCore
+import TesseraHTTP
 import TesseraPostgres
 import TesseraVerification
 

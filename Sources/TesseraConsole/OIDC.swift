@@ -3,6 +3,7 @@ import Foundation
 import JWTKit
 import NIOConcurrencyHelpers
 import TesseraCore
+import TesseraHTTP
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import TesseraCore
+import TesseraHTTP
 import TesseraPostgres
 import TesseraServices
 
@@ -211,7 +212,10 @@ struct BentoCloudController {
     func authorize(_ request: Request, _ context: TesseraRequestContext, scope: String) async throws -> (
         Caller, OrganizationRecord
     ) {
-        try await TokenController(store: store, resolver: resolver).authorize(request, context, scope: scope)
+        let (caller, org) = try await resolver.resolve(
+            request, context: context, orgSlug: context.parameters.get("org"))
+        try await operations.authorize(caller, org: org, scope: scope, logger: context.logger)
+        return (caller, org)
     }
 
     /// Revoked tokens are gone for this surface (404, as for an unknown uid).

@@ -4,6 +4,7 @@ import HummingbirdAuth
 import Logging
 import PostgresNIO
 import TesseraCore
+import TesseraHTTP
 import TesseraPostgres
 import TesseraServices
 import TesseraVerification
