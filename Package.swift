@@ -149,6 +149,7 @@ let package = Package(
         .target(
             name: "TesseraBentoCloud",
             dependencies: [
+                "TesseraAPI",
                 "TesseraCore",
                 "TesseraHTTP",
                 "TesseraPostgres",
@@ -159,6 +160,7 @@ let package = Package(
         .executableTarget(
             name: "tessera",
             dependencies: [
+                "TesseraAPI",
                 "TesseraCore",
                 "TesseraPostgres",
                 "TesseraHTTP",

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TesseraAPI
 import TesseraCore
 import TesseraHTTP
 import TesseraServices
@@ -22,28 +23,15 @@ struct CLILoginController {
         }
     }
 
-    struct Code: ResponseEncodable {
-        let code: String
-        let url: String
-        let expires_in: Int
-    }
-
-    @Sendable func code(_ request: Request, context: TesseraRequestContext) async throws -> Code {
+    @Sendable func code(_ request: Request, context: TesseraRequestContext) async throws -> LoginCode {
         let code = try await logins.start(
             client: request.headers[.userAgent] ?? "unknown client", sourceIP: context.remoteAddress)
-        return Code(code: code, url: "/api_tokens?code=\(code)", expires_in: Int(CLILoginService.lifetime))
-    }
-
-    struct Issued: ResponseEncodable {
-        let token: String
-        let name: String
-        let organization: String
-        let username: String
+        return LoginCode(code: code, url: "/api_tokens?code=\(code)", expires_in: Int(CLILoginService.lifetime))
     }
 
     /// 404 until approved (clients poll on "not yet"), 429 when polled faster than twice a
     /// second; once approved, the new token, once.
-    @Sendable func token(_ request: Request, context: TesseraRequestContext) async throws -> Issued {
+    @Sendable func token(_ request: Request, context: TesseraRequestContext) async throws -> LoginIssued {
         guard let raw = request.uri.queryParameters.get("code"), let code = CLILoginService.normalize(raw) else {
             throw Problem(.badRequest, "code is missing or malformed")
         }
@@ -52,7 +40,7 @@ struct CLILoginController {
         case .tooFast: throw Problem(.tooManyRequests, "Poll at most twice a second")
         case .waiting: throw Problem(.notFound, "Not approved yet: open the login page and approve the code")
         case .issued(let issued, let org, let username):
-            return Issued(
+            return LoginIssued(
                 token: issued.secret.plaintext, name: issued.record.name, organization: org.slug, username: username)
         }
     }

@@ -3,6 +3,7 @@ import Logging
 import PostgresNIO
 import ServiceLifecycle
 import TesseraHTTP
+import TesseraPostgres
 import TesseraWebhooks
 
 /// The web console as a surface of the application (DESIGN §8): its templates and static files
@@ -14,18 +15,20 @@ public struct ConsoleSurface: Surface {
     let driver: PostgresSessionDriver
     let webhookTargets: WebhookTargetPolicy
 
-    /// `host` is the address the server listens on: off loopback, cookies travel over TLS only
-    /// (behind a TLS-terminating proxy) unless ``ConsoleSettings/secureCookies`` says otherwise.
-    public init(
-        settings: ConsoleSettings, host: String, client: PostgresClient, logger: Logger,
-        webhookTargets: WebhookTargetPolicy
-    ) async throws {
+    /// `server` is the application's configuration: off loopback (`host`), cookies travel over
+    /// TLS only (behind a TLS-terminating proxy) unless ``ConsoleSettings/secureCookies`` says
+    /// otherwise; the session store leases connections as the API does (`leaseTimeout`).
+    public init(settings: ConsoleSettings, server: ServerConfiguration, client: PostgresClient, logger: Logger)
+        async throws
+    {
         var settings = settings
-        settings.secureCookies = settings.secureCookies ?? !["127.0.0.1", "localhost", "::1"].contains(host)
+        settings.secureCookies = settings.secureCookies ?? !["127.0.0.1", "localhost", "::1"].contains(server.host)
         self.settings = settings
         self.views = try await ConsoleViews.load(directory: settings.directory)
-        self.driver = PostgresSessionDriver(client: client, logger: logger)
-        self.webhookTargets = webhookTargets
+        self.driver = PostgresSessionDriver(
+            store: TesseraStore(
+                client: client, logger: logger, statements: server.statements, leaseTimeout: server.leaseTimeout))
+        self.webhookTargets = WebhookTargetPolicy(allowPrivate: server.webhooks.allowPrivateTargets)
     }
 
     package var services: [any Service] { [driver] }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TesseraAPI
 import TesseraCore
 import TesseraPostgres
 import TesseraVerification
@@ -10,37 +11,19 @@ package struct AuditController {
     let store: TesseraStore
     let organizations: OrganizationController
 
-    struct Event: Encodable {
-        let id: String
-        let occurredDate: Int64
-        let actor: String?
-        let actorKind: String
-        let actorTokenUUID: String?
-        let action: String
-        let tokenUUID: String?
-        let username: String?
-        let sourceIP: String?
-        let details: [String: String]
-    }
-
-    struct Page: ResponseEncodable {
-        let events: [Event]
-        let nextCursor: String?
-    }
-
     func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
         group.get(":org/audit-events", use: list)
     }
 
-    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> Page {
+    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> AuditPage {
         let (caller, _) = try await organizations.resolve(request, context, scope: "org:read", admin: true)
         let query = try Self.query(request.uri.queryParameters)
         let (events, more) = try await store.withConnection {
             try await $0.auditEvents(orgID: caller.orgID, query: query, logger: context.logger)
         }
-        return Page(
+        return AuditPage(
             events: events.map { record in
-                Event(
+                AuditEventInfo(
                     id: String(record.id), occurredDate: Int64(record.occurredAt.timeIntervalSince1970),
                     actor: record.actorUsername, actorKind: record.actorKind,
                     actorTokenUUID: record.actorTokenID?.uuidString.lowercased(), action: record.action,

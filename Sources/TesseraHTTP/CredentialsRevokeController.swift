@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Synchronization
+import TesseraAPI
 import TesseraCore
 import TesseraPostgres
 import TesseraServices
@@ -24,10 +25,6 @@ struct CredentialsRevokeController {
         group.post("revoke", use: revoke)
     }
 
-    struct RevokeRequest: Decodable {
-        var credentials: [String]
-    }
-
     @Sendable func revoke(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<Message> {
         Self.requests.increment()
         if let retryAfter = limiter.take(context.remoteAddress ?? "unknown") {
@@ -36,7 +33,7 @@ struct CredentialsRevokeController {
                 .tooManyRequests, "Too many reports from this address; retry in \(retryAfter) s",
                 headers: [.retryAfter: String(retryAfter)])
         }
-        let body = try await request.decodeJSON(RevokeRequest.self, context: context)
+        let body = try await request.decodeJSON(CredentialsReport.self, context: context)
         guard body.credentials.count <= Self.maxCredentials else {
             throw Problem.invalidField("credentials", "must hold at most \(Self.maxCredentials) strings")
         }

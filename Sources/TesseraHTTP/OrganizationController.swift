@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TesseraAPI
 import TesseraCore
 import TesseraPostgres
 import TesseraServices
@@ -22,16 +23,11 @@ struct OrganizationController {
         group.delete(":org/members/:username", use: removeMember)
     }
 
-    struct CreateRequest: Decodable {
-        var slug: String
-        var displayName: String?
-    }
-
     @Sendable func create(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<
         OrganizationInfo
     > {
         let actor = try await resolver.platformAdmin(request, context: context)
-        let body = try await request.decodeJSON(CreateRequest.self, context: context)
+        let body = try await request.decodeJSON(OrganizationCreateRequest.self, context: context)
         let created = try await organizations.create(
             slug: body.slug, displayName: body.displayName, by: actor.auditActor(context))
         return EditedResponse(
@@ -39,12 +35,11 @@ struct OrganizationController {
             response: OrganizationInfo(try await organizations.details(created.id, logger: context.logger)))
     }
 
-    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> [String: [OrganizationInfo]]
-    {
+    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> OrganizationList {
         let platform = try? await resolver.platformAdmin(request, context: context)
         let (caller, _) = try await resolver.resolve(request, context: context, orgSlug: nil)
         let all = try await organizations.list(all: platform != nil, caller: caller, logger: context.logger)
-        return ["organizations": all.map(OrganizationInfo.init)]
+        return OrganizationList(organizations: all.map(OrganizationInfo.init))
     }
 
     @Sendable func get(_ request: Request, context: TesseraRequestContext) async throws -> OrganizationInfo {
@@ -81,11 +76,10 @@ struct OrganizationController {
         return Message(message: "Organization deleted successfully")
     }
 
-    @Sendable func listMembers(_ request: Request, context: TesseraRequestContext) async throws -> [String:
-        [MemberInfo]]
-    {
+    @Sendable func listMembers(_ request: Request, context: TesseraRequestContext) async throws -> MemberList {
         let (caller, _) = try await resolve(request, context, scope: "org:read", admin: false)
-        return ["members": try await members.list(orgID: caller.orgID, logger: context.logger).map(MemberInfo.init)]
+        return MemberList(
+            members: try await members.list(orgID: caller.orgID, logger: context.logger).map(MemberInfo.init))
     }
 
     /// Absent keys keep what is there; an explicit `null` is refused by `decodeJSON` (422).

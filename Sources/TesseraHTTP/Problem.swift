@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Synchronization
+import TesseraAPI
 import TesseraCore
 import TesseraPostgres
 import TesseraVerification
@@ -15,14 +16,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     public var errors: [FieldError]
     public var headers: HTTPFields
 
-    public struct FieldError: Codable, Sendable, Equatable {
-        public var field: String
-        public var message: String
-        public init(field: String, message: String) {
-            self.field = field
-            self.message = message
-        }
-    }
+    public typealias FieldError = ProblemBody.FieldError
 
     public init(
         _ status: HTTPResponse.Status, _ detail: String, type: String? = nil, errors: [FieldError] = [],
@@ -35,20 +29,10 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         self.headers = headers
     }
 
-    struct Body: Encodable {
-        let type: String
-        let title: String
-        let status: Int
-        let detail: String
-        let message: String
-        let errors: [FieldError]?
-    }
-
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = Body(
-            type: type, title: status.reasonPhrase, status: status.code, detail: detail, message: detail,
-            errors: errors.isEmpty ? nil : errors
-        )
+        let body = ProblemBody(
+            type: type, title: status.reasonPhrase, status: status.code, detail: detail,
+            errors: errors.isEmpty ? nil : errors)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var headers = self.headers

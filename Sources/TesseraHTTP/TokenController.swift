@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import PostgresNIO
+import TesseraAPI
 import TesseraCore
 import TesseraPostgres
 import TesseraServices
@@ -25,63 +26,7 @@ package struct TokenController {
         group.post(":tokenUUID", use: createFor)
     }
 
-    // MARK: - Wire types
-
-    typealias CreateRequest = TokenService.CreateRequest
-
-    /// LISA's TokenInfo plus ours. Every key is always present (null when empty), as LISA does.
-    struct TokenInfo: ResponseEncodable {
-        let record: TokenRecord
-        let now: Date
-        /// Only in the create response.
-        var token: String? = nil
-
-        enum Key: String, CodingKey {
-            case token, tokenUUID, tokenExpiration, createdDate, username, createdBy, name, groups, isSystemToken
-            case isExpired, isLegacy, organization, kind, description, scopes, status, revokedReason, revokedDate
-            case updatedDate, lastUsedDate, tokenPrefix
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: Key.self)
-            if let token { try c.encode(token, forKey: .token) }
-            try c.encode(record.id.uuidString.lowercased(), forKey: .tokenUUID)
-            try c.encode(record.expiresAt.map(epoch), forKey: .tokenExpiration)
-            try c.encode(epoch(record.createdAt), forKey: .createdDate)
-            try c.encode(record.username, forKey: .username)
-            try c.encode(record.createdBy, forKey: .createdBy)
-            try c.encode(record.name, forKey: .name)
-            try c.encode(record.groups, forKey: .groups)
-            try c.encode(record.kind == .organization, forKey: .isSystemToken)
-            try c.encode(record.isExpired(at: now), forKey: .isExpired)
-            try c.encode(false, forKey: .isLegacy)
-            try c.encode(record.orgSlug, forKey: .organization)
-            try c.encode(record.kind.rawValue, forKey: .kind)
-            try c.encode(record.description, forKey: .description)
-            try c.encode(record.scopes, forKey: .scopes)
-            try c.encode(record.status.rawValue, forKey: .status)
-            try c.encode(record.revokedReason, forKey: .revokedReason)
-            try c.encode(record.revokedAt.map(epoch), forKey: .revokedDate)
-            try c.encode(epoch(record.updatedAt), forKey: .updatedDate)
-            try c.encode(record.lastUsedAt.map(epoch), forKey: .lastUsedDate)
-            try c.encode(record.tokenPrefix, forKey: .tokenPrefix)
-        }
-
-        private func epoch(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
-    }
-
-    struct TokenList: ResponseEncodable {
-        let tokens: [TokenInfo]
-        /// Pass as `cursor` for the next page; absent on the last page.
-        let nextCursor: String?
-    }
-
-    struct Deleted: ResponseEncodable {
-        let message: String
-        let tokenUUID: String
-    }
-
-    // MARK: - Handlers
+    // MARK: - Handlers (wire types: TesseraAPI's TokenInfo, TokenList, TokenCreateRequest, …)
 
     @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> TokenList {
         let (caller, _) = try await authorize(request, context, scope: "tokens:read")
@@ -141,10 +86,6 @@ package struct TokenController {
         return TokenInfo(record: updated, now: store.clock.now())
     }
 
-    struct RotateRequest: Decodable {
-        var overlapSeconds: Int?
-    }
-
     /// `POST /api-tokens/{tokenUUID}/rotate`: a new secret (and a new tokenUUID) with the same
     /// metadata; the old secret stops at once, or after `overlapSeconds` (≤ 86400). Rotating a
     /// token that was already rotated away revokes its whole family (reuse detection).
@@ -153,18 +94,19 @@ package struct TokenController {
         let (caller, _) = try await authorize(request, context, scope: "tokens:write")
         let record = try await visibleToken(request, context, caller)
         guard operations.mayManage(record, caller: caller) else { throw Self.tokenNotFound }
-        let body = try await request.decodeJSON(RotateRequest.self, context: context, whenEmpty: RotateRequest())
+        let body = try await request.decodeJSON(
+            TokenRotateRequest.self, context: context, whenEmpty: TokenRotateRequest())
         let issued = try await operations.rotate(
             record, overlapSeconds: body.overlapSeconds ?? 0, caller: caller, actor: caller.auditActor(context),
             logger: context.logger)
         return created(issued)
     }
 
-    @Sendable func delete(_ request: Request, context: TesseraRequestContext) async throws -> Deleted {
+    @Sendable func delete(_ request: Request, context: TesseraRequestContext) async throws -> TokenDeleted {
         let (caller, _) = try await authorize(request, context, scope: "tokens:write")
         let record = try await visibleToken(request, context, caller)
         try await operations.delete(record, caller: caller, actor: caller.auditActor(context), logger: context.logger)
-        return Deleted(message: "Token deleted successfully", tokenUUID: record.id.uuidString.lowercased())
+        return TokenDeleted(message: "Token deleted successfully", tokenUUID: record.id.uuidString.lowercased())
     }
 
     /// `POST /api-tokens`: a member's own personal token (groups = their current groups).
@@ -172,7 +114,8 @@ package struct TokenController {
         TokenInfo
     > {
         let (caller, org) = try await authorize(request, context, scope: "tokens:write")
-        let body = try await request.decodeJSON(CreateRequest.self, context: context, nullable: ["tokenExpiration"])
+        let body = TokenService.CreateRequest(
+            try await request.decodeJSON(TokenCreateRequest.self, context: context, nullable: ["tokenExpiration"]))
         return created(
             try await operations.createOwn(
                 body, caller: caller, org: org, actor: caller.auditActor(context), logger: context.logger))
@@ -188,16 +131,17 @@ package struct TokenController {
             throw Problem(.unauthorized, "Only organization admins can create tokens for other users")
         }
         let username = try context.parameters.require("tokenUUID")
-        let body = try await request.decodeJSON(CreateRequest.self, context: context, nullable: ["tokenExpiration"])
+        let body = TokenService.CreateRequest(
+            try await request.decodeJSON(TokenCreateRequest.self, context: context, nullable: ["tokenExpiration"]))
         return created(
             try await operations.createFor(
                 username, body, caller: caller, org: org, actor: caller.auditActor(context), logger: context.logger))
     }
 
     private func created(_ issued: TokenService.Issued) -> EditedResponse<TokenInfo> {
-        var info = TokenInfo(record: issued.record, now: store.clock.now())
-        info.token = issued.secret.plaintext
-        return EditedResponse(status: .created, response: info)
+        EditedResponse(
+            status: .created,
+            response: TokenInfo(record: issued.record, now: store.clock.now(), token: issued.secret.plaintext))
     }
 
     // MARK: - Lists

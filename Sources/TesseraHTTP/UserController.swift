@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TesseraAPI
 import TesseraCore
 import TesseraPostgres
 import TesseraServices

@@ -2,66 +2,11 @@ import Foundation
 import Hummingbird
 import Logging
 import PostgresNIO
+import TesseraAPI
 import TesseraCore
 import TesseraPostgres
 import TesseraServices
 import TesseraWebhooks
-
-/// A webhook as the API shows it: never its secret, except once in the answer that made it
-/// (create, or a PATCH with `rotateSecret`).
-struct WebhookInfo: ResponseEncodable {
-    let id: String
-    let url: String
-    let description: String?
-    let events: [String]
-    let active: Bool
-    let createdDate: Int64
-    let createdBy: String
-    let updatedDate: Int64
-    let secret: String?
-
-    init(_ record: WebhookRecord, showingSecret: Bool = false) {
-        id = record.id.uuidString.lowercased()
-        url = record.url
-        description = record.description
-        events = record.events
-        active = record.active
-        createdDate = Int64(record.createdAt.timeIntervalSince1970)
-        createdBy = record.createdBy
-        updatedDate = Int64(record.updatedAt.timeIntervalSince1970)
-        secret = showingSecret ? record.secret : nil
-    }
-}
-
-struct WebhookDeliveryInfo: Encodable {
-    /// Lower case, as in the `webhook-id` header.
-    let id: String
-    let event: String
-    let status: String
-    let attempts: Int
-    let createdDate: Int64
-    let nextAttemptDate: Int64?
-    let lastAttemptDate: Int64?
-    let lastStatus: Int?
-    let lastError: String?
-    let deliveredDate: Int64?
-    let payload: String
-
-    init(_ record: WebhookDeliveryRecord) {
-        func epoch(_ date: Date?) -> Int64? { date.map { Int64($0.timeIntervalSince1970) } }
-        id = record.id.uuidString.lowercased()
-        event = record.event
-        status = record.status
-        attempts = record.attempts
-        createdDate = Int64(record.createdAt.timeIntervalSince1970)
-        nextAttemptDate = epoch(record.nextAttemptAt)
-        lastAttemptDate = epoch(record.lastAttemptAt)
-        lastStatus = record.lastStatus
-        lastError = record.lastError
-        deliveredDate = epoch(record.deliveredAt)
-        payload = record.payload
-    }
-}
 
 /// `/orgs/{org}/webhooks` (DESIGN §11): org admins manage their org's endpoints and read the
 /// delivery log.
@@ -79,27 +24,11 @@ struct WebhookController {
         group.post(":org/webhooks/:webhook/deliveries/:delivery/redeliver", use: redeliver)
     }
 
-    struct CreateRequest: Decodable {
-        var url: String
-        var events: [String]?
-        var description: String?
-        var secret: String?
-        var active: Bool?
-    }
-
-    struct UpdateRequest: Decodable {
-        var url: String?
-        var events: [String]?
-        var description: String?
-        var active: Bool?
-        var rotateSecret: Bool?
-    }
-
     @Sendable func create(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<
         WebhookInfo
     > {
         let (caller, org) = try await admin(request, context)
-        let body = try await request.decodeJSON(CreateRequest.self, context: context)
+        let body = try await request.decodeJSON(WebhookCreateRequest.self, context: context)
         let record = try await webhooks.create(
             .init(
                 url: body.url, events: body.events, description: body.description, secret: body.secret,
@@ -108,9 +37,9 @@ struct WebhookController {
         return EditedResponse(status: .created, response: WebhookInfo(record, showingSecret: true))
     }
 
-    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> [String: [WebhookInfo]] {
+    @Sendable func list(_ request: Request, context: TesseraRequestContext) async throws -> WebhookList {
         let (_, org) = try await admin(request, context)
-        return ["webhooks": try await webhooks.list(org: org, logger: context.logger).map { WebhookInfo($0) }]
+        return WebhookList(webhooks: try await webhooks.list(org: org, logger: context.logger).map { WebhookInfo($0) })
     }
 
     @Sendable func get(_ request: Request, context: TesseraRequestContext) async throws -> WebhookInfo {
@@ -122,7 +51,7 @@ struct WebhookController {
     @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> WebhookInfo {
         let (caller, org) = try await admin(request, context)
         let id = try Self.id(context, "webhook")
-        let body = try await request.decodeJSON(UpdateRequest.self, context: context)
+        let body = try await request.decodeJSON(WebhookUpdateRequest.self, context: context)
         let change = WebhookService.Change(
             url: body.url, events: body.events, description: body.description, active: body.active,
             rotateSecret: body.rotateSecret == true)
@@ -138,9 +67,7 @@ struct WebhookController {
         return Message(message: "Webhook deleted successfully")
     }
 
-    @Sendable func deliveries(_ request: Request, context: TesseraRequestContext) async throws -> [String:
-        [WebhookDeliveryInfo]]
-    {
+    @Sendable func deliveries(_ request: Request, context: TesseraRequestContext) async throws -> DeliveryList {
         let (_, org) = try await admin(request, context)
         let webhook = try await webhooks.webhook(try Self.id(context, "webhook"), org: org, logger: context.logger)
         var limit = 50
@@ -151,7 +78,7 @@ struct WebhookController {
             limit = value
         }
         let rows = try await webhooks.deliveries(of: webhook, limit: limit, logger: context.logger)
-        return ["deliveries": rows.map(WebhookDeliveryInfo.init)]
+        return DeliveryList(deliveries: rows.map(WebhookDeliveryInfo.init))
     }
 
     @Sendable func redeliver(_ request: Request, context: TesseraRequestContext) async throws -> EditedResponse<Message>

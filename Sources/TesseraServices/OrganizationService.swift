@@ -62,6 +62,11 @@ public struct OrganizationService: Sendable {
         }
     }
 
+    /// Every organization (operators at the database).
+    public func all(logger: Logger) async throws -> [OrganizationRecord] {
+        try await store.withConnection { try await $0.organizations(memberUserID: nil, logger: logger) }
+    }
+
     /// One organization with its catalog.
     public func details(_ id: UUID, logger: Logger) async throws -> Details {
         try await store.withConnection { connection in

@@ -18,7 +18,7 @@ public struct TokenService: Sendable {
     public static let tokenNotFound = DomainError.notFound("Token not found")
 
     /// What a create asks for, whichever face it came through.
-    public struct CreateRequest: Decodable, Sendable {
+    public struct CreateRequest: Sendable {
         public var name: String
         public var groups: [String]?
         public var isSystemToken: Bool?
@@ -27,10 +27,6 @@ public struct TokenService: Sendable {
         public var neverExpires = false
         public var description: String?
         public var scopes: [String]?
-
-        enum CodingKeys: String, CodingKey {
-            case name, groups, isSystemToken, tokenExpiration, description, scopes
-        }
 
         public init(
             name: String, description: String? = nil, scopes: [String]? = nil, tokenExpiration: Int64? = nil,
@@ -43,17 +39,6 @@ public struct TokenService: Sendable {
             self.neverExpires = neverExpires
             self.isSystemToken = isSystemToken
             self.groups = groups
-        }
-
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            name = try container.decode(String.self, forKey: .name)
-            groups = try container.decodeIfPresent([String].self, forKey: .groups)
-            isSystemToken = try container.decodeIfPresent(Bool.self, forKey: .isSystemToken)
-            tokenExpiration = try container.decodeIfPresent(Int64.self, forKey: .tokenExpiration)
-            neverExpires = try container.contains(.tokenExpiration) && container.decodeNil(forKey: .tokenExpiration)
-            description = try container.decodeIfPresent(String.self, forKey: .description)
-            scopes = try container.decodeIfPresent([String].self, forKey: .scopes)
         }
     }
 

@@ -45,25 +45,22 @@ struct AdminCommand: AsyncParsableCommand {
 
             func run() async throws {
                 try await withStore(database) { store in
-                    let orgs = try await store.withConnection {
-                        try await $0.organizations(memberUserID: nil, logger: store.logger)
-                    }
+                    let orgs = try await OrganizationService(store: store).all(logger: store.logger)
                     let printer = Printer(format: output)
-                    let objects: [[String: Any]] = orgs.map {
-                        [
-                            "slug": $0.slug, "displayName": $0.displayName,
-                            "createdDate": Int64($0.createdAt.timeIntervalSince1970),
-                        ]
+                    struct Summary: Encodable {
+                        let slug: String
+                        let displayName: String
+                        let createdDate: Int64
                     }
-                    if printer.structured(["organizations": objects]) { return }
+                    let summaries = orgs.map {
+                        Summary(
+                            slug: $0.slug, displayName: $0.displayName,
+                            createdDate: Int64($0.createdAt.timeIntervalSince1970))
+                    }
+                    if printer.structured(["organizations": summaries]) { return }
                     printer.table(
                         ["SLUG", "NAME", "CREATED"],
-                        objects.map {
-                            [
-                                Printer.text($0["slug"]), Printer.text($0["displayName"]),
-                                Printer.date($0["createdDate"]),
-                            ]
-                        })
+                        summaries.map { [$0.slug, $0.displayName, Printer.date($0.createdDate)] })
                 }
             }
         }

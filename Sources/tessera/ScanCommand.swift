@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TesseraAPI
 import TesseraCore
 
 /// `tessera scan [PATH…]`: finds leaked Tessera tokens in files, folders or stdin (issue 16, leak
@@ -62,7 +63,7 @@ struct ScanCommand: AsyncParsableCommand {
         for start in stride(from: 0, to: secrets.count, by: Self.reportChunkSize) {
             let chunk = secrets[start..<min(start + Self.reportChunkSize, secrets.count)].map(\.plaintext)
             do {
-                try await server.send("POST", Self.revokePath, body: ["credentials": chunk])
+                try await server.send("POST", Self.revokePath, body: CredentialsReport(credentials: chunk))
             } catch var error as CLIError {
                 error.message = "reporting to \(host) failed: \(error.message)"
                 error.exitCode = 2

@@ -238,9 +238,7 @@ func serve(url: DatabaseURL, settings: ServeSettings, migrate: Bool, migrations:
         var surfaces: [any Surface] = [BentoCloudSurface()]
         if let console = settings.console {
             surfaces.append(
-                try await ConsoleSurface(
-                    settings: console, host: server.host, client: client, logger: logger,
-                    webhookTargets: WebhookTargetPolicy(allowPrivate: server.webhooks.allowPrivateTargets)))
+                try await ConsoleSurface(settings: console, server: server, client: client, logger: logger))
         }
         let app = try await buildApplication(
             configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment(),

@@ -73,8 +73,7 @@ struct TestApp {
             if let console {
                 surfaces.append(
                     try await ConsoleSurface(
-                        settings: console, host: configuration.host, client: appClient, logger: logger,
-                        webhookTargets: WebhookTargetPolicy(allowPrivate: configuration.webhooks.allowPrivateTargets)))
+                        settings: console, server: configuration, client: appClient, logger: logger))
             }
             let app = try await buildApplication(
                 configuration: configuration, client: appClient, migrator: try Migrator(), logger: logger,

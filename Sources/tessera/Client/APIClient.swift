@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TesseraAPI
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -112,9 +113,30 @@ struct APIClient {
             withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? segment
     }
 
-    @discardableResult
-    func send(_ method: String, _ path: String, query: [(String, String?)] = [], body: [String: Any]? = nil)
-        async throws -> Any
+    /// Sends `body` (JSON) and decodes the answer as `Response`. A non-2xx answer becomes one
+    /// line: the problem's detail and its fields.
+    func send<Response: Decodable>(
+        _ method: String, _ path: String, query: [(String, String?)] = [], body: (any Encodable)? = nil,
+        as type: Response.Type
+    ) async throws -> Response {
+        let data = try await exchange(method, path, query: query, body: body)
+        do {
+            return try JSONDecoder().decode(Response.self, from: data)
+        } catch {
+            throw CLIError(
+                message: "the server's answer to \(method) \(path) is not what this client expects: \(error)")
+        }
+    }
+
+    /// Sends `body` (JSON) and ignores what a successful answer holds.
+    func send(_ method: String, _ path: String, query: [(String, String?)] = [], body: (any Encodable)? = nil)
+        async throws
+    {
+        _ = try await exchange(method, path, query: query, body: body)
+    }
+
+    private func exchange(_ method: String, _ path: String, query: [(String, String?)], body: (any Encodable)?)
+        async throws -> Data
     {
         var components = URLComponents(url: endpoint, resolvingAgainstBaseURL: false)!
         components.percentEncodedPath = endpoint.path + path
@@ -127,7 +149,7 @@ struct APIClient {
         request.setValue("application/json", forHTTPHeaderField: "Accept")
         if let org { request.setValue(org, forHTTPHeaderField: "X-Tessera-Org") }
         if let body {
-            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+            request.httpBody = try JSONEncoder().encode(body)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         let data: Data
@@ -138,33 +160,27 @@ struct APIClient {
             throw CLIError(message: "cannot reach Tessera at \(endpoint.absoluteString): \(Self.describe(error))")
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let json = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
         guard (200..<300).contains(status) else {
-            let problem = json as? [String: Any]
-            let detail =
-                problem?["detail"] as? String ?? problem?["message"] as? String
-                ?? HTTPURLResponse.localizedString(forStatusCode: status)
-            let fields =
-                (problem?["errors"] as? [[String: Any]])?.compactMap { error in
-                    (error["field"] as? String).map { "\($0): \(error["message"] as? String ?? "")" }
-                } ?? []
+            let problem = try? JSONDecoder().decode(ProblemBody.self, from: data)
+            let detail = problem?.detail ?? HTTPURLResponse.localizedString(forStatusCode: status)
+            let fields = (problem?.errors ?? []).map { "\($0.field): \($0.message)" }
             throw CLIError(
                 message: "\(status) \(detail)" + (fields.isEmpty ? "" : " (\(fields.joined(separator: "; ")))"))
         }
-        return json ?? [String: Any]()
+        return data
     }
 
-    /// GETs a keyset-paginated list (`{items: [...], "nextCursor": ...}`): one page, or every
-    /// page with `all`. Returns the items and the cursor of the next page (nil on the last).
-    func pages(_ path: String, items key: String, all: Bool, query: [(String, String?)]) async throws
-        -> (items: [[String: Any]], next: String?)
+    /// GETs a keyset-paginated list: one page, or every page with `all`. Returns the items and
+    /// the cursor of the next page (nil on the last).
+    func pages<Page: KeysetPage>(_ path: String, _ type: Page.Type, all: Bool, query: [(String, String?)])
+        async throws -> (items: [Page.Item], next: String?)
     {
-        var items: [[String: Any]] = []
+        var items: [Page.Item] = []
         var cursor: String?
         repeat {
-            let page = try await send("GET", path, query: query + [("cursor", cursor)]) as? [String: Any]
-            items += page?[key] as? [[String: Any]] ?? []
-            cursor = page?["nextCursor"] as? String
+            let page = try await send("GET", path, query: query + [("cursor", cursor)], as: Page.self)
+            items += page.items
+            cursor = page.nextCursor
         } while all && cursor != nil
         return (items, cursor)
     }
@@ -179,4 +195,19 @@ struct APIClient {
         default: error.localizedDescription
         }
     }
+}
+
+/// A page of a keyset-paginated list (`nextCursor` absent on the last page).
+protocol KeysetPage: Decodable {
+    associatedtype Item: Codable
+    var items: [Item] { get }
+    var nextCursor: String? { get }
+}
+
+extension TokenList: KeysetPage {
+    var items: [TokenInfo] { tokens }
+}
+
+extension AuditPage: KeysetPage {
+    var items: [AuditEventInfo] { events }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TesseraAPI
 
 /// `-o table|json|yaml`.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
@@ -22,13 +23,15 @@ struct Printer {
         FileHandle.standardOutput.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
     }
 
-    /// JSON or YAML of `value` (an object or array from the server), or nil in table mode.
-    func structured(_ value: Any) -> Bool {
-        switch format {
-        case .table: return false
-        case .json: write(JSON.string(value))
-        case .yaml: write(YAML.string(value))
-        }
+    /// JSON or YAML of `value` (with the server's field names); false in table mode.
+    func structured(_ value: some Encodable) -> Bool {
+        guard format != .table else { return false }
+        // Through JSONSerialization, so both formats print what the server's JSON holds, nulls included.
+        let object =
+            (try? JSONEncoder().encode(value)).flatMap {
+                try? JSONSerialization.jsonObject(with: $0, options: [.fragmentsAllowed])
+            } ?? NSNull()
+        write(format == .json ? JSON.string(object) : YAML.string(object))
         return true
     }
 
@@ -86,34 +89,31 @@ struct Printer {
 
     // MARK: Cells
 
-    static func date(_ value: Any?) -> String {
-        guard let seconds = (value as? NSNumber)?.doubleValue else { return "Never" }
+    static func date(_ seconds: Int64?) -> String {
+        guard let seconds else { return "Never" }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
-        return formatter.string(from: Date(timeIntervalSince1970: seconds))
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
     }
 
-    static func text(_ value: Any?) -> String {
-        switch value {
-        case nil, is NSNull: return "-"
-        case let array as [Any]: return array.isEmpty ? "-" : array.map { text($0) }.joined(separator: ",")
-        case let value? where JSON.bool(value) != nil: return JSON.bool(value)! ? "yes" : "no"
-        default: return "\(value!)"
-        }
-    }
+    static func text(_ value: String?) -> String { value ?? "-" }
+
+    static func text(_ values: [String]) -> String { values.isEmpty ? "-" : values.joined(separator: ",") }
+
+    static func text(_ flag: Bool) -> String { flag ? "yes" : "no" }
+
+    static func text(_ number: Int?) -> String { number.map(String.init) ?? "-" }
 
     /// A token's state for people: active, or what stops it, marked.
-    func state(of token: [String: Any]) -> String {
-        let status = token["status"] as? String ?? "?"
-        if status == "revoked" {
-            let reason = (token["revokedReason"] as? String).map { " (\($0))" } ?? ""
-            return paint("revoked" + reason, .red)
+    func state(of token: TokenInfo) -> String {
+        if token.status == "revoked" {
+            return paint("revoked" + (token.revokedReason.map { " (\($0))" } ?? ""), .red)
         }
-        if status == "inactive" { return paint("inactive", .yellow) }
-        if token["isExpired"] as? Bool == true { return paint("expired", .red) }
-        return status
+        if token.status == "inactive" { return paint("inactive", .yellow) }
+        if token.isExpired { return paint("expired", .red) }
+        return token.status
     }
 }
 

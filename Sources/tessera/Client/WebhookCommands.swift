@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TesseraAPI
 
 /// `tessera webhook …`: an org admin's webhooks and their delivery log (DESIGN §11).
 struct WebhookCommand: AsyncParsableCommand {
@@ -12,13 +13,12 @@ struct WebhookCommand: AsyncParsableCommand {
     }
 
     /// The fields of one webhook; the secret only when the answer carries it (shown once).
-    static func show(_ hook: [String: Any], printer: Printer) {
+    static func show(_ hook: WebhookInfo, printer: Printer) {
         var fields = [
-            ("Id", Printer.text(hook["id"])), ("URL", Printer.text(hook["url"])),
-            ("Events", Printer.text(hook["events"])),
-            ("Active", Printer.text(hook["active"])), ("Description", Printer.text(hook["description"])),
+            ("Id", hook.id), ("URL", hook.url), ("Events", Printer.text(hook.events)),
+            ("Active", Printer.text(hook.active)), ("Description", Printer.text(hook.description)),
         ]
-        if let secret = hook["secret"] as? String {
+        if let secret = hook.secret {
             fields.append(("Secret", secret))
             FileHandle.standardError.write(
                 Data("The signing secret is shown once: store it with the receiver now.\n".utf8))
@@ -32,19 +32,13 @@ struct WebhookCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try options.client()
-            let reply =
-                try await client.send("GET", WebhookCommand.path(client, try await actingOrg(client))) as? [String: Any]
-                ?? [:]
+            let reply = try await client.send(
+                "GET", WebhookCommand.path(client, try await actingOrg(client)), as: WebhookList.self)
             let printer = options.printer
             if printer.structured(reply) { return }
             printer.table(
                 ["ID", "URL", "EVENTS", "ACTIVE"],
-                (reply["webhooks"] as? [[String: Any]] ?? []).map {
-                    [
-                        Printer.text($0["id"]), Printer.text($0["url"]), Printer.text($0["events"]),
-                        Printer.text($0["active"]),
-                    ]
-                })
+                reply.webhooks.map { [$0.id, $0.url, Printer.text($0.events), Printer.text($0.active)] })
         }
     }
 
@@ -57,13 +51,10 @@ struct WebhookCommand: AsyncParsableCommand {
         @Option(help: "What it is for.") var description: String?
 
         func run() async throws {
-            var body: [String: Any] = ["url": url]
-            if !events.isEmpty { body["events"] = events }
-            if let description { body["description"] = description }
+            let body = WebhookCreateRequest(url: url, events: events.isEmpty ? nil : events, description: description)
             let client = try options.client()
-            let hook =
-                try await client.send("POST", WebhookCommand.path(client, try await actingOrg(client)), body: body)
-                as? [String: Any] ?? [:]
+            let hook = try await client.send(
+                "POST", WebhookCommand.path(client, try await actingOrg(client)), body: body, as: WebhookInfo.self)
             if options.printer.structured(hook) { return }
             WebhookCommand.show(hook, printer: options.printer)
         }
@@ -81,17 +72,12 @@ struct WebhookCommand: AsyncParsableCommand {
         @Flag(name: .customLong("rotate-secret"), help: "Make a new signing secret (printed once).") var rotate = false
 
         func run() async throws {
-            var body: [String: Any] = [:]
-            if let url { body["url"] = url }
-            if !events.isEmpty { body["events"] = events }
-            if let active { body["active"] = active }
-            if rotate { body["rotateSecret"] = true }
+            let body = WebhookUpdateRequest(
+                url: url, events: events.isEmpty ? nil : events, active: active, rotateSecret: rotate ? true : nil)
             let client = try options.client()
-            let hook =
-                try await client.send(
-                    "PATCH", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))"),
-                    body: body)
-                as? [String: Any] ?? [:]
+            let hook = try await client.send(
+                "PATCH", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))"), body: body,
+                as: WebhookInfo.self)
             if options.printer.structured(hook) { return }
             WebhookCommand.show(hook, printer: options.printer)
         }
@@ -120,21 +106,18 @@ struct WebhookCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try options.client()
-            let reply =
-                try await client.send(
-                    "GET", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))/deliveries"),
-                    query: [("limit", String(limit))])
-                as? [String: Any] ?? [:]
+            let reply = try await client.send(
+                "GET", WebhookCommand.path(client, try await actingOrg(client), "/\(client.escape(id))/deliveries"),
+                query: [("limit", String(limit))], as: DeliveryList.self)
             let printer = options.printer
             if printer.structured(reply) { return }
             printer.table(
                 ["ID", "EVENT", "STATUS", "ATTEMPTS", "LAST", "NEXT", "CREATED"],
-                (reply["deliveries"] as? [[String: Any]] ?? []).map {
+                reply.deliveries.map {
                     [
-                        Printer.text($0["id"]), Printer.text($0["event"]), Printer.text($0["status"]),
-                        Printer.text($0["attempts"]),
-                        Printer.text($0["lastError"] ?? $0["lastStatus"]), Printer.date($0["nextAttemptDate"]),
-                        Printer.date($0["createdDate"]),
+                        $0.id, $0.event, $0.status, String($0.attempts),
+                        $0.lastError ?? Printer.text($0.lastStatus), Printer.date($0.nextAttemptDate),
+                        Printer.date($0.createdDate),
                     ]
                 })
         }
