@@ -57,7 +57,7 @@ struct ConsoleAdminPages {
     @Sendable func members(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
         let members = try await store.withConnection {
-            try await $0.members(orgID: user.org.id, logger: context.logger)
+            try await MembershipRepository($0, logger: context.logger).list(orgID: user.org.id)
         }
         let rows = members.map { member -> [String: Any] in
             [
@@ -140,7 +140,7 @@ struct ConsoleAdminPages {
     @Sendable func policy(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try admin(context)
         let catalog = try await store.withConnection {
-            try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger)
+            try await OrganizationRepository($0, logger: context.logger).scopeCatalog(orgID: user.org.id)
         }
         let org = user.org
         let scopes = catalog.sorted { $0.name < $1.name }.map { entry -> [String: Any] in
@@ -221,7 +221,7 @@ struct ConsoleAdminPages {
         var query = try AuditController.query(request.uri.queryParameters)
         if request.uri.queryParameters.get("limit") == nil { query.limit = 50 }
         let (events, more) = try await store.withConnection {
-            try await $0.auditEvents(orgID: user.org.id, query: query, logger: context.logger)
+            try await AuditRepository($0, logger: context.logger).events(orgID: user.org.id, query: query)
         }
         let shown = events.prefix(query.limit)
         let rows = shown.map { event -> [String: Any] in
@@ -262,8 +262,8 @@ struct ConsoleAdminPages {
         let search = request.uri.queryParameters.get("user").map { String($0.prefix(200)) }
         let (orgs, users) = try await store.withConnection { connection in
             (
-                try await connection.organizations(memberUserID: nil, logger: context.logger),
-                try await connection.users(search: search, limit: 200, logger: context.logger)
+                try await OrganizationRepository(connection, logger: context.logger).list(memberUserID: nil),
+                try await UserRepository(connection, logger: context.logger).search(search: search, limit: 200)
             )
         }
         return views.page(

@@ -28,9 +28,9 @@ extension ConsoleController {
                 "This login code is unknown, expired or already used. Start the login again from your terminal.")
         }
         let live = try await store.withConnection { connection -> Int in
-            try await connection.tokens(
+            try await TokenRepository(connection, logger: context.logger).list(
                 orgID: user.org.id, visibleTo: user.caller.userID, all: false,
-                query: TokenQuery(limit: 1000, kind: .personal), logger: context.logger
+                query: TokenQuery(limit: 1000, kind: .personal)
             ).records.filter { $0.status != .revoked }.count
         }
         let atLimit = live >= user.org.personalTokenLimit

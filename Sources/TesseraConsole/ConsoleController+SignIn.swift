@@ -86,12 +86,11 @@ extension ConsoleController {
                 username: token.username, method: "token", tokenHash: TokenHash(of: presented).hex,
                 csrf: ConsoleSession.newCSRFToken(), signedInAt: store.clock.now(), org: token.orgSlug))
         try await store.withConnection { connection in
-            try await connection.recordAudit(
+            try await AuditRepository(connection, logger: context.logger).record(
                 AuditActor(
                     username: token.username, kind: .console, tokenID: token.tokenID, sourceIP: context.remoteAddress
                 )
-                .event(orgID: token.orgID, action: .consoleSignedIn, details: ["method": "token"]),
-                logger: context.logger)
+                .event(orgID: token.orgID, action: .consoleSignedIn, details: ["method": "token"]))
         }
         throw ConsoleRedirect(location: Self.nextPath(context.form["next"]) ?? "/console/my-token")
     }
@@ -167,7 +166,7 @@ extension ConsoleController {
                 isError: true, status: .forbidden)
         }
         let orgs = try await store.withConnection {
-            try await $0.organizations(memberUserID: user.id, logger: context.logger)
+            try await OrganizationRepository($0, logger: context.logger).list(memberUserID: user.id)
         }
         try await startSession(
             request, context,
@@ -175,10 +174,9 @@ extension ConsoleController {
                 username: user.username, method: "oidc", tokenHash: nil, csrf: ConsoleSession.newCSRFToken(),
                 signedInAt: store.clock.now(), org: orgs.first?.slug))
         try await store.withConnection { connection in
-            try await connection.recordAudit(
+            try await AuditRepository(connection, logger: context.logger).record(
                 AuditActor(username: user.username, kind: .console, sourceIP: context.remoteAddress)
-                    .event(orgID: orgs.first?.id, action: .consoleSignedIn, details: ["method": "oidc"]),
-                logger: context.logger)
+                    .event(orgID: orgs.first?.id, action: .consoleSignedIn, details: ["method": "oidc"]))
         }
         var response = Response(status: .seeOther, headers: [.location: "/console/my-token"])
         response.setCookie(Self.expired(Self.oidcCookie, path: "/console/oidc"))

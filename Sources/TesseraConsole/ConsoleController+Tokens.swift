@@ -18,10 +18,9 @@ extension ConsoleController {
     @Sendable func myToken(_ request: Request, context: ConsoleContext) async throws -> Response {
         let user = try context.signedIn()
         let page = try await store.withConnection { connection in
-            try await connection.tokens(
+            try await TokenRepository(connection, logger: context.logger).list(
                 orgID: user.org.id, visibleTo: user.caller.userID, all: false,
-                query: TokenQuery(limit: 100, kind: .personal),
-                logger: context.logger)
+                query: TokenQuery(limit: 100, kind: .personal))
         }
         // Revoked tokens (deleted, rotated away, cascaded) are history: the audit log keeps them.
         let live = page.records.filter { $0.status != .revoked }

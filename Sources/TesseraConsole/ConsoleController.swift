@@ -174,7 +174,7 @@ struct ConsoleController {
     /// The fields of a create form: lifetimes the org allows, scopes from its catalog.
     func createForm(_ user: ConsoleUser, context: ConsoleContext) async throws -> [String: Any] {
         let catalog = try await store.withConnection {
-            try await $0.scopeCatalog(orgID: user.org.id, logger: context.logger)
+            try await OrganizationRepository($0, logger: context.logger).scopeCatalog(orgID: user.org.id)
         }
         let org = user.org
         var lifetimes: [[String: Any]] = [

@@ -163,19 +163,20 @@ struct ConsoleUserMiddleware: RouterMiddleware {
         }
         let logger = context.logger
         let resolved: ConsoleUser? = try await store.withConnection { connection in
-            guard let user = try await connection.user(username: session.username, logger: logger),
+            guard let user = try await UserRepository(connection, logger: logger).find(username: session.username),
                 user.status == .active
             else { return nil }
-            let organizations = try await connection.organizations(memberUserID: user.id, logger: logger)
+            let organizations = try await OrganizationRepository(connection, logger: logger).list(memberUserID: user.id)
             var org = organizations.first { $0.slug == session.org } ?? organizations.first
             if user.platformAdmin, let wanted = session.org, org?.slug != wanted {
-                org = try await connection.organization(slug: wanted, logger: logger) ?? org
+                org = try await OrganizationRepository(connection, logger: logger).find(slug: wanted) ?? org
             }
             guard let org else {
                 throw Problem(
                     .forbidden, "You are not a member of any organization yet. Ask an organization admin to add you.")
             }
-            let membership = try await connection.membership(orgID: org.id, userID: user.id, logger: logger)
+            let membership = try await MembershipRepository(connection, logger: logger).find(
+                orgID: org.id, userID: user.id)
             let caller = Caller(
                 credential: .jwt, userID: user.id, username: user.username, platformAdmin: user.platformAdmin,
                 orgID: org.id, orgSlug: org.slug, role: membership?.role, groups: membership?.groups ?? [])

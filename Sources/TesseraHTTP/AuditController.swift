@@ -19,7 +19,7 @@ package struct AuditController {
         let (caller, _) = try await organizations.resolve(request, context, scope: "org:read", admin: true)
         let query = try Self.query(request.uri.queryParameters)
         let (events, more) = try await store.withConnection {
-            try await $0.auditEvents(orgID: caller.orgID, query: query, logger: context.logger)
+            try await AuditRepository($0, logger: context.logger).events(orgID: caller.orgID, query: query)
         }
         return AuditPage(
             events: events.map { record in

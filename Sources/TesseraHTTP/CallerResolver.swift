@@ -23,34 +23,37 @@ package struct CallerResolver: Sendable {
             switch identity {
             case .token(let token):
                 if pathSlug == nil || pathSlug == token.orgSlug {
-                    guard let org = try await connection.organization(id: token.orgID, logger: logger) else {
+                    guard let org = try await OrganizationRepository(connection, logger: logger).find(id: token.orgID)
+                    else {
                         throw Self.notFound
                     }
                     return (Self.caller(token: token, org: org, role: token.role, groups: token.groups), org)
                 }
                 let platformScope = ScopeCatalog.builtIn.expand(token.scopes).contains("platform:admin")
                 guard token.kind == .personal, token.platformAdmin, platformScope, let pathSlug,
-                    let org = try await connection.organization(slug: pathSlug, logger: logger)
+                    let org = try await OrganizationRepository(connection, logger: logger).find(slug: pathSlug)
                 else { throw Self.notFound }
                 let membership = try await token.ownerUserID.asyncFlatMap {
-                    try await connection.membership(orgID: org.id, userID: $0, logger: logger)
+                    try await MembershipRepository(connection, logger: logger).find(orgID: org.id, userID: $0)
                 }
                 return (
                     Self.caller(token: token, org: org, role: membership?.role, groups: membership?.groups ?? []), org
                 )
 
             case .jwt(let username):
-                guard let user = try await connection.user(username: username, logger: logger), user.status == .active
+                guard let user = try await UserRepository(connection, logger: logger).find(username: username),
+                    user.status == .active
                 else { throw Problem.invalidToken(.ownerInactive) }
                 let requested = pathSlug ?? request.headers[.tesseraOrg]
                 let org: OrganizationRecord
                 if let requested {
-                    guard let found = try await connection.organization(slug: requested, logger: logger) else {
+                    guard let found = try await OrganizationRepository(connection, logger: logger).find(slug: requested)
+                    else {
                         throw Self.notFound
                     }
                     org = found
                 } else {
-                    let orgs = try await connection.organizations(memberUserID: user.id, logger: logger)
+                    let orgs = try await OrganizationRepository(connection, logger: logger).list(memberUserID: user.id)
                     guard orgs.count == 1 else {
                         throw Problem(
                             .badRequest,
@@ -60,7 +63,8 @@ package struct CallerResolver: Sendable {
                     }
                     org = orgs[0]
                 }
-                let membership = try await connection.membership(orgID: org.id, userID: user.id, logger: logger)
+                let membership = try await MembershipRepository(connection, logger: logger).find(
+                    orgID: org.id, userID: user.id)
                 guard membership != nil || user.platformAdmin else { throw Self.notFound }
                 let caller = Caller(
                     credential: .jwt, userID: user.id, username: user.username, platformAdmin: user.platformAdmin,

@@ -85,7 +85,9 @@ extension CallerResolver {
             else { throw Problem(.forbidden, "Only platform admins can do this") }
             return PlatformActor(username: token.username, kind: .token)
         case .jwt(let username):
-            let user = try await store.withConnection { try await $0.user(username: username, logger: context.logger) }
+            let user = try await store.withConnection {
+                try await UserRepository($0, logger: context.logger).find(username: username)
+            }
             guard let user, user.status == .active, user.platformAdmin else {
                 throw Problem(.forbidden, "Only platform admins can do this")
             }

@@ -28,12 +28,21 @@ public struct AuditQuery: Sendable {
     public init() {}
 }
 
-extension PostgresConnection {
+/// The audit trail (`audit_events`): written in the transaction of the change it records.
+public struct AuditRepository {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    public init(_ connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
     /// A page of `orgID`'s events; the index `audit_events_org_idx` keeps it cheap.
-    public func auditEvents(orgID: UUID, query page: AuditQuery, logger: Logger) async throws -> (
+    public func events(orgID: UUID, query page: AuditQuery) async throws -> (
         events: [AuditRecord], more: Bool
     ) {
-        let rows = try await statement(
+        let rows = try await connection.statement(
             """
             SELECT id, occurred_at, actor_username, actor_kind, actor_token_id, action, target_token_id,
                    target_username, host(source_ip), details::text
@@ -62,5 +71,19 @@ extension PostgresConnection {
         }
         let more = events.count > page.limit
         return (Array(events.prefix(page.limit)), more)
+    }
+
+    public func record(_ event: AuditEvent) async throws {
+        let details = try String(decoding: JSONEncoder().encode(event.details), as: UTF8.self)
+        try await connection.statement(
+            """
+            INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
+                                      target_token_id, target_username, source_ip, details)
+            VALUES (\(event.orgID), \(event.actorUsername), \(event.actorKind.rawValue), \(event.actorTokenID),
+                    \(event.action.rawValue), \(event.targetTokenID), \(event.targetUsername), \(event.sourceIP)::inet,
+                    \(details)::jsonb)
+            """,
+            logger: logger
+        )
     }
 }

@@ -42,28 +42,25 @@ extension TesseraStore {
         let now = clock.now()
         do {
             return try await transaction { connection in
-                let orgID = try await connection.insertOrganization(
-                    slug: slug, displayName: displayName ?? slug, logger: logger)
-                let userID = try await connection.upsertUser(username: username, platformAdmin: true, logger: logger)
-                try await connection.putMembership(
-                    orgID: orgID, userID: userID, role: .admin, groups: [], logger: logger)
+                let orgID = try await OrganizationRepository(connection, logger: logger).insert(
+                    slug: slug, displayName: displayName ?? slug)
+                let userID = try await UserRepository(connection, logger: logger).upsert(
+                    username: username, platformAdmin: true)
+                try await MembershipRepository(connection, logger: logger).put(
+                    orgID: orgID, userID: userID, role: .admin, groups: [])
                 let expiration = now.addingTimeInterval(90 * 86_400)
-                let tokenID = try await connection.insertToken(
+                let tokenID = try await TokenRepository(connection, logger: logger).insert(
                     NewTokenRow(
                         orgID: orgID, kind: .personal, ownerUserID: userID, username: username,
                         name: "bootstrap", description: "Created by tessera bootstrap",
                         scopes: BuiltInScope.all.map(\.name), groups: [], secret: secret,
                         expiresAt: expiration, createdAt: now, createdBy: username, createdByUserID: userID
-                    ),
-                    logger: logger
-                )
-                try await connection.recordAudit(
+                    ))
+                try await AuditRepository(connection, logger: logger).record(
                     AuditEvent(
                         orgID: orgID, actorUsername: username, actorKind: .cli, action: .orgBootstrapped,
                         targetTokenID: tokenID, targetUsername: username
-                    ),
-                    logger: logger
-                )
+                    ))
                 return BootstrapResult(
                     organization: slug, username: username, token: secret, tokenUUID: tokenID,
                     tokenExpiration: expiration)

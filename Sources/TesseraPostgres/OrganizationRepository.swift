@@ -28,29 +28,39 @@ extension UserStatus {
     init(stored: String) { self = UserStatus(rawValue: stored) ?? .disabled }
 }
 
-extension PostgresConnection {
+/// Organizations (`organizations`, `scopes`): lookups, inserts with the built-in catalog,
+/// policy changes, deletion.
+public struct OrganizationRepository {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    public init(_ connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
     static let organizationColumns = """
         id, slug, display_name, default_token_lifetime_days, max_token_lifetime_days, allow_non_expiring_tokens,
         idle_timeout_days, api_group, user_tokens_enabled, default_scopes, created_at, updated_at, personal_token_limit
         """
 
-    public func organization(slug: String, logger: Logger) async throws -> OrganizationRecord? {
-        let rows = try await statement(
+    public func find(slug: String) async throws -> OrganizationRecord? {
+        let rows = try await connection.statement(
             "SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE slug = \(slug)", logger: logger)
         for try await row in rows { return try Self.organizationRecord(row) }
         return nil
     }
 
-    public func organization(id: UUID, logger: Logger) async throws -> OrganizationRecord? {
-        let rows = try await statement(
+    public func find(id: UUID) async throws -> OrganizationRecord? {
+        let rows = try await connection.statement(
             "SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE id = \(id)", logger: logger)
         for try await row in rows { return try Self.organizationRecord(row) }
         return nil
     }
 
     /// Organizations, all of them or those `userID` belongs to.
-    public func organizations(memberUserID: UUID?, logger: Logger) async throws -> [OrganizationRecord] {
-        let rows = try await statement(
+    public func list(memberUserID: UUID?) async throws -> [OrganizationRecord] {
+        let rows = try await connection.statement(
             """
             SELECT \(unescaped: Self.organizationColumns) FROM organizations o
             WHERE \(memberUserID)::uuid IS NULL
@@ -63,30 +73,8 @@ extension PostgresConnection {
         return records
     }
 
-    /// Users by name (for the platform console), optionally those whose name contains `search`.
-    public func users(search: String?, limit: Int, logger: Logger) async throws -> [UserRecord] {
-        let pattern = search.map(PostgresConnection.containsPattern)
-        let rows = try await statement(
-            """
-            SELECT id, username, status, platform_admin, created_at, updated_at FROM users
-            WHERE \(pattern)::text IS NULL OR username ILIKE \(pattern)
-            ORDER BY username LIMIT \(limit)
-            """,
-            logger: logger)
-        var users: [UserRecord] = []
-        for try await (id, username, status, platformAdmin, createdAt, updatedAt) in rows.decode(
-            (UUID, String, String, Bool, Date, Date).self)
-        {
-            users.append(
-                UserRecord(
-                    id: id, username: username, status: UserStatus(stored: status), platformAdmin: platformAdmin,
-                    createdAt: createdAt, updatedAt: updatedAt))
-        }
-        return users
-    }
-
-    public func scopeCatalog(orgID: UUID, logger: Logger) async throws -> [ScopeCatalog.Entry] {
-        let rows = try await statement(
+    public func scopeCatalog(orgID: UUID) async throws -> [ScopeCatalog.Entry] {
+        let rows = try await connection.statement(
             "SELECT name, description, admin_only, implies FROM scopes WHERE org_id = \(orgID) ORDER BY name",
             logger: logger)
         var entries: [ScopeCatalog.Entry] = []
@@ -94,64 +82,6 @@ extension PostgresConnection {
             entries.append(.init(name: name, description: description, adminOnly: adminOnly, implies: implies))
         }
         return entries
-    }
-
-    public func user(username: String, logger: Logger) async throws -> UserRecord? {
-        let rows = try await statement(
-            "SELECT id, username, status, platform_admin, created_at, updated_at FROM users WHERE username = \(username)",
-            logger: logger)
-        for try await (id, name, status, admin, created, updated) in rows.decode(
-            (UUID, String, String, Bool, Date, Date).self)
-        {
-            return UserRecord(
-                id: id, username: name, status: UserStatus(stored: status), platformAdmin: admin, createdAt: created,
-                updatedAt: updated)
-        }
-        return nil
-    }
-
-    public func membership(orgID: UUID, userID: UUID, logger: Logger) async throws -> MemberRecord? {
-        try await members(orgID: orgID, userID: userID, logger: logger).first
-    }
-
-    public func members(orgID: UUID, userID: UUID? = nil, logger: Logger) async throws -> [MemberRecord] {
-        let rows = try await statement(
-            """
-            SELECT u.id, u.username, m.role, m.groups, u.status, m.created_at
-            FROM memberships m JOIN users u ON u.id = m.user_id
-            WHERE m.org_id = \(orgID) AND (\(userID)::uuid IS NULL OR m.user_id = \(userID))
-            ORDER BY u.username
-            """,
-            logger: logger)
-        var members: [MemberRecord] = []
-        for try await (id, username, role, groups, status, created) in rows.decode(
-            (UUID, String, String, [String], String, Date).self)
-        {
-            members.append(
-                MemberRecord(
-                    userID: id, username: username, role: MembershipRole(rawValue: role) ?? .member, groups: groups,
-                    userStatus: UserStatus(stored: status), createdAt: created))
-        }
-        return members
-    }
-
-    /// Removes a membership after revoking the member's personal tokens in that org
-    /// (`owner_left_org`); returns the revoked token ids, or nil when there was no membership.
-    public func removeMembership(orgID: UUID, userID: UUID, logger: Logger) async throws -> [UUID]? {
-        // Lock the membership first: a token insert racing this removal either committed before
-        // (and is revoked below, READ COMMITTED sees it) or waits on the lock and then fails its
-        // foreign key. Revoking first and locking second let a token slip in between.
-        let locked = try await statement(
-            "SELECT 1 FROM memberships WHERE org_id = \(orgID) AND user_id = \(userID) FOR UPDATE", logger: logger)
-        var exists = false
-        for try await _ in locked { exists = true }
-        guard exists else { return nil }
-        let revoked = try await revokePersonalTokens(
-            userID: userID, orgID: orgID, reason: "owner_left_org", logger: logger)
-        let rows = try await statement(
-            "DELETE FROM memberships WHERE org_id = \(orgID) AND user_id = \(userID) RETURNING user_id", logger: logger)
-        for try await _ in rows { return revoked.map(\.id) }
-        return nil
     }
 
     static func organizationRecord(_ row: PostgresRow) throws -> OrganizationRecord {
@@ -171,5 +101,73 @@ extension PostgresConnection {
             createdAt: try cells[10].decode(Date.self),
             updatedAt: try cells[11].decode(Date.self)
         )
+    }
+
+    /// Applies `patch` in one statement (COALESCE keeps absent fields); returns false if no org.
+    /// A new maximum lifetime given without a default lowers the default to fit under it (an admin
+    /// asking for a cap gets the cap); both given and contradicting each other is a CHECK violation.
+    public func update(id: UUID, patch: OrganizationPatch) async throws -> Bool {
+        let rows = try await connection.statement(
+            """
+            UPDATE organizations SET
+                display_name = coalesce(\(patch.displayName), display_name),
+                default_token_lifetime_days = CASE
+                    WHEN \(patch.defaultTokenLifetimeDays)::integer IS NOT NULL THEN \(patch.defaultTokenLifetimeDays)::integer
+                    WHEN \(patch.maxTokenLifetimeDays ?? nil)::integer IS NOT NULL
+                        THEN least(default_token_lifetime_days, \(patch.maxTokenLifetimeDays ?? nil)::integer)
+                    ELSE default_token_lifetime_days END,
+                max_token_lifetime_days = CASE WHEN \(patch.maxTokenLifetimeDays != nil) THEN \(patch.maxTokenLifetimeDays ?? nil) ELSE max_token_lifetime_days END,
+                allow_non_expiring_tokens = coalesce(\(patch.allowNonExpiringTokens), allow_non_expiring_tokens),
+                idle_timeout_days = CASE WHEN \(patch.idleTimeoutDays != nil) THEN \(patch.idleTimeoutDays ?? nil) ELSE idle_timeout_days END,
+                api_group = CASE WHEN \(patch.apiGroup != nil) THEN \(patch.apiGroup ?? nil) ELSE api_group END,
+                user_tokens_enabled = coalesce(\(patch.userTokensEnabled), user_tokens_enabled),
+                default_scopes = coalesce(\(patch.defaultScopes), default_scopes),
+                personal_token_limit = coalesce(\(patch.personalTokenLimit)::integer, personal_token_limit),
+                updated_at = now()
+            WHERE id = \(id)
+            RETURNING id
+            """,
+            logger: logger)
+        var found = false
+        for try await _ in rows { found = true }
+        guard found else { return false }
+        for entry in patch.scopes ?? [] {
+            try await connection.statement(
+                """
+                INSERT INTO scopes (org_id, name, description, admin_only, implies)
+                VALUES (\(id), \(entry.name), \(entry.description), \(entry.adminOnly), \(entry.implies))
+                ON CONFLICT (org_id, name) DO UPDATE
+                    SET description = EXCLUDED.description, admin_only = EXCLUDED.admin_only, implies = EXCLUDED.implies
+                    WHERE NOT scopes.built_in
+                """,
+                logger: logger)
+        }
+        return true
+    }
+
+    public func delete(id: UUID) async throws -> Bool {
+        let rows = try await connection.statement(
+            "DELETE FROM organizations WHERE id = \(id) RETURNING id", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    /// Inserts an organization and its built-in scope catalog; returns its id.
+    public func insert(slug: String, displayName: String) async throws -> UUID {
+        let rows = try await connection.statement(
+            "INSERT INTO organizations (slug, display_name) VALUES (\(slug), \(displayName)) RETURNING id",
+            logger: logger
+        )
+        let orgID = try await rows.decode(UUID.self).firstValue()
+        for scope in BuiltInScope.all {
+            try await connection.statement(
+                """
+                INSERT INTO scopes (org_id, name, description, admin_only, implies, built_in)
+                VALUES (\(orgID), \(scope.name), \(scope.description), \(scope.adminOnly), \(scope.implies), true)
+                """,
+                logger: logger
+            )
+        }
+        return orgID
     }
 }

@@ -46,7 +46,25 @@ public struct TokenPage: Sendable {
     public var next: TokenQuery.Position?
 }
 
-extension PostgresConnection {
+public enum RotationOutcome: Sendable {
+    /// The new token (its id) that replaces the old one.
+    case rotated(UUID)
+    /// The old token had already been rotated away: its whole family is now revoked.
+    case reuseDetected
+    case notFound
+}
+
+/// Tokens (`tokens`): pages and counts of an org's tokens, one token, inserts, metadata
+/// changes, rotation, revocations.
+public struct TokenRepository {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    public init(_ connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
     static let tokenColumns = """
         t.id, t.org_id, o.slug, t.kind, t.owner_user_id, t.username, t.name, t.description, t.scopes, t.groups,
         t.token_prefix, t.expires_at, t.status, t.revoked_at, t.revoked_reason, t.created_at, t.updated_at,
@@ -63,20 +81,14 @@ extension PostgresConnection {
             .replacingOccurrences(of: "_", with: "\\_") + "%"
     }
 
-    public func tokens(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery, logger: Logger)
+    public func list(orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery)
         async throws -> TokenPage
     {
-        let pattern = page.search.map(PostgresConnection.containsPattern)
-        let rows = try await statement(
+        let rows = try await connection.statement(
             """
             SELECT \(unescaped: Self.tokenColumns), (extract(epoch FROM t.created_at) * 1000000)::bigint
             FROM tokens t JOIN organizations o ON o.id = t.org_id
-            WHERE t.org_id = \(orgID)
-              AND (\(all) OR t.kind = 'organization' OR t.owner_user_id = \(ownerUserID))
-              AND (\(page.kind?.rawValue)::text IS NULL OR t.kind = \(page.kind?.rawValue))
-              AND (\(page.status?.rawValue)::text IS NULL OR t.status = \(page.status?.rawValue))
-              AND (\(pattern)::text IS NULL OR t.search_text LIKE lower(\(pattern)))
-              AND (NOT \(page.liveOnly) OR t.status <> 'revoked')
+            WHERE \(filter: TokenFilter(orgID: orgID, visibleTo: ownerUserID, all: all, query: page))
               AND (\(page.after?.micros)::bigint IS NULL OR
                    (t.created_at, t.id) \(unescaped: page.ascending ? ">" : "<")
                    (timestamptz 'epoch' + \(page.after?.micros) * interval '1 microsecond', \(page.after?.id)))
@@ -96,29 +108,23 @@ extension PostgresConnection {
     }
 
     /// How many tokens ``tokens(orgID:visibleTo:all:query:logger:)`` would list over all pages.
-    public func countTokens(
-        orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery, logger: Logger
+    public func count(
+        orgID: UUID, visibleTo ownerUserID: UUID?, all: Bool, query page: TokenQuery
     )
         async throws -> Int
     {
-        let pattern = page.search.map(PostgresConnection.containsPattern)
-        let rows = try await statement(
+        let rows = try await connection.statement(
             """
             SELECT count(*)::bigint FROM tokens t
-            WHERE t.org_id = \(orgID)
-              AND (\(all) OR t.kind = 'organization' OR t.owner_user_id = \(ownerUserID))
-              AND (\(page.kind?.rawValue)::text IS NULL OR t.kind = \(page.kind?.rawValue))
-              AND (\(page.status?.rawValue)::text IS NULL OR t.status = \(page.status?.rawValue))
-              AND (\(pattern)::text IS NULL OR t.search_text LIKE lower(\(pattern)))
-              AND (NOT \(page.liveOnly) OR t.status <> 'revoked')
+            WHERE \(filter: TokenFilter(orgID: orgID, visibleTo: ownerUserID, all: all, query: page))
             """,
             logger: logger)
         for try await count in rows.decode(Int64.self) { return Int(count) }
         return 0
     }
 
-    public func token(id: UUID, orgID: UUID, logger: Logger) async throws -> TokenRecord? {
-        let rows = try await statement(
+    public func find(id: UUID, orgID: UUID) async throws -> TokenRecord? {
+        let rows = try await connection.statement(
             """
             SELECT \(unescaped: Self.tokenColumns)
             FROM tokens t JOIN organizations o ON o.id = t.org_id
@@ -131,8 +137,8 @@ extension PostgresConnection {
     }
 
     /// Deletes a token of `orgID`; false when there was none.
-    public func deleteToken(id: UUID, orgID: UUID, logger: Logger) async throws -> Bool {
-        let rows = try await statement(
+    public func delete(id: UUID, orgID: UUID) async throws -> Bool {
+        let rows = try await connection.statement(
             "DELETE FROM tokens WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false
@@ -140,10 +146,10 @@ extension PostgresConnection {
 
     /// Revokes the live personal tokens of `userID` (in `orgID`, or everywhere when nil) with
     /// `reason`; returns the ids, for audit events and cache invalidation.
-    public func revokePersonalTokens(userID: UUID, orgID: UUID?, reason: String, logger: Logger) async throws
+    public func revokePersonal(userID: UUID, orgID: UUID?, reason: String) async throws
         -> [(id: UUID, orgID: UUID)]
     {
-        let rows = try await statement(
+        let rows = try await connection.statement(
             """
             UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = \(reason), updated_at = now()
             WHERE owner_user_id = \(userID) AND kind = 'personal' AND status <> 'revoked'
@@ -181,16 +187,14 @@ extension PostgresConnection {
             lastUsedAt: try cells[18].decode(Date?.self)
         )
     }
-}
 
-extension PostgresConnection {
     /// Applies a metadata change in one statement; nil fields stay, `description: .some(nil)`
     /// clears. Returns false when the token is not in `orgID`. The schema refuses to bring a
     /// revoked token back (trigger `tokens_scopes_immutable`).
-    public func updateToken(
-        id: UUID, orgID: UUID, name: String?, description: String??, status: TokenStatus?, logger: Logger
+    public func update(
+        id: UUID, orgID: UUID, name: String?, description: String??, status: TokenStatus?
     ) async throws -> Bool {
-        let rows = try await statement(
+        let rows = try await connection.statement(
             """
             UPDATE tokens SET
                 name = coalesce(\(name), name),
@@ -204,25 +208,15 @@ extension PostgresConnection {
         for try await _ in rows { return true }
         return false
     }
-}
 
-public enum RotationOutcome: Sendable {
-    /// The new token (its id) that replaces the old one.
-    case rotated(UUID)
-    /// The old token had already been rotated away: its whole family is now revoked.
-    case reuseDetected
-    case notFound
-}
-
-extension PostgresConnection {
     /// Rotates token `id` of `orgID` inside the caller's transaction: a new row with the same
     /// metadata, family and a new secret; the old row revoked (`rotated`), verifying until
     /// `graceUntil` when an overlap was asked for. Rotating a row that was already rotated away
     /// revokes every live token of its family (reuse detection) instead.
-    public func rotateToken(
-        id: UUID, orgID: UUID, secret: TokenSecret, now: Date, graceUntil: Date?, logger: Logger
+    public func rotate(
+        id: UUID, orgID: UUID, secret: TokenSecret, now: Date, graceUntil: Date?
     ) async throws -> RotationOutcome {
-        let rows = try await statement(
+        let rows = try await connection.statement(
             """
             SELECT status, revoked_reason, coalesce(family_id, id) FROM tokens
             WHERE id = \(id) AND org_id = \(orgID) FOR UPDATE
@@ -233,7 +227,7 @@ extension PostgresConnection {
         guard let (status, reason, family) = found else { return .notFound }
         if status == "revoked" {
             guard reason == "rotated" else { return .notFound }
-            try await statement(
+            try await connection.statement(
                 """
                 UPDATE tokens SET status = 'revoked', revoked_at = \(now), revoked_reason = 'rotation_reuse',
                                   grace_until = NULL, updated_at = \(now)
@@ -243,7 +237,7 @@ extension PostgresConnection {
                 logger: logger)
             return .reuseDetected
         }
-        try await statement(
+        try await connection.statement(
             """
             UPDATE tokens SET status = 'revoked', revoked_at = \(now), revoked_reason = 'rotated',
                               grace_until = \(graceUntil), family_id = \(family), updated_at = \(now)
@@ -251,7 +245,7 @@ extension PostgresConnection {
             """,
             logger: logger)
         let hash = ByteBuffer(bytes: secret.hash.bytes)
-        let inserted = try await statement(
+        let inserted = try await connection.statement(
             """
             INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups, secret_hash,
                                 token_prefix, expires_at, status, created_at, updated_at, created_by, created_by_user_id,
@@ -266,13 +260,11 @@ extension PostgresConnection {
         for try await newID in inserted.decode(UUID.self) { return .rotated(newID) }
         throw StoreError.noRows
     }
-}
 
-extension PostgresConnection {
     /// Revokes the live tokens among `hashes` with reason `leaked` (a rotated-away one still in
     /// its overlap window too), each with its audit event; returns their ids.
-    public func revokeLeaked(_ hashes: [TokenHash], actor: AuditActor, logger: Logger) async throws -> [UUID] {
-        let rows = try await statement(
+    public func revokeLeaked(_ hashes: [TokenHash], actor: AuditActor) async throws -> [UUID] {
+        let rows = try await connection.statement(
             """
             UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = 'leaked', grace_until = NULL,
                               updated_at = now()
@@ -284,11 +276,68 @@ extension PostgresConnection {
         var revoked: [(UUID, UUID, String)] = []
         for try await row in rows.decode((UUID, UUID, String).self) { revoked.append(row) }
         for (id, org, username) in revoked {
-            try await recordAudit(
+            try await AuditRepository(connection, logger: logger).record(
                 actor.event(
-                    orgID: org, action: .tokenRevoked, token: id, target: username, details: ["reason": "leaked"]),
-                logger: logger)
+                    orgID: org, action: .tokenRevoked, token: id, target: username, details: ["reason": "leaked"]))
         }
         return revoked.map(\.0)
+    }
+
+    /// Inserts a token row (hash and display prefix only); returns its `tokenUUID`.
+    public func insert(_ row: NewTokenRow) async throws -> UUID {
+        let hash = ByteBuffer(bytes: row.secret.hash.bytes)
+        let rows = try await connection.statement(
+            """
+            INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups,
+                                secret_hash, token_prefix, expires_at, created_at, updated_at,
+                                created_by, created_by_user_id)
+            VALUES (\(row.orgID), \(row.kind.rawValue), \(row.ownerUserID), \(row.username), \(row.name),
+                    \(row.description), \(row.scopes), \(row.groups), \(hash), \(row.secret.displayPrefix),
+                    \(row.expiresAt), \(row.createdAt), \(row.createdAt), \(row.createdBy), \(row.createdByUserID))
+            RETURNING id
+            """,
+            logger: logger
+        )
+        return try await rows.decode(UUID.self).firstValue()
+    }
+}
+
+/// What a token list and its count both select: the org, what the caller may see, and the
+/// query's kind, status, search and live-only filters. One fragment, so the BentoCloud `total`
+/// can never disagree with the pages it counts.
+struct TokenFilter {
+    let orgID: UUID
+    let visibleTo: UUID?
+    let all: Bool
+    let query: TokenQuery
+}
+
+extension PostgresQuery.StringInterpolation {
+    /// `t.org_id = … AND …` over `tokens t`, every value bound.
+    mutating func appendInterpolation(filter: TokenFilter) {
+        let kind = filter.query.kind?.rawValue
+        let status = filter.query.status?.rawValue
+        let pattern = filter.query.search.map(TokenRepository.containsPattern)
+        appendLiteral("t.org_id = ")
+        appendInterpolation(filter.orgID)
+        appendLiteral(" AND (")
+        appendInterpolation(filter.all)
+        appendLiteral(" OR t.kind = 'organization' OR t.owner_user_id = ")
+        appendInterpolation(filter.visibleTo)
+        appendLiteral(") AND (")
+        appendInterpolation(kind)
+        appendLiteral("::text IS NULL OR t.kind = ")
+        appendInterpolation(kind)
+        appendLiteral(") AND (")
+        appendInterpolation(status)
+        appendLiteral("::text IS NULL OR t.status = ")
+        appendInterpolation(status)
+        appendLiteral(") AND (")
+        appendInterpolation(pattern)
+        appendLiteral("::text IS NULL OR t.search_text LIKE lower(")
+        appendInterpolation(pattern)
+        appendLiteral(")) AND (NOT ")
+        appendInterpolation(filter.query.liveOnly)
+        appendLiteral(" OR t.status <> 'revoked')")
     }
 }

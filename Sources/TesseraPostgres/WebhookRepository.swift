@@ -47,11 +47,19 @@ public struct ClaimedDelivery: Sendable {
     public var secret: String
 }
 
-extension PostgresConnection {
+/// Webhooks and their outbox (`webhooks`, `webhook_deliveries`, migration 0009).
+public struct WebhookRepository {
+    let connection: PostgresConnection
+    let logger: Logger
 
-    private func webhooks(_ query: PostgresQuery, logger: Logger) async throws -> [WebhookRecord] {
+    public init(_ connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    private func records(_ query: PostgresQuery) async throws -> [WebhookRecord] {
         var records: [WebhookRecord] = []
-        let rows = try await self.statement(query, logger: logger)
+        let rows = try await connection.statement(query, logger: logger)
         for try await (id, org, url, description, events, secret, active, created, by, updated) in rows.decode(
             (UUID, UUID, String, String?, [String], String, Bool, Date, String, Date).self)
         {
@@ -64,45 +72,43 @@ extension PostgresConnection {
         return records
     }
 
-    public func insertWebhook(
+    public func insert(
         orgID: UUID, url: String, description: String?, events: [String], secret: String, active: Bool,
-        createdBy: String,
-        logger: Logger
+        createdBy: String
     ) async throws -> WebhookRecord {
-        let records = try await webhooks(
+        let records = try await records(
             """
             INSERT INTO webhooks (org_id, url, description, events, secret, active, created_by)
             VALUES (\(orgID), \(url), \(description), \(events), \(secret), \(active), \(createdBy))
             RETURNING id, org_id, url, description, events, secret, active, created_at, created_by, updated_at
-            """, logger: logger)
+            """)
         guard let record = records.first else { throw StoreError.noRows }
         return record
     }
 
-    public func webhooks(orgID: UUID, logger: Logger) async throws -> [WebhookRecord] {
-        try await webhooks(
+    public func list(orgID: UUID) async throws -> [WebhookRecord] {
+        try await records(
             """
             SELECT id, org_id, url, description, events, secret, active, created_at, created_by, updated_at
             FROM webhooks WHERE org_id = \(orgID) ORDER BY created_at, id
-            """, logger: logger)
+            """)
     }
 
-    public func webhook(id: UUID, orgID: UUID, logger: Logger) async throws -> WebhookRecord? {
-        try await webhooks(
+    public func find(id: UUID, orgID: UUID) async throws -> WebhookRecord? {
+        try await records(
             """
             SELECT id, org_id, url, description, events, secret, active, created_at, created_by, updated_at
             FROM webhooks WHERE id = \(id) AND org_id = \(orgID)
-            """, logger: logger
+            """
         ).first
     }
 
     /// Changes what is given (nil keeps the column); returns the updated record.
-    public func updateWebhook(
-        id: UUID, orgID: UUID, url: String?, description: String??, events: [String]?, secret: String?, active: Bool?,
-        logger: Logger
+    public func update(
+        id: UUID, orgID: UUID, url: String?, description: String??, events: [String]?, secret: String?, active: Bool?
     ) async throws -> WebhookRecord? {
         let setsDescription = description != nil
-        return try await webhooks(
+        return try await records(
             """
             UPDATE webhooks SET url = coalesce(\(url), url),
                 description = CASE WHEN \(setsDescription) THEN \(description ?? nil) ELSE description END,
@@ -110,12 +116,12 @@ extension PostgresConnection {
                 active = coalesce(\(active), active), updated_at = now()
             WHERE id = \(id) AND org_id = \(orgID)
             RETURNING id, org_id, url, description, events, secret, active, created_at, created_by, updated_at
-            """, logger: logger
+            """
         ).first
     }
 
-    public func deleteWebhook(id: UUID, orgID: UUID, logger: Logger) async throws -> Bool {
-        for try await _ in try await statement(
+    public func delete(id: UUID, orgID: UUID) async throws -> Bool {
+        for try await _ in try await connection.statement(
             "DELETE FROM webhooks WHERE id = \(id) AND org_id = \(orgID) RETURNING id", logger: logger)
         {
             return true
@@ -124,8 +130,8 @@ extension PostgresConnection {
     }
 
     /// The newest deliveries of a webhook first.
-    public func webhookDeliveries(webhookID: UUID, limit: Int, logger: Logger) async throws -> [WebhookDeliveryRecord] {
-        let rows = try await statement(
+    public func deliveries(webhookID: UUID, limit: Int) async throws -> [WebhookDeliveryRecord] {
+        let rows = try await connection.statement(
             """
             SELECT id, webhook_id, event, payload::text, created_at, status, attempts,
                    CASE WHEN status = 'pending' THEN next_attempt_at END, last_attempt_at, last_status, last_error, delivered_at
@@ -151,8 +157,8 @@ extension PostgresConnection {
     /// Sends a delivery again soon, whatever became of it (the same `webhook-id`, so a receiver
     /// that already has it can tell), with a fresh retry schedule: its attempts count from zero
     /// and retries run for 26 h from now. False when there is no such delivery of this webhook.
-    public func redeliver(deliveryID: UUID, webhookID: UUID, logger: Logger) async throws -> Bool {
-        let rows = try await statement(
+    public func redeliver(deliveryID: UUID, webhookID: UUID) async throws -> Bool {
+        let rows = try await connection.statement(
             """
             UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), attempts = 0, retry_from = now(),
                 -- a delivery being sent right now keeps its claim: it is not sent twice at once
@@ -165,9 +171,9 @@ extension PostgresConnection {
 
     /// Claims up to `limit` due deliveries of active webhooks for `lease` (another replica takes
     /// them over if this one dies before it records the outcome). Oldest first.
-    public func claimDeliveries(limit: Int, lease: Duration, logger: Logger) async throws -> [ClaimedDelivery] {
+    public func claim(limit: Int, lease: Duration) async throws -> [ClaimedDelivery] {
         let seconds = Double(lease.components.seconds)
-        let rows = try await statement(
+        let rows = try await connection.statement(
             """
             WITH due AS (
                 SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.active
@@ -196,18 +202,18 @@ extension PostgresConnection {
     }
 
     /// Gives claimed deliveries back unsent (due as before, any replica may take them).
-    public func releaseDeliveries(_ ids: [UUID], logger: Logger) async throws {
-        try await statement(
+    public func release(_ ids: [UUID]) async throws {
+        try await connection.statement(
             "UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY(\(ids)::uuid[])", logger: logger)
     }
 
     /// Records one attempt: delivered, or failed with the next attempt (nil: given up).
     public func recordAttempt(
-        deliveryID: UUID, delivered: Bool, status: Int?, error: String?, retryIn: Duration?, logger: Logger
+        deliveryID: UUID, delivered: Bool, status: Int?, error: String?, retryIn: Duration?
     ) async throws {
         let retrySeconds = retryIn.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
         let outcome = delivered ? "delivered" : (retryIn == nil ? "failed" : "pending")
-        try await statement(
+        try await connection.statement(
             """
             UPDATE webhook_deliveries SET
                 status = \(outcome), attempts = attempts + 1, last_attempt_at = now(),
@@ -222,15 +228,15 @@ extension PostgresConnection {
 
     /// Queues the expiry notices due at `at`; returns how many events that made (0 when every
     /// due notice was already sent, by this replica or another).
-    public func sweepExpiry(at: Date, logger: Logger) async throws -> Int {
-        let rows = try await statement("SELECT tessera_sweep_expiry(\(at))", logger: logger)
+    public func sweepExpiry(at: Date) async throws -> Int {
+        let rows = try await connection.statement("SELECT tessera_sweep_expiry(\(at))", logger: logger)
         for try await count in rows.decode(Int32.self) { return Int(count) }
         return 0
     }
 
     /// Pending deliveries and the age of the oldest, for `/metrics`.
-    public func outboxDepth(logger: Logger) async throws -> (pending: Int, oldestSeconds: Double) {
-        let rows = try await statement(
+    public func outboxDepth() async throws -> (pending: Int, oldestSeconds: Double) {
+        let rows = try await connection.statement(
             """
             SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
             FROM webhook_deliveries WHERE status = 'pending'

@@ -66,9 +66,8 @@ public struct CLILoginService: Sendable {
                 let client = try await CLILoginRepository(connection, logger: logger).approve(
                     Self.hash(code), userID: userID, orgID: org.id, tokenName: tokenName)
             else { return false }
-            try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .cliLoginApproved, details: ["client": client, "name": tokenName]),
-                logger: logger)
+            try await AuditRepository(connection, logger: logger).record(
+                actor.event(orgID: org.id, action: .cliLoginApproved, details: ["client": client, "name": tokenName]))
             return true
         }
     }
@@ -108,9 +107,10 @@ public struct CLILoginService: Sendable {
         -> PollOutcome
     {
         let resolved = try await store.withConnection { connection -> (Caller, OrganizationRecord)? in
-            guard let org = try await connection.organization(id: orgID, logger: logger),
-                let membership = try await connection.membership(orgID: orgID, userID: userID, logger: logger),
-                let user = try await connection.user(username: membership.username, logger: logger),
+            guard let org = try await OrganizationRepository(connection, logger: logger).find(id: orgID),
+                let membership = try await MembershipRepository(connection, logger: logger).find(
+                    orgID: orgID, userID: userID),
+                let user = try await UserRepository(connection, logger: logger).find(username: membership.username),
                 user.status == .active
             else { return nil }
             let caller = Caller(

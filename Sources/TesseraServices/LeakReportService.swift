@@ -27,9 +27,8 @@ public struct LeakReportService: Sendable {
             return 0
         }
         let tokens = try await store.transaction { connection in
-            try await connection.revokeLeaked(
-                hashes, actor: AuditActor(username: "credentials/revoke", kind: .system, sourceIP: sourceIP),
-                logger: logger)
+            try await TokenRepository(connection, logger: logger).revokeLeaked(
+                hashes, actor: AuditActor(username: "credentials/revoke", kind: .system, sourceIP: sourceIP))
         }
         Self.revoked.increment(by: Int64(tokens.count))
         for token in tokens { WriteJournal.note(.token(token)) }

@@ -16,7 +16,7 @@ public struct MemberService: Sendable {
 
     /// The members of an organization.
     public func list(orgID: UUID, logger: Logger) async throws -> [MemberRecord] {
-        try await store.withConnection { try await $0.members(orgID: orgID, logger: logger) }
+        try await store.withConnection { try await MembershipRepository($0, logger: logger).list(orgID: orgID) }
     }
 
     /// Adds `username` to the org (creating the user record when new) or changes their role and
@@ -32,17 +32,20 @@ public struct MemberService: Sendable {
         try Limits.checkGroups(groups ?? [])
         let logger = store.logger
         return try await store.transaction { connection in
-            let userID = try await connection.upsertUser(username: username, platformAdmin: false, logger: logger)
-            let existing = try await connection.membership(orgID: orgID, userID: userID, logger: logger)
+            let userID = try await UserRepository(connection, logger: logger).upsert(
+                username: username, platformAdmin: false)
+            let existing = try await MembershipRepository(connection, logger: logger).find(orgID: orgID, userID: userID)
             let newRole = role ?? existing?.role ?? .member
-            try await connection.putMembership(
-                orgID: orgID, userID: userID, role: newRole, groups: groups ?? existing?.groups ?? [], logger: logger)
-            try await connection.recordAudit(
+            try await MembershipRepository(connection, logger: logger).put(
+                orgID: orgID, userID: userID, role: newRole, groups: groups ?? existing?.groups ?? [])
+            try await AuditRepository(connection, logger: logger).record(
                 actor.event(
                     orgID: orgID, action: existing == nil ? .memberAdded : .memberUpdated, target: username,
-                    details: ["role": newRole.rawValue]),
-                logger: logger)
-            guard let member = try await connection.membership(orgID: orgID, userID: userID, logger: logger) else {
+                    details: ["role": newRole.rawValue]))
+            guard
+                let member = try await MembershipRepository(connection, logger: logger).find(
+                    orgID: orgID, userID: userID)
+            else {
                 throw StoreError.noRows
             }
             return (member, existing == nil)
@@ -55,19 +58,18 @@ public struct MemberService: Sendable {
     public func remove(org: OrganizationRecord, username: String, leaving: Bool, by actor: AuditActor) async throws {
         let logger = store.logger
         let removed = try await store.transaction { connection -> Bool in
-            guard let user = try await connection.user(username: username, logger: logger),
-                let revoked = try await connection.removeMembership(orgID: org.id, userID: user.id, logger: logger)
+            guard let user = try await UserRepository(connection, logger: logger).find(username: username),
+                let revoked = try await MembershipRepository(connection, logger: logger).remove(
+                    orgID: org.id, userID: user.id)
             else { return false }
             for tokenID in revoked {
-                try await connection.recordAudit(
+                try await AuditRepository(connection, logger: logger).record(
                     actor.event(
                         orgID: org.id, action: .tokenRevoked, token: tokenID, target: username,
-                        details: ["reason": "owner_left_org"]),
-                    logger: logger)
+                        details: ["reason": "owner_left_org"]))
             }
-            try await connection.recordAudit(
-                actor.event(orgID: org.id, action: leaving ? .memberLeft : .memberRemoved, target: username),
-                logger: logger)
+            try await AuditRepository(connection, logger: logger).record(
+                actor.event(orgID: org.id, action: leaving ? .memberLeft : .memberRemoved, target: username))
             return true
         }
         guard removed else {
@@ -79,12 +81,12 @@ public struct MemberService: Sendable {
     /// Not a member: ``DomainError/notFound(_:)``.
     public func liveTokensAtStake(org: OrganizationRecord, username: String, logger: Logger) async throws -> Int {
         try await store.withConnection { connection in
-            guard let target = try await connection.user(username: username, logger: logger),
-                try await connection.membership(orgID: org.id, userID: target.id, logger: logger) != nil
+            guard let target = try await UserRepository(connection, logger: logger).find(username: username),
+                try await MembershipRepository(connection, logger: logger).find(orgID: org.id, userID: target.id) != nil
             else { throw DomainError.notFound("\(username) is not a member of \(org.slug)") }
-            let page = try await connection.tokens(
+            let page = try await TokenRepository(connection, logger: logger).list(
                 orgID: org.id, visibleTo: target.id, all: false,
-                query: TokenQuery(limit: 1000, kind: .personal, status: .active), logger: logger)
+                query: TokenQuery(limit: 1000, kind: .personal, status: .active))
             return page.records.count
         }
     }

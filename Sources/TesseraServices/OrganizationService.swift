@@ -28,9 +28,11 @@ public struct OrganizationService: Sendable {
         try Limits.checkName(displayName, field: "displayName")
         do {
             return try await store.transaction { [logger = store.logger] connection in
-                let id = try await connection.insertOrganization(slug: slug, displayName: displayName, logger: logger)
-                try await connection.recordAudit(actor.event(orgID: id, action: .orgCreated), logger: logger)
-                guard let record = try await connection.organization(id: id, logger: logger) else {
+                let id = try await OrganizationRepository(connection, logger: logger).insert(
+                    slug: slug, displayName: displayName)
+                try await AuditRepository(connection, logger: logger).record(
+                    actor.event(orgID: id, action: .orgCreated))
+                guard let record = try await OrganizationRepository(connection, logger: logger).find(id: id) else {
                     throw StoreError.noRows
                 }
                 return record
@@ -46,16 +48,21 @@ public struct OrganizationService: Sendable {
         try await store.withConnection { connection in
             let records: [OrganizationRecord]
             if all {
-                records = try await connection.organizations(memberUserID: nil, logger: logger)
+                records = try await OrganizationRepository(connection, logger: logger).list(memberUserID: nil)
             } else if caller.token != nil {
-                records = try await connection.organization(id: caller.orgID, logger: logger).map { [$0] } ?? []
+                records =
+                    try await OrganizationRepository(connection, logger: logger).find(id: caller.orgID).map { [$0] }
+                    ?? []
             } else {
-                records = try await connection.organizations(memberUserID: caller.userID, logger: logger)
+                records = try await OrganizationRepository(connection, logger: logger).list(memberUserID: caller.userID)
             }
             var details: [Details] = []
             for record in records {
                 details.append(
-                    Details(record: record, scopes: try await connection.scopeCatalog(orgID: record.id, logger: logger))
+                    Details(
+                        record: record,
+                        scopes: try await OrganizationRepository(connection, logger: logger).scopeCatalog(
+                            orgID: record.id))
                 )
             }
             return details
@@ -64,23 +71,25 @@ public struct OrganizationService: Sendable {
 
     /// Every organization (operators at the database).
     public func all(logger: Logger) async throws -> [OrganizationRecord] {
-        try await store.withConnection { try await $0.organizations(memberUserID: nil, logger: logger) }
+        try await store.withConnection { try await OrganizationRepository($0, logger: logger).list(memberUserID: nil) }
     }
 
     /// One organization with its catalog.
     public func details(_ id: UUID, logger: Logger) async throws -> Details {
         try await store.withConnection { connection in
-            guard let record = try await connection.organization(id: id, logger: logger) else {
+            guard let record = try await OrganizationRepository(connection, logger: logger).find(id: id) else {
                 throw DomainError.notFound("Organization not found")
             }
-            return Details(record: record, scopes: try await connection.scopeCatalog(orgID: id, logger: logger))
+            return Details(
+                record: record,
+                scopes: try await OrganizationRepository(connection, logger: logger).scopeCatalog(orgID: id))
         }
     }
 
     /// An organization by slug, outside any transaction.
     public func organization(slug: String) async throws -> OrganizationRecord? {
         try await store.withConnection { [logger = store.logger] in
-            try await $0.organization(slug: slug, logger: logger)
+            try await OrganizationRepository($0, logger: logger).find(slug: slug)
         }
     }
 
@@ -92,13 +101,15 @@ public struct OrganizationService: Sendable {
         try Self.validate(patch)
         do {
             try await store.transaction { connection in
-                _ = try await connection.updateOrganization(id: org.id, patch: patch, logger: logger)
-                let catalog = ScopeCatalog(try await connection.scopeCatalog(orgID: org.id, logger: logger))
+                _ = try await OrganizationRepository(connection, logger: logger).update(id: org.id, patch: patch)
+                let catalog = ScopeCatalog(
+                    try await OrganizationRepository(connection, logger: logger).scopeCatalog(orgID: org.id))
                 for scope in patch.defaultScopes ?? [] where catalog.entries[scope] == nil {
                     throw DomainError.invalid(
                         "Unknown scope: \(scope) is not in the catalog of organization \(org.slug)")
                 }
-                try await connection.recordAudit(actor.event(orgID: org.id, action: .orgPolicyUpdated), logger: logger)
+                try await AuditRepository(connection, logger: logger).record(
+                    actor.event(orgID: org.id, action: .orgPolicyUpdated))
             }
         } catch let error as PSQLError where error.isCheckViolation {
             let reason =
@@ -111,9 +122,9 @@ public struct OrganizationService: Sendable {
     /// Deletes the organization and all its tokens; the audit event outlives it (org id kept).
     public func delete(_ org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws {
         try await store.transaction { connection in
-            _ = try await connection.deleteOrganization(id: org.id, logger: logger)
-            try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .orgDeleted, details: ["slug": org.slug]), logger: logger)
+            _ = try await OrganizationRepository(connection, logger: logger).delete(id: org.id)
+            try await AuditRepository(connection, logger: logger).record(
+                actor.event(orgID: org.id, action: .orgDeleted, details: ["slug": org.slug]))
         }
         // Nothing noted in the WriteJournal: every cached token of the org is concerned.
     }

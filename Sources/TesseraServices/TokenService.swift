@@ -62,7 +62,9 @@ public struct TokenService: Sendable {
         var catalog = ScopeCatalog.builtIn
         if let token = caller.token, token.scopes.contains(where: { ScopeCatalog.builtIn.entries[$0] == nil }) {
             catalog = ScopeCatalog(
-                try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
+                try await store.withConnection {
+                    try await OrganizationRepository($0, logger: logger).scopeCatalog(orgID: org.id)
+                })
         }
         guard caller.holds(scope, catalog: catalog) else {
             throw DomainError.forbidden("This token lacks the \(scope) scope")
@@ -79,7 +81,7 @@ public struct TokenService: Sendable {
     /// The calling token's own record (`GET /api-tokens/self`).
     public func own(_ token: VerifiedToken, caller: Caller, logger: Logger) async throws -> TokenRecord {
         let record = try await store.withConnection { connection in
-            try await connection.token(id: token.tokenID, orgID: caller.orgID, logger: logger)
+            try await TokenRepository(connection, logger: logger).find(id: token.tokenID, orgID: caller.orgID)
         }
         guard let record else { throw Self.tokenNotFound }
         return record
@@ -88,9 +90,8 @@ public struct TokenService: Sendable {
     /// A page of the tokens `caller` may see: admins all, members their own plus organization tokens.
     public func list(caller: Caller, query: TokenQuery, logger: Logger) async throws -> TokenPage {
         try await store.withConnection { connection in
-            try await connection.tokens(
-                orgID: caller.orgID, visibleTo: caller.userID, all: caller.isAdmin(catalog: .builtIn), query: query,
-                logger: logger)
+            try await TokenRepository(connection, logger: logger).list(
+                orgID: caller.orgID, visibleTo: caller.userID, all: caller.isAdmin(catalog: .builtIn), query: query)
         }
     }
 
@@ -102,10 +103,10 @@ public struct TokenService: Sendable {
         let admin = caller.isAdmin(catalog: .builtIn)
         return try await store.withConnection { connection in
             (
-                try await connection.tokens(
-                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: logger),
-                try await connection.countTokens(
-                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query, logger: logger)
+                try await TokenRepository(connection, logger: logger).list(
+                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query),
+                try await TokenRepository(connection, logger: logger).count(
+                    orgID: org.id, visibleTo: caller.userID, all: admin, query: query)
             )
         }
     }
@@ -114,7 +115,7 @@ public struct TokenService: Sendable {
     /// every organization token. Otherwise 404, whether or not it exists.
     public func visible(_ id: UUID, caller: Caller, logger: Logger) async throws -> TokenRecord {
         let record = try await store.withConnection { connection in
-            try await connection.token(id: id, orgID: caller.orgID, logger: logger)
+            try await TokenRepository(connection, logger: logger).find(id: id, orgID: caller.orgID)
         }
         guard let record else { throw Self.tokenNotFound }
         let visible =
@@ -146,20 +147,18 @@ public struct TokenService: Sendable {
         }
         let updated = try await store.transaction { connection -> TokenRecord? in
             guard
-                try await connection.updateToken(
-                    id: record.id, orgID: caller.orgID, name: name, description: description, status: status,
-                    logger: logger)
+                try await TokenRepository(connection, logger: logger).update(
+                    id: record.id, orgID: caller.orgID, name: name, description: description, status: status)
             else { return nil }
             var details: [String: String] = [:]
             if let name { details["name"] = name }
             if let status { details["status"] = status.rawValue }
             let action: AuditAction =
                 status.map { $0 != record.status ? .tokenStatusChanged : .tokenUpdated } ?? .tokenUpdated
-            try await connection.recordAudit(
+            try await AuditRepository(connection, logger: logger).record(
                 actor.event(
-                    orgID: caller.orgID, action: action, token: record.id, target: record.username, details: details),
-                logger: logger)
-            return try await connection.token(id: record.id, orgID: caller.orgID, logger: logger)
+                    orgID: caller.orgID, action: action, token: record.id, target: record.username, details: details))
+            return try await TokenRepository(connection, logger: logger).find(id: record.id, orgID: caller.orgID)
         }
         guard let updated else { throw Self.tokenNotFound }
         WriteJournal.note(.token(record.id))
@@ -182,21 +181,21 @@ public struct TokenService: Sendable {
         let outcome: RotationOutcome
         do {
             outcome = try await store.transaction { connection -> RotationOutcome in
-                let outcome = try await connection.rotateToken(
+                let outcome = try await TokenRepository(connection, logger: logger).rotate(
                     id: record.id, orgID: caller.orgID, secret: secret, now: now,
-                    graceUntil: overlap > 0 ? now.addingTimeInterval(TimeInterval(overlap)) : nil, logger: logger)
+                    graceUntil: overlap > 0 ? now.addingTimeInterval(TimeInterval(overlap)) : nil)
                 switch outcome {
                 case .rotated(let newID):
-                    try await connection.recordAudit(
+                    try await AuditRepository(connection, logger: logger).record(
                         actor.event(
                             orgID: caller.orgID, action: .tokenRotated, token: record.id, target: record.username,
-                            details: ["newTokenUUID": newID.uuidString.lowercased(), "overlapSeconds": String(overlap)]),
-                        logger: logger)
+                            details: ["newTokenUUID": newID.uuidString.lowercased(), "overlapSeconds": String(overlap)])
+                    )
                 case .reuseDetected:
-                    try await connection.recordAudit(
+                    try await AuditRepository(connection, logger: logger).record(
                         actor.event(
-                            orgID: caller.orgID, action: .tokenRotationReuse, token: record.id, target: record.username),
-                        logger: logger)
+                            orgID: caller.orgID, action: .tokenRotationReuse, token: record.id, target: record.username)
+                    )
                 case .notFound: break
                 }
                 return outcome
@@ -212,7 +211,7 @@ public struct TokenService: Sendable {
         case .rotated(let newID):
             WriteJournal.note(.token(record.id))
             let fresh = try await store.withConnection {
-                try await $0.token(id: newID, orgID: caller.orgID, logger: logger)
+                try await TokenRepository($0, logger: logger).find(id: newID, orgID: caller.orgID)
             }
             guard let fresh else { throw Self.tokenNotFound }
             return Issued(record: fresh, secret: secret)
@@ -222,14 +221,14 @@ public struct TokenService: Sendable {
     public func delete(_ record: TokenRecord, caller: Caller, actor: AuditActor, logger: Logger) async throws {
         guard mayManage(record, caller: caller) else { throw Self.tokenNotFound }
         let deleted = try await store.transaction { connection in
-            guard try await connection.deleteToken(id: record.id, orgID: caller.orgID, logger: logger) else {
+            guard try await TokenRepository(connection, logger: logger).delete(id: record.id, orgID: caller.orgID)
+            else {
                 return false
             }
-            try await connection.recordAudit(
+            try await AuditRepository(connection, logger: logger).record(
                 actor.event(
                     orgID: caller.orgID, action: .tokenDeleted, token: record.id, target: record.username,
-                    details: ["kind": record.kind.rawValue, "name": record.name]),
-                logger: logger)
+                    details: ["kind": record.kind.rawValue, "name": record.name]))
             return true
         }
         guard deleted else { throw Self.tokenNotFound }
@@ -282,8 +281,10 @@ public struct TokenService: Sendable {
             return try await insert(row, caller: caller, actor: actor, logger: logger, duplicate: "")
         }
         let member = try await store.withConnection { connection -> MemberRecord? in
-            guard let user = try await connection.user(username: username, logger: logger) else { return nil }
-            return try await connection.membership(orgID: org.id, userID: user.id, logger: logger)
+            guard let user = try await UserRepository(connection, logger: logger).find(username: username) else {
+                return nil
+            }
+            return try await MembershipRepository(connection, logger: logger).find(orgID: org.id, userID: user.id)
         }
         guard let member else {
             throw DomainError.invalid("User \(username) is not a member of organization \(org.slug)")
@@ -313,7 +314,9 @@ public struct TokenService: Sendable {
                 defaultDays: org.defaultTokenLifetimeDays, maxDays: org.maxTokenLifetimeDays,
                 allowNonExpiring: org.allowNonExpiringTokens))
         let catalog = ScopeCatalog(
-            try await store.withConnection { try await $0.scopeCatalog(orgID: org.id, logger: logger) })
+            try await store.withConnection {
+                try await OrganizationRepository($0, logger: logger).scopeCatalog(orgID: org.id)
+            })
         let scopes = try TokenPolicy.scopes(
             body.scopes ?? org.defaultScopes, catalog: catalog, organization: org.slug, grantedByAdmin: admin,
             ownPlatformAdminPersonalToken: kind == .personal && ownerUserID == caller.userID && caller.platformAdmin)
@@ -332,15 +335,15 @@ public struct TokenService: Sendable {
     {
         do {
             let record = try await store.transaction { connection in
-                let id = try await connection.insertToken(row, logger: logger)
-                try await connection.recordAudit(
+                let id = try await TokenRepository(connection, logger: logger).insert(row)
+                try await AuditRepository(connection, logger: logger).record(
                     actor.event(
                         orgID: row.orgID, action: .tokenCreated, token: id, target: row.username,
                         details: [
                             "kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " "),
-                        ]),
-                    logger: logger)
-                guard let record = try await connection.token(id: id, orgID: row.orgID, logger: logger) else {
+                        ]))
+                guard let record = try await TokenRepository(connection, logger: logger).find(id: id, orgID: row.orgID)
+                else {
                     throw StoreError.noRows
                 }
                 return record

@@ -16,7 +16,7 @@ public struct UserService: Sendable {
     /// A user by name, outside any transaction.
     public func user(named username: String) async throws -> UserRecord? {
         try await store.withConnection { [logger = store.logger] in
-            try await $0.user(username: username, logger: logger)
+            try await UserRepository($0, logger: logger).find(username: username)
         }
     }
 
@@ -34,11 +34,12 @@ public struct UserService: Sendable {
         }
         let logger = store.logger
         let user = try await store.transaction { connection -> UserRecord? in
-            if try await connection.user(username: username, logger: logger) != nil { return nil }
-            _ = try await connection.upsertUser(username: username, platformAdmin: platformAdmin, logger: logger)
-            try await connection.recordAudit(
-                actor.event(orgID: nil, action: .userCreated, target: username), logger: logger)
-            return try await connection.user(username: username, logger: logger)
+            if try await UserRepository(connection, logger: logger).find(username: username) != nil { return nil }
+            _ = try await UserRepository(connection, logger: logger).upsert(
+                username: username, platformAdmin: platformAdmin)
+            try await AuditRepository(connection, logger: logger).record(
+                actor.event(orgID: nil, action: .userCreated, target: username))
+            return try await UserRepository(connection, logger: logger).find(username: username)
         }
         guard let user else { throw DomainError.conflict("User \(username) already exists") }
         return user
@@ -54,12 +55,12 @@ public struct UserService: Sendable {
             if status == .disabled && user.status != .disabled {
                 try await revokeEverywhere(connection, user, reason: "owner_disabled", by: actor)
             }
-            try await connection.setUser(id: user.id, status: status, platformAdmin: platformAdmin, logger: logger)
-            try await connection.recordAudit(
+            try await UserRepository(connection, logger: logger).set(
+                id: user.id, status: status, platformAdmin: platformAdmin)
+            try await AuditRepository(connection, logger: logger).record(
                 actor.event(
                     orgID: nil, action: .userUpdated, target: user.username,
-                    details: ["status": (status ?? user.status).rawValue]),
-                logger: logger)
+                    details: ["status": (status ?? user.status).rawValue]))
         }
     }
 
@@ -69,32 +70,30 @@ public struct UserService: Sendable {
     public func delete(_ user: UserRecord, by actor: AuditActor) async throws {
         let logger = store.logger
         try await store.transaction { connection in
-            try await connection.lockUser(id: user.id, logger: logger)
+            try await UserRepository(connection, logger: logger).lock(id: user.id)
             try await revokeEverywhere(connection, user, reason: "owner_deleted", by: actor)
-            for orgID in try await connection.removeMemberships(userID: user.id, logger: logger) {
-                try await connection.recordAudit(
+            for orgID in try await MembershipRepository(connection, logger: logger).removeAll(userID: user.id) {
+                try await AuditRepository(connection, logger: logger).record(
                     actor.event(
                         orgID: orgID, action: .memberRemoved, target: user.username, details: ["reason": "user_deleted"]
-                    ),
-                    logger: logger)
+                    ))
             }
-            try await connection.deleteUser(id: user.id, logger: logger)
-            try await connection.recordAudit(
-                actor.event(orgID: nil, action: .userDeleted, target: user.username), logger: logger)
+            try await UserRepository(connection, logger: logger).delete(id: user.id)
+            try await AuditRepository(connection, logger: logger).record(
+                actor.event(orgID: nil, action: .userDeleted, target: user.username))
         }
     }
 
     private func revokeEverywhere(
         _ connection: PostgresConnection, _ user: UserRecord, reason: String, by actor: AuditActor
     ) async throws {
-        let revoked = try await connection.revokePersonalTokens(
-            userID: user.id, orgID: nil, reason: reason, logger: store.logger)
+        let revoked = try await TokenRepository(connection, logger: store.logger).revokePersonal(
+            userID: user.id, orgID: nil, reason: reason)
         for token in revoked {
-            try await connection.recordAudit(
+            try await AuditRepository(connection, logger: store.logger).record(
                 actor.event(
                     orgID: token.orgID, action: .tokenRevoked, token: token.id, target: user.username,
-                    details: ["reason": reason]),
-                logger: store.logger)
+                    details: ["reason": reason]))
         }
     }
 }

@@ -58,12 +58,14 @@ public struct WebhookService: Sendable {
     public static let notFound = DomainError.notFound("Webhook not found")
 
     public func list(org: OrganizationRecord, logger: Logger) async throws -> [WebhookRecord] {
-        try await store.withConnection { try await $0.webhooks(orgID: org.id, logger: logger) }
+        try await store.withConnection { try await WebhookRepository($0, logger: logger).list(orgID: org.id) }
     }
 
     public func webhook(_ id: UUID, org: OrganizationRecord, logger: Logger) async throws -> WebhookRecord {
         guard
-            let record = try await store.withConnection({ try await $0.webhook(id: id, orgID: org.id, logger: logger) })
+            let record = try await store.withConnection({
+                try await WebhookRepository($0, logger: logger).find(id: id, orgID: org.id)
+            })
         else { throw Self.notFound }
         return record
     }
@@ -84,14 +86,13 @@ public struct WebhookService: Sendable {
             }
         }
         let record = try await store.transaction { connection in
-            let record = try await connection.insertWebhook(
+            let record = try await WebhookRepository(connection, logger: logger).insert(
                 orgID: org.id, url: url, description: description, events: events, secret: secret.encoded,
-                active: draft.active ?? true, createdBy: actor.username ?? "unknown", logger: logger)
-            try await connection.recordAudit(
+                active: draft.active ?? true, createdBy: actor.username ?? "unknown")
+            try await AuditRepository(connection, logger: logger).record(
                 actor.event(
                     orgID: org.id, action: .webhookCreated,
-                    details: ["id": record.id.uuidString.lowercased(), "url": url]),
-                logger: logger)
+                    details: ["id": record.id.uuidString.lowercased(), "url": url]))
             return record
         }
         WriteJournal.note()
@@ -108,15 +109,15 @@ public struct WebhookService: Sendable {
         let secret = change.rotateSecret ? WebhookSecret.generate() : nil
         let record = try await store.transaction { connection -> WebhookRecord? in
             guard
-                let record = try await connection.updateWebhook(
+                let record = try await WebhookRepository(connection, logger: logger).update(
                     id: id, orgID: org.id, url: url, description: description, events: events, secret: secret?.encoded,
-                    active: change.active, logger: logger)
+                    active: change.active)
             else { return nil }
             var details = ["id": id.uuidString.lowercased()]
             if secret != nil { details["secret"] = "rotated" }
             if let active = change.active { details["active"] = String(active) }
-            try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .webhookUpdated, details: details), logger: logger)
+            try await AuditRepository(connection, logger: logger).record(
+                actor.event(orgID: org.id, action: .webhookUpdated, details: details))
             return record
         }
         guard let record else { throw Self.notFound }
@@ -126,10 +127,11 @@ public struct WebhookService: Sendable {
 
     public func delete(_ id: UUID, org: OrganizationRecord, actor: AuditActor, logger: Logger) async throws {
         let deleted = try await store.transaction { connection in
-            guard try await connection.deleteWebhook(id: id, orgID: org.id, logger: logger) else { return false }
-            try await connection.recordAudit(
-                actor.event(orgID: org.id, action: .webhookDeleted, details: ["id": id.uuidString.lowercased()]),
-                logger: logger)
+            guard try await WebhookRepository(connection, logger: logger).delete(id: id, orgID: org.id) else {
+                return false
+            }
+            try await AuditRepository(connection, logger: logger).record(
+                actor.event(orgID: org.id, action: .webhookDeleted, details: ["id": id.uuidString.lowercased()]))
             return true
         }
         guard deleted else { throw Self.notFound }
@@ -140,7 +142,7 @@ public struct WebhookService: Sendable {
         -> [WebhookDeliveryRecord]
     {
         try await store.withConnection {
-            try await $0.webhookDeliveries(webhookID: webhook.id, limit: limit, logger: logger)
+            try await WebhookRepository($0, logger: logger).deliveries(webhookID: webhook.id, limit: limit)
         }
     }
 
@@ -148,13 +150,16 @@ public struct WebhookService: Sendable {
         _ delivery: UUID, of webhook: WebhookRecord, org: OrganizationRecord, actor: AuditActor, logger: Logger
     ) async throws {
         let found = try await store.transaction { connection in
-            guard try await connection.redeliver(deliveryID: delivery, webhookID: webhook.id, logger: logger) else {
+            guard
+                try await WebhookRepository(connection, logger: logger).redeliver(
+                    deliveryID: delivery, webhookID: webhook.id)
+            else {
                 return false
             }
-            try await connection.recordAudit(
+            try await AuditRepository(connection, logger: logger).record(
                 actor.event(
-                    orgID: org.id, action: .webhookRedelivered, details: ["delivery": delivery.uuidString.lowercased()]),
-                logger: logger)
+                    orgID: org.id, action: .webhookRedelivered, details: ["delivery": delivery.uuidString.lowercased()])
+            )
             return true
         }
         guard found else { throw DomainError.notFound("No such delivery of this webhook") }

@@ -289,7 +289,8 @@ public final class TokenVerifier: Sendable {
         }
         var catalogs: [UUID: ScopeCatalog] = [:]
         for orgID in Set(fresh.values.map(\.token.orgID)) {
-            catalogs[orgID] = ScopeCatalog(try await connection.scopeCatalog(orgID: orgID, logger: logger))
+            catalogs[orgID] = ScopeCatalog(
+                try await OrganizationRepository(connection, logger: logger).scopeCatalog(orgID: orgID))
         }
         let changed = entries.filter { entry in
             let current: CachedLookup =
@@ -309,7 +310,9 @@ public final class TokenVerifier: Sendable {
         let generation = cache.generation
         let read: @Sendable () async throws -> ScopeCatalog = { [store] in
             ScopeCatalog(
-                try await store.withConnection { try await $0.scopeCatalog(orgID: orgID, logger: store.logger) })
+                try await store.withConnection {
+                    try await OrganizationRepository($0, logger: store.logger).scopeCatalog(orgID: orgID)
+                })
         }
         let catalog: ScopeCatalog
         if let lookupTimeout {

@@ -85,7 +85,7 @@ public final class WebhookDeliveryService: Service, Sendable {
     public func sweepExpiry() async {
         do {
             let queued = try await store.withConnection { [store, logger] in
-                try await $0.sweepExpiry(at: store.clock.now(), logger: logger)
+                try await WebhookRepository($0, logger: logger).sweepExpiry(at: store.clock.now())
             }
             if queued > 0 {
                 notices.increment(by: Int64(queued))
@@ -98,7 +98,9 @@ public final class WebhookDeliveryService: Service, Sendable {
 
     private func updateGauges() async {
         guard
-            let (count, age) = try? await store.withConnection({ [logger] in try await $0.outboxDepth(logger: logger) })
+            let (count, age) = try? await store.withConnection({ [logger] in
+                try await WebhookRepository($0, logger: logger).outboxDepth()
+            })
         else { return }
         pending.record(count)
         oldest.record(age)
@@ -109,7 +111,7 @@ public final class WebhookDeliveryService: Service, Sendable {
         let claimed: [ClaimedDelivery]
         do {
             claimed = try await store.withConnection { [logger] in
-                try await $0.claimDeliveries(limit: 64, lease: Self.claimLease, logger: logger)
+                try await WebhookRepository($0, logger: logger).claim(limit: 64, lease: Self.claimLease)
             }
         } catch {
             logger.debug("could not claim webhook deliveries", metadata: ["error": "\(describeDatabaseFailure(error))"])
@@ -144,7 +146,7 @@ public final class WebhookDeliveryService: Service, Sendable {
                 let rest = deliveries[(index + 1)...].map(\.id)
                 if !rest.isEmpty {
                     _ = try? await store.withConnection { [logger] in
-                        try await $0.releaseDeliveries(rest, logger: logger)
+                        try await WebhookRepository($0, logger: logger).release(rest)
                     }
                 }
                 return
@@ -168,9 +170,8 @@ public final class WebhookDeliveryService: Service, Sendable {
         }
         do {
             try await store.withConnection { [logger] in
-                try await $0.recordAttempt(
-                    deliveryID: delivery.id, delivered: ok, status: status, error: failure, retryIn: retryIn,
-                    logger: logger)
+                try await WebhookRepository($0, logger: logger).recordAttempt(
+                    deliveryID: delivery.id, delivered: ok, status: status, error: failure, retryIn: retryIn)
             }
         } catch {
             // The claim runs out and the delivery is sent again: at least once, as receivers expect.

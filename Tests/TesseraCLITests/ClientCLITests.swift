@@ -319,14 +319,13 @@ struct CLIFailure: Error, CustomStringConvertible {
             let org = try #require(try await OrganizationService(store: store).organization(slug: "beta"))
             let bob = try #require(try await UserService(store: store).user(named: "bob"))
             let tokenID = try await store.transaction { connection in
-                try await connection.insertToken(
+                try await TokenRepository(connection, logger: logger).insert(
                     NewTokenRow(
                         orgID: org.id, kind: .personal, ownerUserID: bob.id, username: "bob", name: "bob",
                         description: nil,
                         scopes: ["api:read"], groups: [], secret: .generate(kind: .personal), expiresAt: nil,
                         createdAt: Date(),
-                        createdBy: "bob", createdByUserID: bob.id),
-                    logger: logger)
+                        createdBy: "bob", createdByUserID: bob.id))
             }
             func state() async throws -> String {
                 let rows = try await client.query(

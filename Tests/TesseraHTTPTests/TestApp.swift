@@ -93,12 +93,14 @@ struct TestApp {
         async throws
     {
         try await store.transaction { connection in
-            guard let organization = try await connection.organization(slug: org, logger: store.logger) else {
+            guard let organization = try await OrganizationRepository(connection, logger: store.logger).find(slug: org)
+            else {
                 throw StoreError.noRows
             }
-            let userID = try await connection.upsertUser(username: username, platformAdmin: false, logger: store.logger)
-            try await connection.putMembership(
-                orgID: organization.id, userID: userID, role: role, groups: groups, logger: store.logger)
+            let userID = try await UserRepository(connection, logger: store.logger).upsert(
+                username: username, platformAdmin: false)
+            try await MembershipRepository(connection, logger: store.logger).put(
+                orgID: organization.id, userID: userID, role: role, groups: groups)
         }
     }
 

@@ -334,12 +334,15 @@ import Testing
             let ciToken = try #require(ci.string("token"))
             let erinID = try #require(
                 try await app.store.client.withConnection {
-                    try await $0.user(username: "erin", logger: app.store.logger)
+                    try await UserRepository($0, logger: app.store.logger).find(username: "erin")
                 }?.id)
             let org = app.root.organization
             _ = try await app.store.transaction { connection in
-                let orgID = try #require(try await connection.organization(slug: org, logger: app.store.logger)).id
-                return try await connection.removeMembership(orgID: orgID, userID: erinID, logger: app.store.logger)
+                let orgID = try #require(
+                    try await OrganizationRepository(connection, logger: app.store.logger).find(slug: org)
+                ).id
+                return try await MembershipRepository(connection, logger: app.store.logger).remove(
+                    orgID: orgID, userID: erinID)
             }
             #expect(try await client.call(.get, "/api-tokens", token: erinToken).status == .unauthorized)
             let ciList = try await client.call(.get, "/api-tokens", token: ciToken)

@@ -27,19 +27,19 @@ import Testing
             let day: TimeInterval = 86_400
             func token(_ name: String, expiresIn days: Double) async throws {
                 _ = try await store.transaction { connection in
-                    try await connection.insertToken(
+                    try await TokenRepository(connection, logger: logger).insert(
                         NewTokenRow(
                             orgID: orgID, kind: .organization, ownerUserID: nil, username: name, name: name,
                             description: nil,
                             scopes: ["api:read"], groups: [], secret: .generate(kind: .organization),
                             expiresAt: start.addingTimeInterval(days * day), createdAt: start, createdBy: "root",
-                            createdByUserID: nil),
-                        logger: logger)
+                            createdByUserID: nil))
                 }
             }
             func sweep(_ days: Double) async throws -> Int {
                 try await store.withConnection {
-                    try await $0.sweepExpiry(at: start.addingTimeInterval(days * day), logger: logger)
+                    try await WebhookRepository($0, logger: logger).sweepExpiry(
+                        at: start.addingTimeInterval(days * day))
                 }
             }
             try await token("quarterly", expiresIn: 90)

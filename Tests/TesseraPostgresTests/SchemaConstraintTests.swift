@@ -22,9 +22,10 @@ import Testing
             let result = try await store.bootstrap(organization: "acme", admin: "root")
             let orgID = try await client.values("SELECT id FROM organizations WHERE slug = 'acme'", as: UUID.self)[0]
             let userID = try await store.transaction { connection in
-                let id = try await connection.upsertUser(username: "alice", platformAdmin: false, logger: logger)
-                try await connection.putMembership(
-                    orgID: orgID, userID: id, role: .member, groups: ["dev"], logger: logger)
+                let id = try await UserRepository(connection, logger: logger).upsert(
+                    username: "alice", platformAdmin: false)
+                try await MembershipRepository(connection, logger: logger).put(
+                    orgID: orgID, userID: id, role: .member, groups: ["dev"])
                 return id
             }
             try await body(client, logger, Fixture(orgID: orgID, userID: userID, bootstrapTokenID: result.tokenUUID))
@@ -41,7 +42,7 @@ import Testing
     }
 
     func insert(_ row: NewTokenRow, _ client: PostgresClient, _ logger: Logger) async throws -> UUID {
-        try await client.withConnection { try await $0.insertToken(row, logger: logger) }
+        try await client.withConnection { try await TokenRepository($0, logger: logger).insert(row) }
     }
 
     func expectViolation(_ constraint: String, _ operation: () async throws -> Void) async {
@@ -177,7 +178,7 @@ import Testing
     @Test func personalTokenOwnerMustBeAMember() async throws {
         try await withFixture { client, logger, fixture in
             let outsider = try await client.withConnection {
-                try await $0.upsertUser(username: "mallory", platformAdmin: false, logger: logger)
+                try await UserRepository($0, logger: logger).upsert(username: "mallory", platformAdmin: false)
             }
             var row = personalToken(fixture)
             row.ownerUserID = outsider

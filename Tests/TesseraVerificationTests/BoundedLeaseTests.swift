@@ -83,12 +83,11 @@ import Testing
             let other = TokenSecret.generate(kind: .organization)
             let creator = try await store.verify(boot.token.plaintext).get()
             _ = try await store.transaction { connection in
-                try await connection.insertToken(
+                try await TokenRepository(connection, logger: logger).insert(
                     NewTokenRow(
                         orgID: creator.orgID, kind: .organization, ownerUserID: nil, username: "ci-bot", name: "ci",
                         description: nil, scopes: ["api:read"], groups: [], secret: other, expiresAt: nil,
-                        createdAt: Date(), createdBy: "root", createdByUserID: creator.ownerUserID),
-                    logger: logger)
+                        createdAt: Date(), createdBy: "root", createdByUserID: creator.ownerUserID))
             }
             let cache = VerificationCache(settings: VerificationCacheSettings())
             let verifier = TokenVerifier(store: store, cache: cache, lookupTimeout: .seconds(60))

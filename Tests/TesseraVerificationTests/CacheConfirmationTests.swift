@@ -17,12 +17,11 @@ import Testing
         async throws -> UUID
     {
         try await store.transaction { connection in
-            try await connection.insertToken(
+            try await TokenRepository(connection, logger: store.logger).insert(
                 NewTokenRow(
                     orgID: creator.orgID, kind: .organization, ownerUserID: nil, username: "ci-bot", name: name,
                     description: nil, scopes: ["api:read"], groups: [], secret: secret, expiresAt: nil,
-                    createdAt: Date(), createdBy: "root", createdByUserID: creator.ownerUserID),
-                logger: store.logger)
+                    createdAt: Date(), createdBy: "root", createdByUserID: creator.ownerUserID))
         }
     }
 

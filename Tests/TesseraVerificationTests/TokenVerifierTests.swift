@@ -81,12 +81,11 @@ import Testing
             let creator = try await store.verify(result.token.plaintext).get()
             let secret = TokenSecret.generate(kind: .organization)
             _ = try await store.transaction { connection in
-                try await connection.insertToken(
+                try await TokenRepository(connection, logger: store.logger).insert(
                     NewTokenRow(
                         orgID: creator.orgID, kind: .organization, ownerUserID: nil, username: "ci-bot", name: "ci",
                         description: nil, scopes: ["api:read"], groups: [], secret: secret, expiresAt: nil,
-                        createdAt: Date(), createdBy: "root", createdByUserID: creator.ownerUserID),
-                    logger: store.logger)
+                        createdAt: Date(), createdBy: "root", createdByUserID: creator.ownerUserID))
             }
             try await store.transaction { connection in
                 try await connection.query(
