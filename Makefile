@@ -7,7 +7,7 @@ BIN := $(SCRATCH)/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test test-clone lint e2e browser bentoml ha reliability webhooks bench soak scale build release postgres format clean-data
+.PHONY: run test test-clone lint e2e browser bentoml ha reliability webhooks scim bench soak scale build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -65,6 +65,14 @@ browser: postgres
 bentoml: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	TESSERA_BIN=$(BIN) timeout 1200 python3 -m e2e.bentoml_client
+
+# SCIM 2.0 provisioning (issue #21) on the binary `make test` built: the scim2-tester conformance
+# checker (pinned, installed into .venv-scim when missing) against a real `tessera serve`, Okta's and
+# Entra ID's documented request sequences, concurrent PATCHes, a push of 1,000 members and the
+# deprovisioning of 1,000 tokens, timed. Results in e2e/scim-results.json. About 1-2 minutes.
+scim: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
+	TESSERA_BIN=$(BIN) timeout 900 python3 -m e2e.scim_run
 
 # High availability (issue #15) on the binary `make test` built: etcd, three Patroni-managed
 # PostgreSQL 15 nodes in synchronous mode, HAProxy and PgBouncer 1.18 on loopback (etcd-server,

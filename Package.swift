@@ -157,6 +157,26 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
+        // Identity from the IdP: the SCIM 2.0 service provider of each organization (a Surface),
+        // its filters and PATCH engine, provisioning in one transaction per request.
+        .target(
+            name: "TesseraIdentity",
+            dependencies: [
+                "TesseraCore",
+                "TesseraHTTP",
+                "TesseraPostgres",
+                "TesseraServices",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [
+                .embedInCode("Resources/scim-schemas.json"),
+                .embedInCode("Resources/scim-resource-types.json"),
+                .embedInCode("Resources/scim-service-provider-config.json"),
+            ]
+        ),
         .executableTarget(
             name: "tessera",
             dependencies: [
@@ -166,6 +186,7 @@ let package = Package(
                 "TesseraHTTP",
                 "TesseraConsole",
                 "TesseraBentoCloud",
+                "TesseraIdentity",
                 "TesseraServices",
                 "TesseraVerification",
                 "TesseraWebhooks",
@@ -187,6 +208,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TesseraCoreTests", dependencies: ["TesseraCore"]),
+        .testTarget(name: "TesseraIdentityTests", dependencies: ["TesseraIdentity"]),
         .testTarget(name: "TesseraLocalPostgresTests", dependencies: ["TesseraLocalPostgres"]),
         .testTarget(
             name: "TesseraPostgresTests",
@@ -214,7 +236,7 @@ let package = Package(
             name: "TesseraHTTPTests",
             dependencies: [
                 "TesseraHTTP", "TesseraTestSupport", "TesseraCore", "TesseraPostgres", "TesseraVerification",
-                "TesseraWebhooks", "TesseraServices", "TesseraConsole", "TesseraBentoCloud",
+                "TesseraWebhooks", "TesseraServices", "TesseraConsole", "TesseraBentoCloud", "TesseraIdentity",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),

@@ -697,7 +697,9 @@ def start_oidc_provider(work):
     port = free_port()
     binary = os.path.join(ROOT, ".venv-browser/bin/oidc-provider-mock")
     log_path = os.path.join(work.path, "oidc.log")
-    process = subprocess.Popen([binary, "--port", str(port), "--require-nonce", "true"],
+    # dana's ID token carries groups (DESIGN §12): her membership follows them at each sign-in.
+    process = subprocess.Popen([binary, "--port", str(port), "--require-nonce", "true",
+                                "--user-claims", json.dumps({"sub": "dana", "groups": ["idp-admins", "elsewhere"]})],
                                stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
     work.on_close(process.terminate)
     issuer = f"http://127.0.0.1:{port}"
@@ -740,6 +742,32 @@ def step_oidc(page, api, root):
     inspect(page, "sign-in-oidc-denied")
 
 
+def step_sso_groups(page, api, root):
+    """SSO brings the groups: an org mapping idp-admins to admin, just-in-time membership on."""
+    page.step = "sso-groups"
+    sign_out_if_needed(page)
+    status = api.request("POST", "/orgs", token=root, body={"slug": "idp", "displayName": "IdP-run org"})[0]
+    check(status == 201, f"a platform admin creates org idp ({status})")
+    status = api.request("PATCH", "/orgs/idp", token=root, body={"adminGroup": "idp-admins"})[0]
+    check(status == 200, f"idp maps the IdP group idp-admins to admin ({status})")
+    page.get("/console/sign-in")
+    page.click(page.link("Sign in with SSO"))
+    WebDriverWait(page.driver, WAIT).until(lambda d: "/oauth2/authorize" in d.current_url)
+    page.driver.find_element(By.NAME, "sub").send_keys("dana")
+    page.click(page.driver.find_element(By.XPATH, "//button[normalize-space()='Authorize']"))
+    WebDriverWait(page.driver, WAIT).until(lambda d: "/console/" in d.current_url and "/oauth2/" not in d.current_url)
+    check(page.path() == "/console/my-token", f"dana, new to Tessera, signs in with SSO ({page.path()}, {page.flash()!r})")
+    page.get("/console/members")
+    check(page.path() == "/console/members" and "dana" in page.main_html(),
+          "her groups made her a member and an admin of idp: she sees Members")
+    screenshot(page, "18-sso-groups-admin")
+    sign_out(page)
+    status, _, members, _ = api.request("GET", "/orgs/idp/members", token=root)
+    dana = [m for m in (members or {}).get("members", []) if m.get("username") == "dana"]
+    check(dana and dana[0].get("role") == "admin" and dana[0].get("groups") == ["idp-admins"],
+          f"the membership holds the org's known group only, role admin ({dana})")
+
+
 def sign_out_if_needed(page):
     if page.has_button("Sign out"):
         sign_out(page)
@@ -758,6 +786,7 @@ def main():
     issuer = start_oidc_provider(work)
     server = Tessera(work, pg.url, name="tessera", env={
         "TESSERA_OIDC_ISSUER": issuer, "TESSERA_OIDC_CLIENT_ID": "tessera-console", "TESSERA_OIDC_CLIENT_SECRET": "browser-suite",
+        "TESSERA_OIDC_JIT": "true",
         "TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"})
     api = Client(server.base)
     base = f"http://{server.base}"
@@ -776,7 +805,8 @@ def main():
              ("remove member", lambda: step_remove_member(page, api, root)),
              ("webhooks", lambda: step_webhooks(page)),
              ("policy and audit", lambda: step_policy_audit(page)),
-             ("sign in with SSO", lambda: step_oidc(page, api, root))]
+             ("sign in with SSO", lambda: step_oidc(page, api, root)),
+             ("SSO brings the groups", lambda: step_sso_groups(page, api, root))]
     for name, run in steps:
         try:
             run()

@@ -23,6 +23,10 @@ public struct OrganizationInfo: Codable, Sendable {
     public var allowNonExpiringTokens: Bool
     public var idleTimeoutDays: Int?
     public var apiGroup: String?
+    /// With it set, a member is admin exactly while in this group (DESIGN §12).
+    public var adminGroup: String?
+    /// With it set, a member in neither group is suspended.
+    public var userGroup: String?
     public var userTokensEnabled: Bool
     public var defaultScopes: [String]
     public var personalTokenLimit: Int
@@ -32,9 +36,12 @@ public struct OrganizationInfo: Codable, Sendable {
 
     public init(
         slug: String, displayName: String, defaultTokenLifetimeDays: Int, maxTokenLifetimeDays: Int?,
-        allowNonExpiringTokens: Bool, idleTimeoutDays: Int?, apiGroup: String?, userTokensEnabled: Bool,
-        defaultScopes: [String], personalTokenLimit: Int, scopes: [ScopeInfo], createdDate: Int64, updatedDate: Int64
+        allowNonExpiringTokens: Bool, idleTimeoutDays: Int?, apiGroup: String?, adminGroup: String? = nil,
+        userGroup: String? = nil, userTokensEnabled: Bool, defaultScopes: [String], personalTokenLimit: Int,
+        scopes: [ScopeInfo], createdDate: Int64, updatedDate: Int64
     ) {
+        self.adminGroup = adminGroup
+        self.userGroup = userGroup
         self.slug = slug
         self.displayName = displayName
         self.defaultTokenLifetimeDays = defaultTokenLifetimeDays
@@ -52,7 +59,8 @@ public struct OrganizationInfo: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case slug, displayName, defaultTokenLifetimeDays, maxTokenLifetimeDays, allowNonExpiringTokens, idleTimeoutDays
-        case apiGroup, userTokensEnabled, defaultScopes, scopes, personalTokenLimit, createdDate, updatedDate
+        case apiGroup, adminGroup, userGroup, userTokensEnabled, defaultScopes, scopes, personalTokenLimit, createdDate
+        case updatedDate
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -64,6 +72,8 @@ public struct OrganizationInfo: Codable, Sendable {
         try c.encode(allowNonExpiringTokens, forKey: .allowNonExpiringTokens)
         try c.encode(idleTimeoutDays, forKey: .idleTimeoutDays)
         try c.encode(apiGroup, forKey: .apiGroup)
+        try c.encode(adminGroup, forKey: .adminGroup)
+        try c.encode(userGroup, forKey: .userGroup)
         try c.encode(userTokensEnabled, forKey: .userTokensEnabled)
         try c.encode(defaultScopes, forKey: .defaultScopes)
         try c.encode(personalTokenLimit, forKey: .personalTokenLimit)
@@ -101,6 +111,8 @@ public struct OrganizationPatchRequest: Encodable, Sendable {
     public var allowNonExpiringTokens: Bool?
     public var idleTimeoutDays: Patch<Int> = .unchanged
     public var apiGroup: Patch<String> = .unchanged
+    public var adminGroup: Patch<String> = .unchanged
+    public var userGroup: Patch<String> = .unchanged
     public var userTokensEnabled: Bool?
     public var defaultScopes: [String]?
     public var scopes: [ScopeInfo]?
@@ -116,12 +128,13 @@ public struct OrganizationPatchRequest: Encodable, Sendable {
         }
         return displayName == nil && defaultTokenLifetimeDays == nil && unchanged(maxTokenLifetimeDays)
             && allowNonExpiringTokens == nil && unchanged(idleTimeoutDays) && unchanged(apiGroup)
+            && unchanged(adminGroup) && unchanged(userGroup)
             && userTokensEnabled == nil && defaultScopes == nil && scopes == nil && personalTokenLimit == nil
     }
 
     enum CodingKeys: String, CodingKey {
         case displayName, defaultTokenLifetimeDays, maxTokenLifetimeDays, allowNonExpiringTokens, idleTimeoutDays
-        case apiGroup, userTokensEnabled, defaultScopes, scopes, personalTokenLimit
+        case apiGroup, adminGroup, userGroup, userTokensEnabled, defaultScopes, scopes, personalTokenLimit
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -132,6 +145,8 @@ public struct OrganizationPatchRequest: Encodable, Sendable {
         try c.encodeIfPresent(allowNonExpiringTokens, forKey: .allowNonExpiringTokens)
         try idleTimeoutDays.encode(in: &c, forKey: .idleTimeoutDays)
         try apiGroup.encode(in: &c, forKey: .apiGroup)
+        try adminGroup.encode(in: &c, forKey: .adminGroup)
+        try userGroup.encode(in: &c, forKey: .userGroup)
         try c.encodeIfPresent(userTokensEnabled, forKey: .userTokensEnabled)
         try c.encodeIfPresent(defaultScopes, forKey: .defaultScopes)
         try c.encodeIfPresent(scopes, forKey: .scopes)

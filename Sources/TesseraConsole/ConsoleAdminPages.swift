@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdAuth
 import Logging
@@ -26,6 +27,7 @@ struct ConsoleAdminPages {
         pages.post("members/:username/token", use: createMemberToken)
         pages.get("policy", use: policy)
         pages.post("policy", use: savePolicy)
+        pages.post("policy/scim-token", use: createSCIMToken)
         pages.get("audit", use: audit)
         pages.get("platform", use: platform)
         pages.post("platform/orgs", use: createOrganization)
@@ -64,6 +66,7 @@ struct ConsoleAdminPages {
                 "username": member.username, "role": member.role.rawValue, "isAdmin": member.role == .admin,
                 "groups": member.groups.joined(separator: ", "), "status": member.userStatus.rawValue,
                 "since": ConsoleController.format(member.createdAt), "isMe": member.userID == user.caller.userID,
+                "scim": member.scimManaged, "suspended": member.suspended,
             ]
         }
         return views.page(
@@ -157,6 +160,8 @@ struct ConsoleAdminPages {
                 "maxDays": org.maxTokenLifetimeDays.map(String.init) ?? "",
                 "allowNonExpiring": org.allowNonExpiringTokens, "idleDays": org.idleTimeoutDays.map(String.init) ?? "",
                 "apiGroup": org.apiGroup ?? "", "userTokensEnabled": org.userTokensEnabled,
+                "adminGroup": org.adminGroup ?? "", "userGroup": org.userGroup ?? "",
+                "scimBase": Self.scimBase(request, slug: org.slug),
                 "displayName": org.displayName,
                 "personalTokenLimit": org.personalTokenLimit,
                 "scopes": scopes,
@@ -189,6 +194,8 @@ struct ConsoleAdminPages {
             patch.allowNonExpiringTokens = form["allowNonExpiring"] == "on"
             patch.userTokensEnabled = form["userTokensEnabled"] == "on"
             patch.apiGroup = .some(form.text("apiGroup"))
+            patch.adminGroup = .some(form.text("adminGroup"))
+            patch.userGroup = .some(form.text("userGroup"))
             guard let limit = Int(form.text("personalTokenLimit") ?? "1"), (1...1000).contains(limit) else {
                 throw Problem.invalidField("Personal tokens per member", "must be a number from 1 to 1000")
             }
@@ -211,6 +218,29 @@ struct ConsoleAdminPages {
             controller.flash(context, "Policy saved.")
         }
         throw ConsoleRedirect(location: back)
+    }
+
+    /// An organization token holding only `scim:provision` for the org's IdP, shown once.
+    @Sendable func createSCIMToken(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let user = try admin(context)
+        let back = "/console/policy"
+        let issued = try await flashing(context, back: back) {
+            let label = context.form.text("label") ?? "scim"
+            return try await operations.createFor(
+                label,
+                TokenService.CreateRequest(
+                    name: "SCIM provisioning (\(label))", description: "The identity provider's SCIM 2.0 credential",
+                    scopes: [BuiltInScope.scimProvision], isSystemToken: true),
+                caller: user.caller, org: user.org, actor: context.actor, logger: context.logger)
+        }
+        return controller.secretPage(
+            issued, user: user, heading: "SCIM token created", back: back, request: request)
+    }
+
+    /// The SCIM base URL of `slug` as the browser reached this server.
+    static func scimBase(_ request: Request, slug: String) -> String {
+        let scheme = request.headers[HTTPField.Name("X-Forwarded-Proto")!] == "https" ? "https" : "http"
+        return "\(scheme)://\(request.head.authority ?? "127.0.0.1")/scim/v2/\(slug)"
     }
 
     // MARK: - Audit log

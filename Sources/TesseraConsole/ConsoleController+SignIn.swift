@@ -138,7 +138,7 @@ extension ConsoleController {
         guard let oidc else { throw Problem(.notFound, "Single sign-on is not configured on this server") }
         let parameters = request.uri.queryParameters
         let cookie = request.cookies[Self.oidcCookie].flatMap { OIDCPending(cookieValue: $0.value) }
-        let username: String
+        let identity: OIDCIdentity
         do {
             if let error = parameters.get("error") {
                 throw OIDCError.providerRefused(parameters.get("error_description") ?? error)
@@ -151,11 +151,19 @@ extension ConsoleController {
             guard let code = parameters.get("code"), !code.isEmpty, code.count < 4096 else {
                 throw OIDCError.providerRefused("no authorization code")
             }
-            username = try await oidc.finish(code: code, pending: pending, redirectURI: redirectURI(request))
+            identity = try await oidc.finish(code: code, pending: pending, redirectURI: redirectURI(request))
         } catch let error as OIDCError {
             var response = signInResponse(request, message: error.description, isError: true, status: .badRequest)
             response.setCookie(Self.expired(Self.oidcCookie, path: "/console/oidc"))
             return response
+        }
+        let username = identity.username
+        // The IdP's groups: memberships of orgs with a group mapping follow them (JIT when on).
+        if let groups = identity.groups {
+            try await SSOGroupSync(store: store, justInTime: oidc.settings.justInTime).apply(
+                username: username, groups: groups,
+                actor: AuditActor(username: username, kind: .console, sourceIP: context.remoteAddress),
+                logger: context.logger)
         }
         let user = try await users.user(named: username)
         guard let user, user.status == .active else {

@@ -175,7 +175,7 @@ struct ConsoleUserMiddleware: RouterMiddleware {
                 throw Problem(
                     .forbidden, "You are not a member of any organization yet. Ask an organization admin to add you.")
             }
-            let membership = try await MembershipRepository(connection, logger: logger).find(
+            let membership = try await MembershipRepository(connection, logger: logger).acting(
                 orgID: org.id, userID: user.id)
             let caller = Caller(
                 credential: .jwt, userID: user.id, username: user.username, platformAdmin: user.platformAdmin,

@@ -20,6 +20,10 @@ public struct OIDCSettings: Sendable {
     /// `TESSERA_PUBLIC_URL`: the console's public origin for the redirect URI (default: the
     /// request's own host, http on loopback, https elsewhere).
     public var publicURL: String?
+    /// `TESSERA_OIDC_GROUPS_CLAIM`: the ID token's claim listing the person's groups (default `groups`).
+    public var groupsClaim = "groups"
+    /// `TESSERA_OIDC_JIT`: a sign-in in an org's mapping groups creates the membership (default off).
+    public var justInTime = false
 
     public init(
         issuer: String, clientID: String, clientSecret: String? = nil, usernameClaim: String = "preferred_username",
@@ -149,7 +153,7 @@ final class OIDCClient: Sendable {
     }
 
     /// Exchanges the code and returns the verified username.
-    func finish(code: String, pending: OIDCPending, redirectURI: String) async throws -> String {
+    func finish(code: String, pending: OIDCPending, redirectURI: String) async throws -> OIDCIdentity {
         let (discovery, keys) = try await provider()
         var request = URLRequest(url: try url(discovery.token_endpoint))
         request.httpMethod = "POST"
@@ -185,7 +189,7 @@ final class OIDCClient: Sendable {
     }
 
     /// Signature (JWKS), `exp`, `iss`, `aud` (our client id), `nonce`; returns the username claim.
-    func verify(idToken: String, keys: JWTKeyCollection, nonce: String) async throws -> String {
+    func verify(idToken: String, keys: JWTKeyCollection, nonce: String) async throws -> OIDCIdentity {
         let claims: JWTAuthenticator.Claims
         do {
             claims = try await keys.verify(idToken, as: JWTAuthenticator.Claims.self)
@@ -204,7 +208,9 @@ final class OIDCClient: Sendable {
         guard let username = claims.strings[settings.usernameClaim] ?? claims.strings["sub"],
             Validation.isValidUsername(username)
         else { throw OIDCError.invalidIDToken("it names no usable \(settings.usernameClaim)") }
-        return username
+        return OIDCIdentity(
+            username: username,
+            groups: claims.lists[settings.groupsClaim] ?? claims.strings[settings.groupsClaim].map { [$0] })
     }
 
     static func formEncode(_ text: String) -> String {
@@ -237,4 +243,10 @@ final class OIDCClient: Sendable {
             throw OIDCError.providerUnreachable(request.url?.host ?? "?")
         }
     }
+}
+
+/// Who an SSO sign-in says the person is, and their groups (nil: the ID token has no groups claim).
+struct OIDCIdentity: Sendable, Equatable {
+    var username: String
+    var groups: [String]?
 }

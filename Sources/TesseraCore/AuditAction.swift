@@ -13,6 +13,15 @@ public enum AuditAction: String, Sendable, CaseIterable, Codable {
     case memberRemoved = "member.removed"
     /// The member left by themselves; webhook `member.removed` with `left: true`.
     case memberLeft = "member.left"
+    /// The membership was suspended (SCIM `active: false`, or out of the org's userGroup): its
+    /// personal tokens are revoked (`owner_deprovisioned`).
+    case memberSuspended = "member.suspended"
+    /// A suspended membership is active again (no token comes back).
+    case memberReactivated = "member.reactivated"
+
+    case groupCreated = "group.created"
+    case groupUpdated = "group.updated"
+    case groupDeleted = "group.deleted"
 
     case userCreated = "user.created"
     case userUpdated = "user.updated"

@@ -77,7 +77,17 @@ public struct BuiltInScope: Sendable {
         .init(
             name: "api:write", description: "Write access to the organization's APIs", adminOnly: false,
             implies: ["api:read"]),
+        .init(
+            name: scimProvision, description: "Provision users and groups over SCIM 2.0 (organization tokens only)",
+            adminOnly: true, implies: []),
     ]
+
+    /// The scope of an IdP's SCIM token: the org's `/scim/v2/{org}/` and nothing else.
+    public static let scimProvision = "scim:provision"
+
+    /// The bootstrap token's scopes: every built-in scope a personal token may hold (all but
+    /// `scim:provision`, which only organization tokens carry).
+    public static var bootstrapScopes: [String] { all.map(\.name).filter { $0 != scimProvision } }
 
     /// Scopes a token gets when created without `scopes` (DESIGN §2).
     public static let defaultTokenScopes = ["tokens:read", "tokens:write", "api:read", "api:write"]

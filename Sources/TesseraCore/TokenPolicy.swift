@@ -39,10 +39,11 @@ public enum TokenPolicy {
     }
 
     /// The scopes of a new token, sorted and unique: 1 to 100, each in the org's catalog, admin-only
-    /// ones only from an admin, `platform:admin` only on a platform admin's own personal token.
+    /// ones only from an admin, `platform:admin` only on a platform admin's own personal token,
+    /// `scim:provision` only on organization tokens (an IdP's credential, not a person's).
     public static func scopes(
         _ requested: [String], catalog: ScopeCatalog, organization: String, grantedByAdmin: Bool,
-        ownPlatformAdminPersonalToken: Bool
+        ownPlatformAdminPersonalToken: Bool, organizationToken: Bool = false
     ) throws(DomainError) -> [String] {
         let scopes = Array(Set(requested)).sorted()
         guard !scopes.isEmpty, scopes.count <= 100 else {
@@ -58,6 +59,9 @@ public enum TokenPolicy {
         }
         if scopes.contains("platform:admin") && !ownPlatformAdminPersonalToken {
             throw .invalid("Scope platform:admin is only for a platform admin's own personal token")
+        }
+        if scopes.contains(BuiltInScope.scimProvision) && !organizationToken {
+            throw .invalid("Scope \(BuiltInScope.scimProvision) is only for organization tokens (an IdP's credential)")
         }
         return scopes
     }

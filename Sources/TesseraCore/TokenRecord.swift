@@ -69,15 +69,22 @@ public struct OrganizationRecord: Sendable, Equatable {
     public var defaultScopes: [String]
     /// Live personal tokens a member may hold in the org (1: LISA's rule).
     public var personalTokenLimit: Int
+    /// LISA's adminGroup: when set, a member is admin exactly while in this group (DESIGN §12).
+    public var adminGroup: String?
+    /// LISA's userGroup: when set, a member in neither group is suspended.
+    public var userGroup: String?
     public var createdAt: Date
     public var updatedAt: Date
 
     public init(
         id: UUID, slug: String, displayName: String, defaultTokenLifetimeDays: Int, maxTokenLifetimeDays: Int?,
         allowNonExpiringTokens: Bool, idleTimeoutDays: Int?, apiGroup: String?, userTokensEnabled: Bool,
-        defaultScopes: [String], personalTokenLimit: Int = 1, createdAt: Date, updatedAt: Date
+        defaultScopes: [String], personalTokenLimit: Int = 1, adminGroup: String? = nil, userGroup: String? = nil,
+        createdAt: Date, updatedAt: Date
     ) {
         self.personalTokenLimit = personalTokenLimit
+        self.adminGroup = adminGroup
+        self.userGroup = userGroup
         self.id = id
         self.slug = slug
         self.displayName = displayName

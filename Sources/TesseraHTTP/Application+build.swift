@@ -157,9 +157,10 @@ func buildRouter(
     let resolver = CallerResolver(store: store)
     let authentication = AuthenticationMiddleware(store: store, jwt: jwt, lastUsed: lastUsed)
     let barrier = CacheBarrierMiddleware(listener: listener, verifier: verifier, client: store.client)
-    let api: (RouterPath) -> RouterGroup<TesseraRequestContext> = { path in
-        router.group(path).add(middleware: barrier).add(middleware: authentication)
+    let protect: (RouterGroup<TesseraRequestContext>) -> RouterGroup<TesseraRequestContext> = {
+        $0.add(middleware: barrier).add(middleware: authentication)
     }
+    let api: (RouterPath) -> RouterGroup<TesseraRequestContext> = { path in protect(router.group(path)) }
     let tokens = TokenController(store: store, resolver: resolver)
     tokens.addRoutes(to: api("api-tokens"))
     tokens.addRoutes(to: api("orgs/:org/api-tokens"))
@@ -175,7 +176,7 @@ func buildRouter(
     CredentialsRevokeController(reports: LeakReportService(store: store), limiter: reportLimiter).addRoutes(
         to: router.group("credentials").add(middleware: barrier))
     UserController(users: UserService(store: store), resolver: resolver).addRoutes(to: api("users"))
-    let parts = SurfaceParts(store: store, resolver: resolver, api: api)
+    let parts = SurfaceParts(store: store, resolver: resolver, api: api, protect: protect)
     for surface in surfaces { surface.addRoutes(to: router, parts: parts) }
     routes.load(from: router)
     return router

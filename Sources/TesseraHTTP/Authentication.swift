@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import TesseraCore
 import TesseraPostgres
+import TesseraServices
 import TesseraVerification
 
 /// A credential as presented, before any lookup.
@@ -69,7 +70,15 @@ struct AuthenticationMiddleware: RouterMiddleware {
         var context = context
         // A bearer that is not token-shaped is a JWT when JWTs are configured.
         if case .bearer(let value) = credential, let jwt, !value.hasPrefix("tsp_"), !value.hasPrefix("tso_") {
-            context.identity = .jwt(username: try await jwt.authenticate(value))
+            let (username, groups) = try await jwt.authenticate(value)
+            // The IdP's groups drive memberships of orgs with a group mapping (DESIGN §12).
+            if let groups {
+                try await SSOGroupSync(store: store, justInTime: jwt.settings.justInTime).apply(
+                    username: username, groups: groups,
+                    actor: AuditActor(username: username, kind: .jwt, sourceIP: context.remoteAddress),
+                    logger: context.logger)
+            }
+            context.identity = .jwt(username: username)
         } else {
             switch try await withTimeout(.seconds(5), { [store] in try await store.verify(credential.value) }) {
             case .success(let token):

@@ -34,7 +34,7 @@ package struct CallerResolver: Sendable {
                     let org = try await OrganizationRepository(connection, logger: logger).find(slug: pathSlug)
                 else { throw Self.notFound }
                 let membership = try await token.ownerUserID.asyncFlatMap {
-                    try await MembershipRepository(connection, logger: logger).find(orgID: org.id, userID: $0)
+                    try await MembershipRepository(connection, logger: logger).acting(orgID: org.id, userID: $0)
                 }
                 return (
                     Self.caller(token: token, org: org, role: membership?.role, groups: membership?.groups ?? []), org
@@ -63,7 +63,7 @@ package struct CallerResolver: Sendable {
                     }
                     org = orgs[0]
                 }
-                let membership = try await MembershipRepository(connection, logger: logger).find(
+                let membership = try await MembershipRepository(connection, logger: logger).acting(
                     orgID: org.id, userID: user.id)
                 guard membership != nil || user.platformAdmin else { throw Self.notFound }
                 let caller = Caller(

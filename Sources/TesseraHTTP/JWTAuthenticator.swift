@@ -4,13 +4,17 @@ import TesseraCore
 
 /// OIDC JWT settings (DESIGN §7): `TESSERA_JWT_SECRET` (HS256), `TESSERA_JWT_JWKS_FILE`
 /// (RS256/ES256 public keys), `TESSERA_JWT_ISSUER`, `TESSERA_JWT_AUDIENCE`,
-/// `TESSERA_JWT_USERNAME_CLAIM` (default `preferred_username`, falling back to `sub`).
+/// `TESSERA_JWT_USERNAME_CLAIM` (default `preferred_username`, falling back to `sub`),
+/// `TESSERA_OIDC_GROUPS_CLAIM` (default `groups`) and `TESSERA_OIDC_JIT` (default false): a JWT's
+/// groups drive the memberships of orgs with a group mapping, as an SSO sign-in's do (DESIGN §12).
 public struct JWTSettings: Sendable {
     public var secret: String?
     public var jwksFile: String?
     public var issuer: String?
     public var audience: String?
     public var usernameClaim: String
+    public var groupsClaim = "groups"
+    public var justInTime = false
 
     public init(
         secret: String? = nil, jwksFile: String? = nil, issuer: String? = nil, audience: String? = nil,
@@ -25,10 +29,13 @@ public struct JWTSettings: Sendable {
 
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Self {
         func value(_ key: String) -> String? { environment[key].flatMap { $0.isEmpty ? nil : $0 } }
-        return JWTSettings(
+        var settings = JWTSettings(
             secret: value("TESSERA_JWT_SECRET"), jwksFile: value("TESSERA_JWT_JWKS_FILE"),
             issuer: value("TESSERA_JWT_ISSUER"), audience: value("TESSERA_JWT_AUDIENCE"),
             usernameClaim: value("TESSERA_JWT_USERNAME_CLAIM") ?? "preferred_username")
+        settings.groupsClaim = value("TESSERA_OIDC_GROUPS_CLAIM") ?? "groups"
+        settings.justInTime = value("TESSERA_OIDC_JIT") == "true"
+        return settings
     }
 
     public var isEnabled: Bool { secret != nil || jwksFile != nil }
@@ -72,7 +79,8 @@ package struct JWTAuthenticator: Sendable {
         return JWTAuthenticator(keys: keys, settings: settings)
     }
 
-    func authenticate(_ token: String) async throws -> String {
+    /// The username a JWT names, and its groups claim when it has one.
+    func authenticate(_ token: String) async throws -> (username: String, groups: [String]?) {
         // Not three dot-separated parts: not a JWT (and not a Tessera token either).
         guard token.utf8.count <= 16_384, token.split(separator: ".", omittingEmptySubsequences: false).count == 3
         else {
@@ -95,12 +103,14 @@ package struct JWTAuthenticator: Sendable {
         guard let username = claims.strings[settings.usernameClaim] ?? claims.strings["sub"],
             Validation.isValidUsername(username)
         else { throw Problem.invalidToken(.unknown) }
-        return username
+        return (username, claims.lists[settings.groupsClaim] ?? claims.strings[settings.groupsClaim].map { [$0] })
     }
 
     /// Every string claim, plus `exp`/`nbf`/`aud` checked by JWTKit's claim types.
     package struct Claims: JWTPayload {
         package var strings: [String: String] = [:]
+        /// Every claim that is a list of strings (`groups`).
+        package var lists: [String: [String]] = [:]
         package var expiration: ExpirationClaim?
         package var notBefore: NotBeforeClaim?
         package var audience: AudienceClaim?
@@ -108,7 +118,11 @@ package struct JWTAuthenticator: Sendable {
         package init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: AnyCodingKey.self)
             for key in container.allKeys {
-                if let value = try? container.decode(String.self, forKey: key) { strings[key.stringValue] = value }
+                if let value = try? container.decode(String.self, forKey: key) {
+                    strings[key.stringValue] = value
+                } else if let values = try? container.decode([String].self, forKey: key) {
+                    lists[key.stringValue] = values
+                }
             }
             expiration = try container.decodeIfPresent(ExpirationClaim.self, forKey: AnyCodingKey("exp"))
             notBefore = try container.decodeIfPresent(NotBeforeClaim.self, forKey: AnyCodingKey("nbf"))
@@ -118,6 +132,7 @@ package struct JWTAuthenticator: Sendable {
         package func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: AnyCodingKey.self)
             for (key, value) in strings { try container.encode(value, forKey: AnyCodingKey(key)) }
+            for (key, values) in lists { try container.encode(values, forKey: AnyCodingKey(key)) }
             try container.encodeIfPresent(expiration, forKey: AnyCodingKey("exp"))
             try container.encodeIfPresent(notBefore, forKey: AnyCodingKey("nbf"))
             try container.encodeIfPresent(audience, forKey: AnyCodingKey("aud"))

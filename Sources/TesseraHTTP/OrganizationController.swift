@@ -50,7 +50,8 @@ struct OrganizationController {
     @Sendable func update(_ request: Request, context: TesseraRequestContext) async throws -> OrganizationInfo {
         let (caller, org) = try await resolve(request, context, scope: "org:admin", admin: true)
         let body = try await request.decodeJSON(
-            MergePatch.self, context: context, nullable: ["maxTokenLifetimeDays", "idleTimeoutDays", "apiGroup"])
+            MergePatch.self, context: context,
+            nullable: ["maxTokenLifetimeDays", "idleTimeoutDays", "apiGroup", "adminGroup", "userGroup"])
         var patch = OrganizationPatch()
         do {
             patch.displayName = try body.value("displayName")
@@ -59,6 +60,8 @@ struct OrganizationController {
             patch.allowNonExpiringTokens = try body.value("allowNonExpiringTokens")
             patch.idleTimeoutDays = try body.nullable("idleTimeoutDays")
             patch.apiGroup = try body.nullable("apiGroup")
+            patch.adminGroup = try body.nullable("adminGroup")
+            patch.userGroup = try body.nullable("userGroup")
             patch.userTokensEnabled = try body.value("userTokensEnabled")
             patch.defaultScopes = try body.value("defaultScopes")
             patch.scopes = try body.value("scopes")

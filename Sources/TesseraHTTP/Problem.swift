@@ -121,7 +121,8 @@ final class RouteMethods: Sendable {
         var methods: [String: (segments: [String?], methods: Set<String>)] = [:]
         for route in router.routes {
             let elements = route.path.components.map(\.description)
-            guard elements.first != "console" else { continue }
+            // The console answers with pages, SCIM with its own error bodies (RFC 7644).
+            guard elements.first != "console", elements.first != "scim" else { continue }
             let segments: [String?] = elements.map { $0.hasPrefix("{") || $0.hasPrefix("*") ? nil : $0 }
             methods[route.path.description, default: (segments, [])].methods.insert(route.method.rawValue)
         }

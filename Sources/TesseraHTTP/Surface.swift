@@ -27,4 +27,7 @@ package struct SurfaceParts {
     package let resolver: CallerResolver
     /// A group under `path` behind the cache barrier and the API's authentication (token or JWT).
     package let api: (RouterPath) -> RouterGroup<TesseraRequestContext>
+    /// Puts the cache barrier and the API's authentication behind `group`'s own middleware (a
+    /// surface that answers errors in its own format adds that first).
+    package let protect: (RouterGroup<TesseraRequestContext>) -> RouterGroup<TesseraRequestContext>
 }

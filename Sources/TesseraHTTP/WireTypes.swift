@@ -58,7 +58,8 @@ extension OrganizationInfo {
             slug: record.slug, displayName: record.displayName,
             defaultTokenLifetimeDays: record.defaultTokenLifetimeDays,
             maxTokenLifetimeDays: record.maxTokenLifetimeDays, allowNonExpiringTokens: record.allowNonExpiringTokens,
-            idleTimeoutDays: record.idleTimeoutDays, apiGroup: record.apiGroup,
+            idleTimeoutDays: record.idleTimeoutDays, apiGroup: record.apiGroup, adminGroup: record.adminGroup,
+            userGroup: record.userGroup,
             userTokensEnabled: record.userTokensEnabled, defaultScopes: record.defaultScopes,
             personalTokenLimit: record.personalTokenLimit,
             scopes: details.scopes.map {

@@ -86,4 +86,20 @@ public struct AuditRepository {
             logger: logger
         )
     }
+
+    /// One event per token of `tokens`, alike but for the token (a cascade's revocations), in one
+    /// statement: deprovisioning a member with 1,000 tokens is one INSERT, not 1,000 round trips.
+    public func record(_ event: AuditEvent, forEachOf tokens: [UUID]) async throws {
+        guard !tokens.isEmpty else { return }
+        let details = try String(decoding: JSONEncoder().encode(event.details), as: UTF8.self)
+        try await connection.statement(
+            """
+            INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
+                                      target_token_id, target_username, source_ip, details)
+            SELECT \(event.orgID), \(event.actorUsername), \(event.actorKind.rawValue), \(event.actorTokenID),
+                   \(event.action.rawValue), token, \(event.targetUsername), \(event.sourceIP)::inet, \(details)::jsonb
+            FROM unnest(\(tokens)::uuid[]) AS token
+            """,
+            logger: logger)
+    }
 }

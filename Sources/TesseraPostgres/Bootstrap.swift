@@ -53,7 +53,8 @@ extension TesseraStore {
                     NewTokenRow(
                         orgID: orgID, kind: .personal, ownerUserID: userID, username: username,
                         name: "bootstrap", description: "Created by tessera bootstrap",
-                        scopes: BuiltInScope.all.map(\.name), groups: [], secret: secret,
+                        scopes: BuiltInScope.bootstrapScopes, groups: [],
+                        secret: secret,
                         expiresAt: expiration, createdAt: now, createdBy: username, createdByUserID: userID
                     ))
                 try await AuditRepository(connection, logger: logger).record(

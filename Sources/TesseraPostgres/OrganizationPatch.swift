@@ -12,6 +12,9 @@ public struct OrganizationPatch: Sendable {
     public var allowNonExpiringTokens: Bool?
     public var idleTimeoutDays: Int??
     public var apiGroup: String??
+    /// LISA's adminGroup and userGroup (DESIGN §12): `.some(nil)` turns the mapping off.
+    public var adminGroup: String??
+    public var userGroup: String??
     public var userTokensEnabled: Bool?
     public var defaultScopes: [String]?
     public var scopes: [ScopeCatalog.Entry]?

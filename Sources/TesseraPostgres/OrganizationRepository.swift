@@ -11,6 +11,19 @@ public struct MemberRecord: Sendable, Equatable {
     public var groups: [String]
     public var userStatus: UserStatus
     public var createdAt: Date
+    /// What the IdP last said over SCIM (`active`); true when nobody provisions the member.
+    public var active: Bool = true
+    /// Suspended: SCIM said inactive, or the org's userGroup leaves the member out. A suspended
+    /// member acts in the org no more (no sign-in, no token).
+    public var suspended: Bool = false
+    /// Created or last changed over SCIM.
+    public var scimManaged: Bool = false
+    public var externalID: String?
+    /// The SCIM attributes kept for the IdP (name, displayName, emails), as a JSON object.
+    public var profile: String = "{}"
+    /// The SCIM version (ETag), bumped by every change.
+    public var version: Int64 = 1
+    public var updatedAt: Date = .distantPast
 }
 
 /// A global user record.
@@ -41,7 +54,8 @@ public struct OrganizationRepository {
 
     static let organizationColumns = """
         id, slug, display_name, default_token_lifetime_days, max_token_lifetime_days, allow_non_expiring_tokens,
-        idle_timeout_days, api_group, user_tokens_enabled, default_scopes, created_at, updated_at, personal_token_limit
+        idle_timeout_days, api_group, user_tokens_enabled, default_scopes, created_at, updated_at, personal_token_limit,
+        admin_group, user_group
         """
 
     public func find(slug: String) async throws -> OrganizationRecord? {
@@ -58,13 +72,14 @@ public struct OrganizationRepository {
         return nil
     }
 
-    /// Organizations, all of them or those `userID` belongs to.
+    /// Organizations, all of them or those `userID` acts in (suspended memberships left out).
     public func list(memberUserID: UUID?) async throws -> [OrganizationRecord] {
         let rows = try await connection.statement(
             """
             SELECT \(unescaped: Self.organizationColumns) FROM organizations o
             WHERE \(memberUserID)::uuid IS NULL
-               OR EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = o.id AND m.user_id = \(memberUserID))
+               OR EXISTS (SELECT 1 FROM memberships m
+                          WHERE m.org_id = o.id AND m.user_id = \(memberUserID) AND NOT m.suspended)
             ORDER BY slug
             """,
             logger: logger)
@@ -98,6 +113,8 @@ public struct OrganizationRepository {
             userTokensEnabled: try cells[8].decode(Bool.self),
             defaultScopes: try cells[9].decode([String].self),
             personalTokenLimit: try cells[12].decode(Int.self),
+            adminGroup: try cells[13].decode(String?.self),
+            userGroup: try cells[14].decode(String?.self),
             createdAt: try cells[10].decode(Date.self),
             updatedAt: try cells[11].decode(Date.self)
         )
@@ -120,6 +137,8 @@ public struct OrganizationRepository {
                 allow_non_expiring_tokens = coalesce(\(patch.allowNonExpiringTokens), allow_non_expiring_tokens),
                 idle_timeout_days = CASE WHEN \(patch.idleTimeoutDays != nil) THEN \(patch.idleTimeoutDays ?? nil) ELSE idle_timeout_days END,
                 api_group = CASE WHEN \(patch.apiGroup != nil) THEN \(patch.apiGroup ?? nil) ELSE api_group END,
+                admin_group = CASE WHEN \(patch.adminGroup != nil) THEN \(patch.adminGroup ?? nil) ELSE admin_group END,
+                user_group = CASE WHEN \(patch.userGroup != nil) THEN \(patch.userGroup ?? nil) ELSE user_group END,
                 user_tokens_enabled = coalesce(\(patch.userTokensEnabled), user_tokens_enabled),
                 default_scopes = coalesce(\(patch.defaultScopes), default_scopes),
                 personal_token_limit = coalesce(\(patch.personalTokenLimit)::integer, personal_token_limit),

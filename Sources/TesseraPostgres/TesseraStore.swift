@@ -88,7 +88,7 @@ public struct NewTokenRow: Sendable {
 }
 
 public enum AuditActorKind: String, Sendable {
-    case token, jwt, cli, system, console
+    case token, jwt, cli, system, console, scim
 }
 
 /// One line of the audit trail. `details` must never hold a secret.

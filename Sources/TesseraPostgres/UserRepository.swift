@@ -84,3 +84,17 @@ public struct UserRepository {
         return try await rows.decode(UUID.self).firstValue()
     }
 }
+
+extension UserRepository {
+    /// Renames a user; false when the name is taken.
+    public func rename(id: UUID, to username: String) async throws -> Bool {
+        let rows = try await connection.statement(
+            """
+            UPDATE users SET username = \(username), updated_at = now()
+            WHERE id = \(id) AND NOT EXISTS (SELECT 1 FROM users WHERE username = \(username) AND id <> \(id))
+            RETURNING id
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+}

@@ -108,7 +108,7 @@ public struct CLILoginService: Sendable {
     {
         let resolved = try await store.withConnection { connection -> (Caller, OrganizationRecord)? in
             guard let org = try await OrganizationRepository(connection, logger: logger).find(id: orgID),
-                let membership = try await MembershipRepository(connection, logger: logger).find(
+                let membership = try await MembershipRepository(connection, logger: logger).acting(
                     orgID: orgID, userID: userID),
                 let user = try await UserRepository(connection, logger: logger).find(username: membership.username),
                 user.status == .active

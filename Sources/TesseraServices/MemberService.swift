@@ -42,6 +42,13 @@ public struct MemberService: Sendable {
                 actor.event(
                     orgID: orgID, action: existing == nil ? .memberAdded : .memberUpdated, target: username,
                     details: ["role": newRole.rawValue]))
+            // With the org's group mapping on, the groups decide the role (and a suspension).
+            if let org = try await OrganizationRepository(connection, logger: logger).find(id: orgID),
+                org.adminGroup != nil || org.userGroup != nil
+            {
+                try await MembershipSettlement.settle(
+                    connection, org: org, userIDs: [userID], actor: actor, logger: logger)
+            }
             guard
                 let member = try await MembershipRepository(connection, logger: logger).find(
                     orgID: orgID, userID: userID)
@@ -58,19 +65,12 @@ public struct MemberService: Sendable {
     public func remove(org: OrganizationRecord, username: String, leaving: Bool, by actor: AuditActor) async throws {
         let logger = store.logger
         let removed = try await store.transaction { connection -> Bool in
-            guard let user = try await UserRepository(connection, logger: logger).find(username: username),
-                let revoked = try await MembershipRepository(connection, logger: logger).remove(
-                    orgID: org.id, userID: user.id)
-            else { return false }
-            for tokenID in revoked {
-                try await AuditRepository(connection, logger: logger).record(
-                    actor.event(
-                        orgID: org.id, action: .tokenRevoked, token: tokenID, target: username,
-                        details: ["reason": "owner_left_org"]))
+            guard let user = try await UserRepository(connection, logger: logger).find(username: username) else {
+                return false
             }
-            try await AuditRepository(connection, logger: logger).record(
-                actor.event(orgID: org.id, action: leaving ? .memberLeft : .memberRemoved, target: username))
-            return true
+            return try await Self.remove(
+                connection, org: org, userID: user.id, username: username, leaving: leaving, actor: actor,
+                logger: logger)
         }
         guard removed else {
             throw DomainError.notFound("User \(username) is not a member of organization \(org.slug)")
@@ -89,5 +89,26 @@ public struct MemberService: Sendable {
                 query: TokenQuery(limit: 1000, kind: .personal, status: .active))
             return page.records.count
         }
+    }
+
+    /// Removes the membership inside the caller's transaction: personal tokens revoked
+    /// (`owner_left_org`, each audited), then `member.removed` (or `member.left`). False when there
+    /// was no membership.
+    public static func remove(
+        _ connection: PostgresConnection, org: OrganizationRecord, userID: UUID, username: String, leaving: Bool,
+        actor: AuditActor, logger: Logger
+    ) async throws -> Bool {
+        guard
+            let revoked = try await MembershipRepository(connection, logger: logger).remove(
+                orgID: org.id, userID: userID)
+        else { return false }
+        let audit = AuditRepository(connection, logger: logger)
+        try await audit.record(
+            actor.event(
+                orgID: org.id, action: .tokenRevoked, target: username, details: ["reason": "owner_left_org"]),
+            forEachOf: revoked)
+        try await audit.record(
+            actor.event(orgID: org.id, action: leaving ? .memberLeft : .memberRemoved, target: username))
+        return true
     }
 }

@@ -110,6 +110,13 @@ public struct OrganizationService: Sendable {
                 }
                 try await AuditRepository(connection, logger: logger).record(
                     actor.event(orgID: org.id, action: .orgPolicyUpdated))
+                // A new group mapping settles every member at once (roles, suspensions, revocations).
+                if patch.adminGroup != nil || patch.userGroup != nil,
+                    let updated = try await OrganizationRepository(connection, logger: logger).find(id: org.id)
+                {
+                    try await MembershipSettlement.settle(
+                        connection, org: updated, userIDs: nil, actor: actor, logger: logger)
+                }
             }
         } catch let error as PSQLError where error.isCheckViolation {
             let reason =
@@ -132,6 +139,8 @@ public struct OrganizationService: Sendable {
     static func validate(_ patch: OrganizationPatch) throws(DomainError) {
         if let name = patch.displayName { try Limits.checkName(name, field: "displayName") }
         if let group = patch.apiGroup ?? nil { try Limits.checkName(group, field: "apiGroup") }
+        if let group = patch.adminGroup ?? nil { try Limits.checkName(group, field: "adminGroup") }
+        if let group = patch.userGroup ?? nil { try Limits.checkName(group, field: "userGroup") }
         for scope in patch.scopes ?? [] {
             do { try Limits.checkDescription(scope.description) } catch {
                 throw .invalidField(

@@ -319,7 +319,8 @@ public struct TokenService: Sendable {
             })
         let scopes = try TokenPolicy.scopes(
             body.scopes ?? org.defaultScopes, catalog: catalog, organization: org.slug, grantedByAdmin: admin,
-            ownPlatformAdminPersonalToken: kind == .personal && ownerUserID == caller.userID && caller.platformAdmin)
+            ownPlatformAdminPersonalToken: kind == .personal && ownerUserID == caller.userID && caller.platformAdmin,
+            organizationToken: kind == .organization)
         return NewTokenRow(
             orgID: org.id, kind: kind, ownerUserID: ownerUserID, username: username, name: body.name,
             description: body.description, scopes: scopes, groups: groups, secret: .generate(kind: kind),

@@ -9,15 +9,15 @@ import TesseraPostgres
 
 /// The lookup of verification, a prepared statement: indexed probes by SHA-256, for one hash or
 /// for a batch of concurrent misses (``TokenLookupBatcher``), joined with the owner's membership
-/// and user record, so a leaver's or a disabled user's token fails even if a cascade were ever
-/// missed (defense in depth). Each row carries its hash, so a batch's answers find their callers.
+/// and user record, so a leaver's, a suspended member's or a disabled user's token fails even if a
+/// cascade were ever missed (defense in depth). Each row carries its hash, so a batch's answers find their callers.
 struct TokenStateStatement: PostgresPreparedStatement {
     static let name = "tessera_token_states"
     static let sql = """
         SELECT t.id, t.kind, t.org_id, o.slug, t.username, t.owner_user_id, m.role, m.groups,
                coalesce(u.platform_admin, false), t.scopes, t.expires_at, t.created_at, t.status,
-               (m.user_id IS NOT NULL AND u.status = 'active'), o.idle_timeout_days, t.last_used_at, t.grace_until,
-               t.secret_hash
+               (m.user_id IS NOT NULL AND u.status = 'active' AND NOT m.suspended), o.idle_timeout_days,
+               t.last_used_at, t.grace_until, t.secret_hash
         FROM tokens t
         JOIN organizations o ON o.id = t.org_id
         LEFT JOIN memberships m ON m.org_id = t.org_id AND m.user_id = t.owner_user_id

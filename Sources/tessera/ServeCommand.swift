@@ -6,6 +6,7 @@ import PostgresNIO
 import TesseraBentoCloud
 import TesseraConsole
 import TesseraHTTP
+import TesseraIdentity
 import TesseraPostgres
 import TesseraVerification
 import TesseraWebhooks
@@ -177,6 +178,12 @@ struct ServerOptions: ParsableArguments {
                 issuer: issuer, clientID: clientID, clientSecret: value("TESSERA_OIDC_CLIENT_SECRET"),
                 usernameClaim: value("TESSERA_OIDC_USERNAME_CLAIM") ?? "preferred_username",
                 publicURL: value("TESSERA_PUBLIC_URL"))
+            settings.oidc?.groupsClaim = value("TESSERA_OIDC_GROUPS_CLAIM") ?? "groups"
+            switch value("TESSERA_OIDC_JIT") ?? "false" {
+            case "true": settings.oidc?.justInTime = true
+            case "false": break
+            case let other: throw CLIError(message: "TESSERA_OIDC_JIT=\(other) is not true or false")
+            }
         }
         return settings
     }
@@ -235,7 +242,7 @@ func serve(url: DatabaseURL, settings: ServeSettings, migrate: Bool, migrations:
     }
     let listen = try optionalURL("DATABASE_LISTEN_URL") ?? url
     do {
-        var surfaces: [any Surface] = [BentoCloudSurface()]
+        var surfaces: [any Surface] = [BentoCloudSurface(), SCIMSurface()]
         if let console = settings.console {
             surfaces.append(
                 try await ConsoleSurface(settings: console, server: server, client: client, logger: logger))

@@ -8,6 +8,7 @@ import PostgresNIO
 import TesseraBentoCloud
 import TesseraCore
 import TesseraHTTP
+import TesseraIdentity
 import TesseraPostgres
 import TesseraTestSupport
 import TesseraVerification
@@ -69,7 +70,7 @@ struct TestApp {
             // than production's 5 s to lease here (BoundedLeaseTests covers the bound itself).
             var configuration = configuration
             configuration.leaseTimeout = configuration.leaseTimeout.map { max($0, .seconds(30)) }
-            var surfaces: [any Surface] = [BentoCloudSurface()]
+            var surfaces: [any Surface] = [BentoCloudSurface(), SCIMSurface()]
             if let console {
                 surfaces.append(
                     try await ConsoleSurface(

@@ -71,7 +71,7 @@ import Testing
                     == [BuiltInScope.all.count])
             let scopes = try await client.values(
                 "SELECT scopes FROM tokens WHERE id = \(fixture.bootstrapTokenID)", as: [String].self)
-            #expect(scopes == [BuiltInScope.all.map(\.name)])
+            #expect(scopes == [BuiltInScope.bootstrapScopes])
             #expect(try await client.values("SELECT action FROM audit_events", as: String.self) == ["org.bootstrapped"])
         }
     }

@@ -35,7 +35,7 @@ import Testing
             #expect(token.role == .admin)
             #expect(token.platformAdmin)
             #expect(token.kind == .personal)
-            #expect(Set(token.scopes) == Set(BuiltInScope.all.map(\.name)))
+            #expect(Set(token.scopes) == Set(BuiltInScope.bootstrapScopes))
         }
     }
 

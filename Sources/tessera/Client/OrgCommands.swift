@@ -90,6 +90,7 @@ struct OrgCommand: AsyncParsableCommand {
             ("Personal tokens per member", String(org.personalTokenLimit)),
             ("Non-expiring allowed", Printer.text(org.allowNonExpiringTokens)),
             ("Idle timeout", days(org.idleTimeoutDays)), ("API group", Printer.text(org.apiGroup)),
+            ("Admin group", Printer.text(org.adminGroup)), ("User group", Printer.text(org.userGroup)),
             ("User tokens", Printer.text(org.userTokensEnabled)), ("Default scopes", Printer.text(org.defaultScopes)),
             ("Scopes", org.scopes.map(\.name).joined(separator: ",")),
         ])
@@ -116,6 +117,9 @@ struct OrgCommand: AsyncParsableCommand {
         @Option(help: "Allow non-expiring tokens: true or false.") var allowNonExpiring: Bool?
         @Option(help: "Tokens unused this many days stop working, or `none`.") var idleTimeoutDays: String?
         @Option(help: "Only members of this group may create their own token, or `none`.") var apiGroup: String?
+        @Option(help: "Members of this IdP group are admins, the others members; or `none`.") var adminGroup: String?
+        @Option(help: "Members in neither this group nor the admin group are suspended; or `none`.")
+        var userGroup: String?
         @Option(help: "Members may create their own tokens: true or false.") var userTokens: Bool?
         @Option(help: "Live personal tokens each member may hold (1 to 1000; 1 is LISA's rule).")
         var personalTokenLimit: Int?
@@ -131,6 +135,8 @@ struct OrgCommand: AsyncParsableCommand {
                 body.idleTimeoutDays = try Self.daysOrNone(idleTimeoutDays, "--idle-timeout-days")
             }
             if let apiGroup { body.apiGroup = apiGroup == "none" ? .clear : .set(apiGroup) }
+            if let adminGroup { body.adminGroup = adminGroup == "none" ? .clear : .set(adminGroup) }
+            if let userGroup { body.userGroup = userGroup == "none" ? .clear : .set(userGroup) }
             body.userTokensEnabled = userTokens
             body.personalTokenLimit = personalTokenLimit
             guard !body.isEmpty else {
