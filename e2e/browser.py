@@ -678,6 +678,15 @@ def step_policy_audit(page):
     page.click(page.link("Policy"))
     check(page.h1() == "Policy", f"Policy opens from the nav ({page.path()})")
     inspect(page, "15-policy")
+    page.step = "provisioning"
+    section = page.driver.find_element(By.ID, "provisioning").find_element(By.XPATH, "..").text
+    check("/scim/v2/acme" in section, f"the Provisioning section shows the SCIM base URL ({section[:160]!r})")
+    page.click(page.button("Create SCIM token"))
+    check(page.h1() == "SCIM token created", f"Create SCIM token shows the secret once ({page.h1()!r}, {page.flash()!r})")
+    secret = secret_page(page, "15b-scim-token", "tso_", None, "/console/policy")
+    if secret:
+        status = Client(page.base.split("//")[1]).get("/scim/v2/acme/ServiceProviderConfig", token=secret)[0]
+        check(status == 200, f"the console's SCIM token opens /scim/v2/acme ({status})")
     page.step = "audit"
     page.click(page.link("Audit log"))
     check(page.h1() == "Audit log", f"Audit log opens from the nav ({page.path()})")
@@ -829,7 +838,7 @@ def main():
             entry["expected"] = True
     for entry in console_seen:  # the identity provider's own page (its CDN stylesheet, its favicon), and the
         # 400 of the sign-in page answering a denied SSO sign-in, are not the console's
-        if entry["step"] == "oidc" and (not entry["message"].startswith(base) or "/console/oidc/callback?error=" in entry["message"]):
+        if entry["step"] in ("oidc", "sso-groups") and (not entry["message"].startswith(base) or "/console/oidc/callback?error=" in entry["message"]):
             entry["expected"] = True
     unexpected = [e for e in console_seen if e["level"] == "SEVERE" and not e.get("expected")]
     check(not unexpected, f"no SEVERE browser console message ({len(unexpected)}"

@@ -244,6 +244,46 @@ def concurrency_and_scale(tessera, token, root):
     check(not live, f"none of the 1,000 tokens is live ({len(live)})")
 
 
+def authority_across_replicas(work, pg, a, token, root):
+    """A demotion by the IdP (out of the admin group, over SCIM on replica A) reaches replica B's
+    verification cache at once: B stops granting org:admin to the member's personal token."""
+    log("== roles from groups: a demotion on A, seen by B's cache")
+    b = Tessera(work, pg.url, name="tessera-b")
+    call = scim(Client(a.base), token)
+    admin = Client(a.base)
+    status, user, _ = call("POST", "/Users", {"userName": "gina", "active": True})
+    gid_status, group, _ = call("POST", "/Groups", {"displayName": "acme-admins", "members": [{"value": user.get("id")}]})
+    check(status == 201 and gid_status == 201, "gina is provisioned into acme-admins")
+    status, _, created, text = admin.request("POST", "/api-tokens/gina", token=root,
+                                             body={"name": "gina-admin", "scopes": ["org:admin", "tokens:read"]})
+    check(status == 201, f"an admin gives gina a personal token with org:admin ({status} {text[:200]})")
+    gina = created["token"]
+    verify_b = Client(b.base)
+    status = verify_b.get("/auth/verify?scope=org:admin", token=gina)[0]
+    check(status == 403, f"before the mapping, gina (a member) has no admin power on B ({status})")
+    status = admin.request("PATCH", "/orgs/acme", token=root, body={"adminGroup": "acme-admins"})[0]
+    check(status == 200, f"acme maps acme-admins to admin ({status})")
+    deadline = time.time() + 2
+    while time.time() < deadline and verify_b.get("/auth/verify?scope=org:admin", token=gina)[0] != 200:
+        time.sleep(0.002)
+    check(verify_b.get("/auth/verify?scope=org:admin", token=gina)[0] == 200, "in the admin group, gina is admin on B")
+    started = time.perf_counter()
+    status, _, _ = call("PATCH", f"/Groups/{group.get('id')}", {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "remove", "path": f'members[value eq "{user.get("id")}"]'}]})
+    answered = time.perf_counter()
+    while time.perf_counter() - answered < 2 and verify_b.get("/auth/verify?scope=org:admin", token=gina)[0] != 403:
+        time.sleep(0.001)
+    seen = time.perf_counter()
+    check(status == 200 and verify_b.get("/auth/verify?scope=org:admin", token=gina)[0] == 403,
+          "out of the group over SCIM on A: B refuses gina's admin power")
+    check(verify_b.get("/auth/verify?scope=tokens:read", token=gina)[0] == 200, "her token still works as a member's")
+    results["demotion_to_replica_b_ms"] = {"patch": round((answered - started) * 1000, 1),
+                                           "after_answer": round((seen - answered) * 1000, 1)}
+    log(f"   the PATCH took {results['demotion_to_replica_b_ms']['patch']} ms; B refused "
+        f"{results['demotion_to_replica_b_ms']['after_answer']} ms after it answered")
+
+
 def main():
     ensure_tester()
     work = Workdir("scim")
@@ -260,6 +300,7 @@ def main():
     okta(call)
     entra(call)
     concurrency_and_scale(tessera, token, root)
+    authority_across_replicas(work, pg, tessera, token, root)
     check(not [line for line in tessera.logs().splitlines() if token in line], "no log line holds the SCIM token")
     results["failures"] = failures
     with open(os.path.join(ROOT, "e2e/scim-results.json"), "w") as f:

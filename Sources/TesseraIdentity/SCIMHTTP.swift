@@ -48,7 +48,13 @@ extension SCIMController {
 
     /// The request's JSON body (SCIM or plain JSON), at most 1 MiB.
     static func body(_ request: Request, _ context: TesseraRequestContext) async throws -> JSONValue {
-        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        } catch {
+            // A well-behaved client gets here only with a body over the limit.
+            throw SCIMError(status: 413, detail: "The body is larger than 1 MiB")
+        }
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer))
         } catch {

@@ -232,6 +232,12 @@ import Testing
             let badPatch = try await client.call(
                 .patch, "/scim/v2/acme/Users/\(id)", token: token, json: #"{"Operations":[{"op":"jump"}]}"#)
             #expect(badPatch.status == .badRequest)
+            let huge = try await client.call(
+                .post, "/scim/v2/acme/Users", token: token,
+                json: #"{"userName": "big", "displayName": ""# + String(repeating: "x", count: 2 << 20) + #""}"#)
+            #expect(
+                huge.status == .contentTooLarge && huge.json["status"] as? String == "413",
+                "\(huge.status) \(huge.text)")
             let users = try await client.call(.get, "/scim/v2/acme/Users", token: token)
             #expect(users.json["totalResults"] as? Int == 1)  // root only
         }
