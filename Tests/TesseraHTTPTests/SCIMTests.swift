@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import TesseraCore
+import TesseraHTTP
 import Testing
 
 /// SCIM 2.0 provisioning (DESIGN §12) through the application against the real PostgreSQL:
@@ -240,6 +241,33 @@ import Testing
                 "\(huge.status) \(huge.text)")
             let users = try await client.call(.get, "/scim/v2/acme/Users", token: token)
             #expect(users.json["totalResults"] as? Int == 1)  // root only
+        }
+    }
+
+    /// A JWT's groups claim drives the memberships of orgs with a mapping, as an SSO sign-in's
+    /// does: role on every request, just-in-time membership when on (DESIGN §12).
+    @Test func jwtGroupsDriveTheMembership() async throws {
+        var jwt = JWTSettings(secret: TestApp.jwtSecret)
+        jwt.justInTime = true
+        try await TestApp.run(jwt: jwt) { app, client in
+            try await app.addMember("hank")
+            let mapped = try await client.call(
+                .patch, "/orgs/acme", token: app.root.token.plaintext, json: #"{"adminGroup": "acme-admins"}"#)
+            #expect(mapped.status == .ok, "\(mapped.text)")
+            let asAdmin = try await TestApp.jwt("hank", groups: ["acme-admins", "unrelated"])
+            #expect(try await client.call(.get, "/orgs/acme/audit-events", token: asAdmin).status == .ok)
+            let members = try await client.call(.get, "/orgs/acme/members", token: asAdmin)
+            let hank = (members.json["members"] as? [[String: Any]] ?? []).first { $0["username"] as? String == "hank" }
+            #expect(hank?["role"] as? String == "admin" && hank?["groups"] as? [String] == ["acme-admins"])
+            // Out of the group at the IdP: the next request is a member's.
+            let asMember = try await TestApp.jwt("hank", groups: [])
+            #expect(try await client.call(.get, "/orgs/acme/audit-events", token: asMember).status == .forbidden)
+            // Just in time: ivy, new to Tessera, arrives in the admin group.
+            let ivy = try await TestApp.jwt("ivy", groups: ["acme-admins"])
+            #expect(try await client.call(.get, "/orgs/acme/audit-events", token: ivy).status == .ok)
+            // No groups claim at all changes nothing.
+            let silent = try await TestApp.jwt("ivy")
+            #expect(try await client.call(.get, "/orgs/acme/audit-events", token: silent).status == .ok)
         }
     }
 }

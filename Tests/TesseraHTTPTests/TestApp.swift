@@ -106,19 +106,22 @@ struct TestApp {
     }
 
     /// A HS256 JWT for `username`, valid for an hour.
-    static func jwt(_ username: String, claim: String = "preferred_username") async throws -> String {
+    static func jwt(_ username: String, claim: String = "preferred_username", groups: [String]? = nil) async throws
+        -> String
+    {
         let keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: jwtSecret), digestAlgorithm: .sha256)
         struct Payload: JWTPayload {
             var exp: ExpirationClaim
             var sub: SubjectClaim
             var preferred_username: String
+            var groups: [String]?
             func verify(using algorithm: some JWTAlgorithm) async throws {}
         }
         return try await keys.sign(
             Payload(
                 exp: .init(value: Date().addingTimeInterval(3600)), sub: .init(value: username),
-                preferred_username: username))
+                preferred_username: username, groups: groups))
     }
 }
 
