@@ -270,4 +270,31 @@ import Testing
             #expect(try await client.call(.get, "/orgs/acme/audit-events", token: silent).status == .ok)
         }
     }
+
+    /// The console shows who the IdP manages and who it suspended; a suspended member's console
+    /// session in the org ends (DESIGN §12).
+    @Test func theConsoleBadgesProvisionedAndSuspendedMembers() async throws {
+        try await TestApp.run { app, client in
+            let token = try await Self.scimToken(app, client)
+            let created = try await client.call(.post, "/scim/v2/acme/Users", token: token, json: Self.user("kim"))
+            let id = try #require(created.string("id"))
+            let kim = try #require(
+                try await client.call(
+                    .post, "/api-tokens/kim", token: app.root.token.plaintext, json: #"{"name": "kim laptop"}"#
+                ).string("token"))
+            let kimBrowser = CookieBrowser(client)
+            try await kimBrowser.signIn(kim)
+            #expect(try await kimBrowser.get("/console/my-token").status == .ok)
+            _ = try await client.call(
+                .patch, "/scim/v2/acme/Users/\(id)", token: token,
+                json: #"{"Operations":[{"op":"replace","path":"active","value":false}]}"#)
+            // Her session is gone (and her token, which it was signed in with, too).
+            let after = try await kimBrowser.get("/console/my-token")
+            #expect(after.status == .seeOther || after.text.contains("Sign in"), "\(after.status)")
+            let browser = CookieBrowser(client)
+            try await browser.signIn(app.root.token.plaintext)
+            let page = try await browser.get("/console/members").text
+            #expect(page.contains(">SCIM</span>") && page.contains(">suspended</span>"))
+        }
+    }
 }
