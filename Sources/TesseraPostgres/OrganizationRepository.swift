@@ -88,6 +88,23 @@ public struct OrganizationRepository {
         return records
     }
 
+    /// Organizations with a group mapping that concern a person signing in: those they belong to,
+    /// and (`justInTime`) those whose mapping groups are among `groups`.
+    public func mapped(for userID: UUID?, groups: [String], justInTime: Bool) async throws -> [OrganizationRecord] {
+        let rows = try await connection.statement(
+            """
+            SELECT \(unescaped: Self.organizationColumns) FROM organizations o
+            WHERE (o.admin_group IS NOT NULL OR o.user_group IS NOT NULL)
+              AND (EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = o.id AND m.user_id = \(userID))
+                   OR (\(justInTime) AND (o.admin_group = ANY(\(groups)::text[]) OR o.user_group = ANY(\(groups)::text[]))))
+            ORDER BY slug
+            """,
+            logger: logger)
+        var records: [OrganizationRecord] = []
+        for try await row in rows { records.append(try Self.organizationRecord(row)) }
+        return records
+    }
+
     public func scopeCatalog(orgID: UUID) async throws -> [ScopeCatalog.Entry] {
         let rows = try await connection.statement(
             "SELECT name, description, admin_only, implies FROM scopes WHERE org_id = \(orgID) ORDER BY name",

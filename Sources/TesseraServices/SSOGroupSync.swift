@@ -31,10 +31,8 @@ public struct SSOGroupSync: Sendable {
             let organizations = OrganizationRepository(connection, logger: logger)
             let users = UserRepository(connection, logger: logger)
             let members = MembershipRepository(connection, logger: logger)
-            let mapped = try await organizations.list(memberUserID: nil).filter {
-                $0.adminGroup != nil || $0.userGroup != nil
-            }
             var user = try await users.find(username: username)
+            let mapped = try await organizations.mapped(for: user?.id, groups: groups, justInTime: justInTime)
             for org in mapped {
                 let mappingGroups = Set([org.adminGroup, org.userGroup].compactMap { $0 })
                 let known = mappingGroups.union([org.apiGroup].compactMap { $0 }).union(
