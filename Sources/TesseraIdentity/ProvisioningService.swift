@@ -41,6 +41,22 @@ public struct ProvisioningService: Sendable {
 
     public func users(_ request: Request, filter: SCIMFilter?, startIndex: Int, count: Int) async throws -> Page {
         let logger = request.logger
+        if filter == nil {
+            // An IdP's import pages through every member: one page from the database at a time.
+            return try await store.withConnection { connection in
+                let members = MembershipRepository(connection, logger: logger)
+                let total = try await members.count(orgID: request.org.id)
+                let page =
+                    count == 0
+                    ? []
+                    : try await members.list(
+                        orgID: request.org.id, offset: max(startIndex, 1) - 1, limit: count)
+                let groups = try await GroupRepository(connection, logger: logger).list(orgID: request.org.id)
+                return Page(
+                    total: total, startIndex: max(startIndex, 1),
+                    resources: page.map { Self.user($0, groups: groups, base: request.base) })
+            }
+        }
         let id = filter?.equality(on: "id")
         if let id, UUID(uuidString: id) == nil { return Page(total: 0, startIndex: startIndex, resources: []) }
         let resources = try await store.withConnection { connection in

@@ -28,7 +28,7 @@ public struct MembershipRepository {
     /// the list; `forUpdate` locks the rows (a SCIM read-modify-write).
     public func list(
         orgID: UUID, userID: UUID? = nil, username: String? = nil, externalID: String? = nil,
-        forUpdate: Bool = false
+        forUpdate: Bool = false, offset: Int = 0, limit: Int? = nil
     ) async throws -> [MemberRecord] {
         let rows = try await connection.statement(
             """
@@ -38,7 +38,8 @@ public struct MembershipRepository {
             WHERE m.org_id = \(orgID) AND (\(userID)::uuid IS NULL OR m.user_id = \(userID))
               AND (\(username)::text IS NULL OR lower(u.username) = lower(\(username)))
               AND (\(externalID)::text IS NULL OR m.external_id = \(externalID))
-            ORDER BY u.username
+            ORDER BY u.username, u.id
+            OFFSET \(offset) LIMIT \(limit)
             \(unescaped: forUpdate ? "FOR UPDATE OF m" : "")
             """,
             logger: logger)
@@ -199,6 +200,14 @@ extension MembershipRepository {
                 profile = \(scim.profile)::jsonb, scim_managed = true, version = version + 1, updated_at = now()
             WHERE org_id = \(orgID) AND user_id = \(userID)
             """, logger: logger)
+    }
+
+    /// How many members the org has.
+    public func count(orgID: UUID) async throws -> Int {
+        let rows = try await connection.statement(
+            "SELECT count(*)::bigint FROM memberships WHERE org_id = \(orgID)", logger: logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
     }
 
     /// How many organizations `userID` belongs to.
