@@ -32,6 +32,8 @@ public struct SSOGroupSync: Sendable {
             let users = UserRepository(connection, logger: logger)
             let members = MembershipRepository(connection, logger: logger)
             var user = try await users.find(username: username)
+            // A disabled account's sign-in changes nothing (and is refused right after).
+            if let user, user.status != .active { return true }
             let mapped = try await organizations.mapped(for: user?.id, groups: groups, justInTime: justInTime)
             for org in mapped {
                 let mappingGroups = Set([org.adminGroup, org.userGroup].compactMap { $0 })
