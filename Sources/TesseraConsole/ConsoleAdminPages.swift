@@ -162,7 +162,7 @@ struct ConsoleAdminPages {
                 "allowNonExpiring": org.allowNonExpiringTokens, "idleDays": org.idleTimeoutDays.map(String.init) ?? "",
                 "apiGroup": org.apiGroup ?? "", "userTokensEnabled": org.userTokensEnabled,
                 "adminGroup": org.adminGroup ?? "", "userGroup": org.userGroup ?? "",
-                "scimBase": Self.scimBase(request, slug: org.slug),
+                "scimBase": "\(request.origin)/scim/v2/\(org.slug)",
                 "displayName": org.displayName,
                 "personalTokenLimit": org.personalTokenLimit,
                 "scopes": scopes,
@@ -236,12 +236,6 @@ struct ConsoleAdminPages {
         }
         return controller.secretPage(
             issued, user: user, heading: "SCIM token created", back: back, request: request)
-    }
-
-    /// The SCIM base URL of `slug` as the browser reached this server.
-    static func scimBase(_ request: Request, slug: String) -> String {
-        let scheme = request.headers[HTTPField.Name("X-Forwarded-Proto")!] == "https" ? "https" : "http"
-        return "\(scheme)://\(request.head.authority ?? "127.0.0.1")/scim/v2/\(slug)"
     }
 
     // MARK: - Audit log

@@ -24,7 +24,7 @@ package struct AuditController {
         return AuditPage(
             events: events.map { record in
                 AuditEventInfo(
-                    id: String(record.id), occurredDate: Int64(record.occurredAt.timeIntervalSince1970),
+                    id: String(record.id), occurredDate: epoch(record.occurredAt),
                     actor: record.actorUsername, actorKind: record.actorKind,
                     actorTokenUUID: record.actorTokenID?.uuidString.lowercased(), action: record.action,
                     tokenUUID: record.targetTokenID?.uuidString.lowercased(), username: record.targetUsername,

@@ -97,10 +97,3 @@ extension Caller {
         auditActor(context).event(orgID: orgID, action: action, token: token, target: target, details: details)
     }
 }
-
-extension Optional {
-    func asyncFlatMap<U>(_ transform: (Wrapped) async throws -> U?) async rethrows -> U? {
-        guard let value = self else { return nil }
-        return try await transform(value)
-    }
-}

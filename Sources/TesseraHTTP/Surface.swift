@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import ServiceLifecycle
 import TesseraPostgres
@@ -30,4 +31,13 @@ package struct SurfaceParts {
     /// Puts the cache barrier and the API's authentication behind `group`'s own middleware (a
     /// surface that answers errors in its own format adds that first).
     package let protect: (RouterGroup<TesseraRequestContext>) -> RouterGroup<TesseraRequestContext>
+}
+
+extension Request {
+    /// `scheme://host` as the client reached this server (`https` when a TLS-terminating proxy
+    /// says so in `X-Forwarded-Proto`): the base of absolute URLs a surface hands out.
+    package var origin: String {
+        let scheme = headers[HTTPField.Name("X-Forwarded-Proto")!] == "https" ? "https" : "http"
+        return "\(scheme)://\(head.authority ?? "127.0.0.1")"
+    }
 }

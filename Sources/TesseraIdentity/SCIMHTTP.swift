@@ -39,12 +39,8 @@ extension SCIMController {
         return ProvisioningService.Request(org: org, base: base, actor: actor, logger: context.logger)
     }
 
-    /// `https://host/scim/v2/<org>`, from the request (`X-Forwarded-Proto` behind a TLS proxy).
-    static func base(_ request: Request, slug: String) -> String {
-        let host = request.head.authority ?? "localhost"
-        let scheme = request.headers[HTTPField.Name("X-Forwarded-Proto")!] == "https" ? "https" : "http"
-        return "\(scheme)://\(host)/scim/v2/\(slug)"
-    }
+    /// `https://host/scim/v2/<org>`, as the client reached this server.
+    static func base(_ request: Request, slug: String) -> String { "\(request.origin)/scim/v2/\(slug)" }
 
     /// The request's JSON body (SCIM or plain JSON), at most 1 MiB.
     static func body(_ request: Request, _ context: TesseraRequestContext) async throws -> JSONValue {

@@ -77,10 +77,3 @@ public struct SSOGroupSync: Sendable {
         }
     }
 }
-
-extension Optional {
-    fileprivate func asyncFlatMap<T>(_ transform: (Wrapped) async throws -> T?) async rethrows -> T? {
-        guard let self else { return nil }
-        return try await transform(self)
-    }
-}
