@@ -177,6 +177,30 @@ let package = Package(
                 .embedInCode("Resources/scim-service-provider-config.json"),
             ]
         ),
+        // Workload identity federation (a Surface): trust policies, the RFC 8693 exchange at
+        // /oauth/token, issuer discovery and key caching, subject-token validation (RFC 8725).
+        .target(
+            name: "TesseraFederation",
+            dependencies: [
+                "TesseraAPI",
+                "TesseraCore",
+                "TesseraHTTP",
+                "TesseraPostgres",
+                "TesseraServices",
+                "TesseraVerification",
+                "TesseraWebhooks",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "tessera",
             dependencies: [
@@ -187,6 +211,7 @@ let package = Package(
                 "TesseraConsole",
                 "TesseraBentoCloud",
                 "TesseraIdentity",
+                "TesseraFederation",
                 "TesseraServices",
                 "TesseraVerification",
                 "TesseraWebhooks",
@@ -237,6 +262,7 @@ let package = Package(
             dependencies: [
                 "TesseraHTTP", "TesseraTestSupport", "TesseraCore", "TesseraPostgres", "TesseraVerification",
                 "TesseraWebhooks", "TesseraServices", "TesseraConsole", "TesseraBentoCloud", "TesseraIdentity",
+                "TesseraFederation",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),

@@ -7,6 +7,7 @@ import atexit
 import glob
 import http.client
 import json
+import urllib.parse
 import os
 import random
 import re
@@ -216,7 +217,7 @@ class Client:
             data = json.dumps(body)
             headers["Content-Type"] = "application/json"
         if form is not None:
-            data = "&".join(f"{k}={v}" for k, v in form.items())
+            data = form if isinstance(form, str) else urllib.parse.urlencode(form)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         for attempt in range(2):
             try:

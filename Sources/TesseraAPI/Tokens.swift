@@ -26,12 +26,17 @@ public struct TokenInfo: Codable, Sendable, Equatable {
     public var updatedDate: Int64
     public var lastUsedDate: Int64?
     public var tokenPrefix: String
+    /// `direct`, or `federation` for a token exchanged under a trust policy (DESIGN §13).
+    public var source: String
+    /// The trust policy and subject token of a `federation` token.
+    public var federation: TokenFederationInfo?
 
     public init(
         token: String? = nil, tokenUUID: String, tokenExpiration: Int64?, createdDate: Int64, username: String,
         createdBy: String, name: String, groups: [String], isSystemToken: Bool, isExpired: Bool,
         organization: String, kind: String, description: String?, scopes: [String], status: String,
-        revokedReason: String?, revokedDate: Int64?, updatedDate: Int64, lastUsedDate: Int64?, tokenPrefix: String
+        revokedReason: String?, revokedDate: Int64?, updatedDate: Int64, lastUsedDate: Int64?, tokenPrefix: String,
+        source: String = "direct", federation: TokenFederationInfo? = nil
     ) {
         self.token = token
         self.tokenUUID = tokenUUID
@@ -54,12 +59,14 @@ public struct TokenInfo: Codable, Sendable, Equatable {
         self.updatedDate = updatedDate
         self.lastUsedDate = lastUsedDate
         self.tokenPrefix = tokenPrefix
+        self.source = source
+        self.federation = federation
     }
 
     enum CodingKeys: String, CodingKey {
         case token, tokenUUID, tokenExpiration, createdDate, username, createdBy, name, groups, isSystemToken
         case isExpired, isLegacy, organization, kind, description, scopes, status, revokedReason, revokedDate
-        case updatedDate, lastUsedDate, tokenPrefix
+        case updatedDate, lastUsedDate, tokenPrefix, source, federation
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -85,6 +92,23 @@ public struct TokenInfo: Codable, Sendable, Equatable {
         try c.encode(updatedDate, forKey: .updatedDate)
         try c.encode(lastUsedDate, forKey: .lastUsedDate)
         try c.encode(tokenPrefix, forKey: .tokenPrefix)
+        try c.encode(source, forKey: .source)
+        try c.encodeIfPresent(federation, forKey: .federation)
+    }
+}
+
+/// Where a `federation` token came from: its trust policy and the OIDC token's `iss`, `sub`, `jti`.
+public struct TokenFederationInfo: Codable, Sendable, Equatable {
+    public var trustPolicyId: String
+    public var issuer: String
+    public var subject: String
+    public var jti: String
+
+    public init(trustPolicyId: String, issuer: String, subject: String, jti: String) {
+        self.trustPolicyId = trustPolicyId
+        self.issuer = issuer
+        self.subject = subject
+        self.jti = jti
     }
 }
 

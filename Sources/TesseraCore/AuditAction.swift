@@ -41,6 +41,11 @@ public enum AuditAction: String, Sendable, CaseIterable, Codable {
     case webhookDeleted = "webhook.deleted"
     case webhookRedelivered = "webhook.redelivered"
 
+    case trustPolicyCreated = "trust_policy.created"
+    case trustPolicyUpdated = "trust_policy.updated"
+    /// The policy's live tokens are revoked with it (`trust_policy_deleted`).
+    case trustPolicyDeleted = "trust_policy.deleted"
+
     case consoleSignedIn = "console.signed_in"
     case cliLoginApproved = "cli_login.approved"
 }
@@ -54,6 +59,9 @@ public enum WebhookEvent: String, Sendable, CaseIterable, Codable {
     case tokenExpired = "token.expired"
     case tokenLeaked = "token.leaked"
     case memberRemoved = "member.removed"
+    case trustPolicyCreated = "trust_policy.created"
+    case trustPolicyUpdated = "trust_policy.updated"
+    case trustPolicyDeleted = "trust_policy.deleted"
 
     /// Every event type's name, in the order the API documents them.
     public static let names = allCases.map(\.rawValue)

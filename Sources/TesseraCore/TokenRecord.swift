@@ -21,12 +21,17 @@ public struct TokenRecord: Sendable, Equatable {
     public var updatedAt: Date
     public var createdBy: String
     public var lastUsedAt: Date?
+    /// Where an exchanged token came from (DESIGN §13); nil for a token made directly.
+    public var federation: FederatedOrigin?
+
+    /// `direct` or `federation`.
+    public var source: TokenSource { federation == nil ? .direct : .federation }
 
     public init(
         id: UUID, orgID: UUID, orgSlug: String, kind: TokenKind, ownerUserID: UUID?, username: String, name: String,
         description: String?, scopes: [String], groups: [String], tokenPrefix: String, expiresAt: Date?,
         status: TokenStatus, revokedAt: Date?, revokedReason: String?, createdAt: Date, updatedAt: Date,
-        createdBy: String, lastUsedAt: Date?
+        createdBy: String, lastUsedAt: Date?, federation: FederatedOrigin? = nil
     ) {
         self.id = id
         self.orgID = orgID
@@ -47,6 +52,7 @@ public struct TokenRecord: Sendable, Equatable {
         self.updatedAt = updatedAt
         self.createdBy = createdBy
         self.lastUsedAt = lastUsedAt
+        self.federation = federation
     }
 
     public func isExpired(at now: Date) -> Bool {

@@ -74,6 +74,22 @@ package struct CallerResolver: Sendable {
         }
     }
 
+    /// The caller and the route's org, holding `scope` (`org:read` is implied for admins) and, when
+    /// `admin`, an admin of the org: what every `/orgs/{org}/…` route checks.
+    package func resolve(_ request: Request, _ context: TesseraRequestContext, scope: String, admin: Bool)
+        async throws -> (Caller, OrganizationRecord)
+    {
+        let (caller, org) = try await resolve(request, context: context, orgSlug: context.parameters.get("org"))
+        let isAdmin = caller.isAdmin(catalog: .builtIn)
+        guard caller.holds(scope, catalog: .builtIn) || (scope == "org:read" && isAdmin) else {
+            throw Problem(.forbidden, "This token lacks the \(scope) scope")
+        }
+        if admin && !isAdmin {
+            throw Problem(.forbidden, "Only organization admins can do this")
+        }
+        return (caller, org)
+    }
+
     static func caller(token: VerifiedToken, org: OrganizationRecord, role: MembershipRole?, groups: [String]) -> Caller
     {
         Caller(

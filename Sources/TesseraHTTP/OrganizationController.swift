@@ -121,15 +121,6 @@ struct OrganizationController {
     func resolve(_ request: Request, _ context: TesseraRequestContext, scope: String, admin: Bool) async throws
         -> (Caller, OrganizationRecord)
     {
-        let (caller, org) = try await resolver.resolve(
-            request, context: context, orgSlug: context.parameters.get("org"))
-        let isAdmin = caller.isAdmin(catalog: .builtIn)
-        guard caller.holds(scope, catalog: .builtIn) || (scope == "org:read" && isAdmin) else {
-            throw Problem(.forbidden, "This token lacks the \(scope) scope")
-        }
-        if admin && !isAdmin {
-            throw Problem(.forbidden, "Only organization admins can do this")
-        }
-        return (caller, org)
+        try await resolver.resolve(request, context, scope: scope, admin: admin)
     }
 }

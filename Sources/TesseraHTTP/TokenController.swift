@@ -146,10 +146,11 @@ package struct TokenController {
 
     // MARK: - Lists
 
-    /// `limit` (1-1000, default 100), `cursor`, `search`, `kind`, `status`, `sort`
-    /// (`-createdDate`, the default, or `createdDate`). Bad values are 400s that say what is allowed.
+    /// `limit` (1-1000, default 100), `cursor`, `search`, `kind`, `status`, `source` (`direct`, the
+    /// default, `federation` or `all`), `sort` (`-createdDate`, the default, or `createdDate`). Bad
+    /// values are 400s that say what is allowed.
     package static func listQuery(_ parameters: Parameters) throws -> TokenQuery {
-        try parameters.requireSingle("limit", "cursor", "search", "kind", "status", "sort")
+        try parameters.requireSingle("limit", "cursor", "search", "kind", "status", "source", "sort")
         var query = TokenQuery()
         if let raw = parameters.get("limit") {
             guard let limit = Int(raw), (1...1000).contains(limit) else {
@@ -180,6 +181,12 @@ package struct TokenController {
                 throw Problem(.badRequest, "status must be active, inactive or revoked")
             }
             query.status = status
+        }
+        switch parameters.get("source") {
+        case nil, "direct": query.source = .direct
+        case "federation": query.source = .federation
+        case "all": query.source = nil
+        default: throw Problem(.badRequest, "source must be direct, federation or all")
         }
         switch parameters.get("sort") {
         case nil, "-createdDate": query.ascending = false

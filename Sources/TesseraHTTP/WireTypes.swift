@@ -38,7 +38,12 @@ extension TokenInfo {
             description: record.description, scopes: record.scopes, status: record.status.rawValue,
             revokedReason: record.revokedReason, revokedDate: record.revokedAt.map(epoch),
             updatedDate: epoch(record.updatedAt), lastUsedDate: record.lastUsedAt.map(epoch),
-            tokenPrefix: record.tokenPrefix)
+            tokenPrefix: record.tokenPrefix, source: record.source.rawValue,
+            federation: record.federation.map {
+                TokenFederationInfo(
+                    trustPolicyId: $0.trustPolicyID.uuidString.lowercased(), issuer: $0.issuer, subject: $0.subject,
+                    jti: $0.jti)
+            })
     }
 }
 

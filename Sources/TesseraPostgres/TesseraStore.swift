@@ -65,11 +65,13 @@ public struct NewTokenRow: Sendable {
     public var createdAt: Date
     public var createdBy: String
     public var createdByUserID: UUID?
+    /// Set on a token exchanged under a trust policy.
+    public var federation: FederatedOrigin?
 
     public init(
         orgID: UUID, kind: TokenKind, ownerUserID: UUID?, username: String, name: String, description: String?,
         scopes: [String], groups: [String], secret: TokenSecret, expiresAt: Date?, createdAt: Date,
-        createdBy: String, createdByUserID: UUID?
+        createdBy: String, createdByUserID: UUID?, federation: FederatedOrigin? = nil
     ) {
         self.orgID = orgID
         self.kind = kind
@@ -84,11 +86,12 @@ public struct NewTokenRow: Sendable {
         self.createdAt = createdAt
         self.createdBy = createdBy
         self.createdByUserID = createdByUserID
+        self.federation = federation
     }
 }
 
 public enum AuditActorKind: String, Sendable {
-    case token, jwt, cli, system, console, scim
+    case token, jwt, cli, system, console, scim, federation
 }
 
 /// One line of the audit trail. `details` must never hold a secret.

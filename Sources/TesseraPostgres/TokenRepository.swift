@@ -26,6 +26,9 @@ public struct TokenQuery: Sendable {
     public var ascending: Bool
     /// Leave out revoked tokens (the BentoCloud list: a deleted token is gone).
     public var liveOnly = false
+    /// Which tokens by origin; nil for all. Exchanged (federation) tokens are many and short-lived,
+    /// so lists show direct ones unless asked.
+    public var source: TokenSource? = .direct
 
     public init(
         limit: Int = 100, after: Position? = nil, search: String? = nil, kind: TokenKind? = nil,
@@ -68,7 +71,7 @@ public struct TokenRepository {
     static let tokenColumns = """
         t.id, t.org_id, o.slug, t.kind, t.owner_user_id, t.username, t.name, t.description, t.scopes, t.groups,
         t.token_prefix, t.expires_at, t.status, t.revoked_at, t.revoked_reason, t.created_at, t.updated_at,
-        t.created_by, t.last_used_at
+        t.created_by, t.last_used_at, t.trust_policy_id, t.federated_issuer, t.federated_subject, t.federated_jti
         """
 
     /// One page of the tokens of `orgID` visible to a caller: all of them (`all`), or the
@@ -101,7 +104,7 @@ public struct TokenRepository {
         var positions: [TokenQuery.Position] = []
         for try await row in rows {
             records.append(try Self.tokenRecord(row))
-            positions.append(.init(micros: try row.makeRandomAccess()[19].decode(Int64.self), id: records.last!.id))
+            positions.append(.init(micros: try row.makeRandomAccess()[23].decode(Int64.self), id: records.last!.id))
         }
         guard records.count > page.limit else { return TokenPage(records: records, next: nil) }
         return TokenPage(records: Array(records.prefix(page.limit)), next: positions[page.limit - 1])
@@ -184,7 +187,12 @@ public struct TokenRepository {
             createdAt: try cells[15].decode(Date.self),
             updatedAt: try cells[16].decode(Date.self),
             createdBy: try cells[17].decode(String.self),
-            lastUsedAt: try cells[18].decode(Date?.self)
+            lastUsedAt: try cells[18].decode(Date?.self),
+            federation: try cells[19].decode(UUID?.self).map { policy in
+                FederatedOrigin(
+                    trustPolicyID: policy, issuer: try cells[20].decode(String?.self) ?? "",
+                    subject: try cells[21].decode(String?.self) ?? "", jti: try cells[22].decode(String?.self) ?? "")
+            }
         )
     }
 
@@ -283,6 +291,38 @@ public struct TokenRepository {
         return revoked.map(\.0)
     }
 
+    /// Revokes the live tokens exchanged under trust policy `policyID` (its deletion); returns
+    /// their ids and labels, for audit events and cache invalidation.
+    public func revokeIssued(byPolicy policyID: UUID, orgID: UUID, reason: String) async throws
+        -> [(id: UUID, username: String)]
+    {
+        let rows = try await connection.statement(
+            """
+            UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = \(reason), updated_at = now()
+            WHERE trust_policy_id = \(policyID) AND org_id = \(orgID) AND status <> 'revoked'
+            RETURNING id, username
+            """, logger: logger)
+        var revoked: [(id: UUID, username: String)] = []
+        for try await row in rows.decode((UUID, String).self) { revoked.append(row) }
+        return revoked
+    }
+
+    /// Deletes up to `limit` exchanged tokens that expired before `before`; returns how many.
+    public func purgeExchanged(expiredBefore before: Date, limit: Int) async throws -> Int {
+        let rows = try await connection.statement(
+            """
+            WITH gone AS (
+                DELETE FROM tokens WHERE id IN (
+                    SELECT id FROM tokens
+                    WHERE source = 'federation' AND expires_at < \(before)
+                    LIMIT \(limit))
+                RETURNING 1)
+            SELECT count(*)::bigint FROM gone
+            """, logger: logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+
     /// Inserts a token row (hash and display prefix only); returns its `tokenUUID`.
     public func insert(_ row: NewTokenRow) async throws -> UUID {
         let hash = ByteBuffer(bytes: row.secret.hash.bytes)
@@ -290,10 +330,13 @@ public struct TokenRepository {
             """
             INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups,
                                 secret_hash, token_prefix, expires_at, created_at, updated_at,
-                                created_by, created_by_user_id)
+                                created_by, created_by_user_id, source, trust_policy_id, federated_issuer,
+                                federated_subject, federated_jti)
             VALUES (\(row.orgID), \(row.kind.rawValue), \(row.ownerUserID), \(row.username), \(row.name),
                     \(row.description), \(row.scopes), \(row.groups), \(hash), \(row.secret.displayPrefix),
-                    \(row.expiresAt), \(row.createdAt), \(row.createdAt), \(row.createdBy), \(row.createdByUserID))
+                    \(row.expiresAt), \(row.createdAt), \(row.createdAt), \(row.createdBy), \(row.createdByUserID),
+                    \(row.federation == nil ? "direct" : "federation"), \(row.federation?.trustPolicyID),
+                    \(row.federation?.issuer), \(row.federation?.subject), \(row.federation?.jti))
             RETURNING id
             """,
             logger: logger
@@ -339,5 +382,7 @@ extension PostgresQuery.StringInterpolation {
         appendLiteral(")) AND (NOT ")
         appendInterpolation(filter.query.liveOnly)
         appendLiteral(" OR t.status <> 'revoked')")
+        // A literal (one of two fixed words), so the planner can use the partial index of direct tokens.
+        if let source = filter.query.source { appendLiteral(" AND t.source = '\(source.rawValue)'") }
     }
 }

@@ -59,4 +59,6 @@ public enum MembershipSettlement {
 /// Why a token was revoked (`tokens.revoked_reason`), for the reasons services write.
 public enum RevocationReason {
     public static let ownerDeprovisioned = "owner_deprovisioned"
+    /// The trust policy that issued an exchanged token was deleted (DESIGN §13).
+    public static let trustPolicyDeleted = "trust_policy_deleted"
 }

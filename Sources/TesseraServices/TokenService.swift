@@ -176,6 +176,9 @@ public struct TokenService: Sendable {
         guard (0...86_400).contains(overlap) else {
             throw DomainError.invalidField("overlapSeconds", "must be from 0 to 86400")
         }
+        guard record.federation == nil else {
+            throw DomainError.conflict("A token exchanged under a trust policy cannot be rotated: exchange a new one")
+        }
         let now = store.clock.now()
         let secret = TokenSecret.generate(kind: record.kind)
         let outcome: RotationOutcome

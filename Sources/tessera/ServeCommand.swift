@@ -5,6 +5,7 @@ import Logging
 import PostgresNIO
 import TesseraBentoCloud
 import TesseraConsole
+import TesseraFederation
 import TesseraHTTP
 import TesseraIdentity
 import TesseraPostgres
@@ -242,7 +243,16 @@ func serve(url: DatabaseURL, settings: ServeSettings, migrate: Bool, migrations:
     }
     let listen = try optionalURL("DATABASE_LISTEN_URL") ?? url
     do {
-        var surfaces: [any Surface] = [BentoCloudSurface(), SCIMSurface()]
+        let federation: FederationSettings
+        do {
+            federation = try FederationSettings.fromEnvironment(environment)
+        } catch {
+            throw CLIError(message: error.description)
+        }
+        var surfaces: [any Surface] = [
+            BentoCloudSurface(), SCIMSurface(),
+            FederationSurface(settings: federation, server: server, client: client, logger: logger),
+        ]
         if let console = settings.console {
             surfaces.append(
                 try await ConsoleSurface(settings: console, server: server, client: client, logger: logger))

@@ -7,6 +7,7 @@ import NIOConcurrencyHelpers
 import PostgresNIO
 import TesseraBentoCloud
 import TesseraCore
+import TesseraFederation
 import TesseraHTTP
 import TesseraIdentity
 import TesseraPostgres
@@ -70,7 +71,12 @@ struct TestApp {
             // than production's 5 s to lease here (BoundedLeaseTests covers the bound itself).
             var configuration = configuration
             configuration.leaseTimeout = configuration.leaseTimeout.map { max($0, .seconds(30)) }
-            var surfaces: [any Surface] = [BentoCloudSurface(), SCIMSurface()]
+            var federation = FederationSettings()
+            federation.allowHTTPIssuers = true
+            var surfaces: [any Surface] = [
+                BentoCloudSurface(), SCIMSurface(),
+                FederationSurface(settings: federation, server: configuration, client: appClient, logger: logger),
+            ]
             if let console {
                 surfaces.append(
                     try await ConsoleSurface(
