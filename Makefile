@@ -7,7 +7,7 @@ BIN := $(SCRATCH)/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test test-clone lint e2e browser bentoml ha reliability webhooks scim bench soak scale build release postgres format clean-data
+.PHONY: run test test-clone lint e2e browser bentoml ha reliability webhooks scim federation bench soak scale build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -73,6 +73,15 @@ bentoml: postgres
 scim: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	TESSERA_BIN=$(BIN) timeout 900 python3 -m e2e.scim_run
+
+# CI federation (issue #22) on the binary `make test` built: a real OIDC issuer process
+# (harness/issuer.py: discovery, JWKS with RS256 and ES256 keys, rotation; `cryptography`, installed
+# into .venv-federation when missing), two replicas, trust policies, RFC 8693 exchanges, hostile
+# subject tokens, a replay at both replicas at once, the CLI. Results in e2e/federation-results.json.
+# About 30 seconds.
+federation: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
+	TESSERA_BIN=$(BIN) timeout 600 python3 -m e2e.federation_run
 
 # High availability (issue #15) on the binary `make test` built: etcd, three Patroni-managed
 # PostgreSQL 15 nodes in synchronous mode, HAProxy and PgBouncer 1.18 on loopback (etcd-server,

@@ -10,7 +10,8 @@ public struct FederationSettings: Sendable {
     public var retentionDays = 7
     /// How often this replica purges expired exchanged tokens and used JWT ids.
     public var purgeInterval: Duration = .seconds(300)
-    /// The least time between two fetches of an issuer's keys caused by an unknown `kid`.
+    /// `TESSERA_FEDERATION_KEY_REFETCH_SECONDS`: the least time between two fetches of an
+    /// issuer's keys caused by an unknown `kid` (default 30).
     public var unknownKeyRefetchInterval: TimeInterval = 30
     /// Timeout of one discovery or JWKS fetch.
     public var fetchTimeout: TimeInterval = 5
@@ -31,6 +32,13 @@ public struct FederationSettings: Sendable {
                 throw SettingsError("TESSERA_FEDERATION_RETENTION_DAYS=\(raw) is not a number of days from 0 to 3650")
             }
             settings.retentionDays = days
+        }
+        if let raw = environment["TESSERA_FEDERATION_KEY_REFETCH_SECONDS"], !raw.isEmpty {
+            guard let seconds = Int(raw), (1...3600).contains(seconds) else {
+                throw SettingsError(
+                    "TESSERA_FEDERATION_KEY_REFETCH_SECONDS=\(raw) is not a number of seconds from 1 to 3600")
+            }
+            settings.unknownKeyRefetchInterval = TimeInterval(seconds)
         }
         return settings
     }

@@ -11,7 +11,7 @@ struct Tessera: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, MigrateCommand.self, BootstrapCommand.self, DevCommand.self, AdminCommand.self,
             LoginCommand.self, WhoamiCommand.self, TokenCommand.self, MemberCommand.self, OrgCommand.self,
-            AuditCommand.self, WebhookCommand.self, ScanCommand.self,
+            AuditCommand.self, WebhookCommand.self, TrustCommand.self, ScanCommand.self,
         ]
     )
 

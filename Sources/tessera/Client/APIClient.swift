@@ -135,9 +135,27 @@ struct APIClient {
         _ = try await exchange(method, path, query: query, body: body)
     }
 
-    private func exchange(_ method: String, _ path: String, query: [(String, String?)], body: (any Encodable)?)
-        async throws -> Data
+    /// POSTs `fields` form-encoded (the OAuth endpoints) and decodes the answer as `Response`.
+    func postForm<Response: Decodable>(_ path: String, _ fields: [(String, String)], as type: Response.Type)
+        async throws -> Response
     {
+        var components = URLComponents()
+        components.queryItems = fields.map { URLQueryItem(name: $0.0, value: $0.1) }
+        // URLComponents leaves `+` alone, which a form decoder reads as a space.
+        let encoded = (components.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B")
+        let data = try await exchange(
+            "POST", path, query: [], body: nil, raw: (Data(encoded.utf8), "application/x-www-form-urlencoded"))
+        do {
+            return try JSONDecoder().decode(Response.self, from: data)
+        } catch {
+            throw CLIError(message: "the server's answer to POST \(path) is not what this client expects: \(error)")
+        }
+    }
+
+    private func exchange(
+        _ method: String, _ path: String, query: [(String, String?)], body: (any Encodable)?,
+        raw: (Data, String)? = nil
+    ) async throws -> Data {
         var components = URLComponents(url: endpoint, resolvingAgainstBaseURL: false)!
         components.percentEncodedPath = endpoint.path + path
         let items = query.compactMap { name, value in value.map { URLQueryItem(name: name, value: $0) } }
@@ -152,6 +170,10 @@ struct APIClient {
             request.httpBody = try JSONEncoder().encode(body)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
+        if let (data, type) = raw {
+            request.httpBody = data
+            request.setValue(type, forHTTPHeaderField: "Content-Type")
+        }
         let data: Data
         let response: URLResponse
         do {
@@ -161,6 +183,9 @@ struct APIClient {
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
+            if let oauth = try? JSONDecoder().decode(OAuthErrorBody.self, from: data) {
+                throw CLIError(message: "\(status) \(oauth.error): \(oauth.errorDescription ?? "refused")")
+            }
             let problem = try? JSONDecoder().decode(ProblemBody.self, from: data)
             let detail = problem?.detail ?? HTTPURLResponse.localizedString(forStatusCode: status)
             let fields = (problem?.errors ?? []).map { "\($0.field): \($0.message)" }

@@ -7,7 +7,9 @@ import TesseraCore
 struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token", abstract: "List, create, inspect, update, rotate and delete API tokens.",
-        subcommands: [List.self, Create.self, Get.self, Update.self, Rotate.self, Delete.self])
+        subcommands: [
+            List.self, Create.self, Get.self, Update.self, Rotate.self, Delete.self, ExchangeCommand.self,
+        ])
 
     static let columns = ["ID", "NAME", "KIND", "USERNAME", "STATE", "SCOPES", "EXPIRES", "LAST USED", "CREATED BY"]
 
@@ -53,6 +55,7 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "Substring of name, username, createdBy or groups.") var search: String?
         @Option(help: "personal or organization.") var kind: String?
         @Option(help: "active, inactive or revoked.") var status: String?
+        @Option(help: "direct (default), federation (exchanged by CI) or all.") var source: String?
         @Option(help: "Page size, 1-1000.") var limit: Int = 100
         @Flag(help: "Follow every page.") var all = false
 
@@ -60,7 +63,10 @@ struct TokenCommand: AsyncParsableCommand {
             let client = try options.client()
             let (tokens, cursor) = try await client.pages(
                 client.tokens(), TokenList.self, all: all,
-                query: [("search", search), ("kind", kind), ("status", status), ("limit", String(limit))])
+                query: [
+                    ("search", search), ("kind", kind), ("status", status), ("source", source),
+                    ("limit", String(limit)),
+                ])
             let printer = options.printer
             if printer.structured(TokenList(tokens: tokens, nextCursor: cursor)) { return }
             printer.table(TokenCommand.columns, tokens.map { TokenCommand.row($0, printer) })
