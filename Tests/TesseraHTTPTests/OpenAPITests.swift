@@ -6,6 +6,7 @@ import Logging
 import PostgresNIO
 import TesseraAPI
 import TesseraBentoCloud
+import TesseraFederation
 import TesseraPostgres
 import TesseraVerification
 import TesseraWebhooks
@@ -47,10 +48,16 @@ import Testing
         let router = buildRouter(
             store: store, migrator: try Migrator(), jwt: nil,
             lastUsed: LastUsedRecorder(client: client, logger: logger), verifier: verifier, listener: nil,
-            surfaces: [BentoCloudSurface()], webhookTargets: WebhookTargetPolicy(allowPrivate: false),
+            surfaces: [
+                BentoCloudSurface(),
+                FederationSurface(settings: .init(), server: ServerConfiguration(), client: client, logger: logger),
+            ], webhookTargets: WebhookTargetPolicy(allowPrivate: false),
             reportLimiter: RateLimiter(perMinute: 10))
         let routed = Set(
-            router.routes.filter { !["console", "scim"].contains($0.path.components.first?.description) }.map {
+            router.routes.filter { !["console", "scim"].contains($0.path.components.first?.description) }
+                // /oauth/token answers other methods 405 in OAuth's error shape (documented under POST)
+                .filter { $0.path.description != "/oauth/token" || $0.method == .post }
+                .map {
                 // Envoy's /auth/verify/** is documented as /auth/verify/{path}
                 let path = $0.path.description.replacingOccurrences(of: "**", with: "{path}")
                 return "\($0.method.rawValue.lowercased()) \(OpenAPIContract.shape(path))"
