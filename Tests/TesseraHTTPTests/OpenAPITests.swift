@@ -58,10 +58,10 @@ import Testing
                 // /oauth/token answers other methods 405 in OAuth's error shape (documented under POST)
                 .filter { $0.path.description != "/oauth/token" || $0.method == .post }
                 .map {
-                // Envoy's /auth/verify/** is documented as /auth/verify/{path}
-                let path = $0.path.description.replacingOccurrences(of: "**", with: "{path}")
-                return "\($0.method.rawValue.lowercased()) \(OpenAPIContract.shape(path))"
-            })
+                    // Envoy's /auth/verify/** is documented as /auth/verify/{path}
+                    let path = $0.path.description.replacingOccurrences(of: "**", with: "{path}")
+                    return "\($0.method.rawValue.lowercased()) \(OpenAPIContract.shape(path))"
+                })
         let documented = Set(OpenAPIContract.operations.map { "\($0.method) \(OpenAPIContract.shape($0.path))" })
         #expect(routed.subtracting(documented).sorted() == [], "routed but not documented")
         #expect(documented.subtracting(routed).sorted() == [], "documented but not routed")
