@@ -131,6 +131,7 @@ let package = Package(
             name: "TesseraConsole",
             dependencies: [
                 "TesseraCore",
+                "TesseraFederation",
                 "TesseraHTTP",
                 "TesseraPostgres",
                 "TesseraServices",

@@ -64,6 +64,7 @@ extension ConsoleController {
             if let search = query.search { items.append(("search", search)) }
             if let raw = parameters.get("kind") { items.append(("kind", raw)) }
             if let status = query.status { items.append(("status", status.rawValue)) }
+            if let source = parameters.get("source") { items.append(("source", source)) }
             if query.ascending { items.append(("sort", "createdDate")) }
             if parameters.get("limit") != nil { items.append(("limit", String(query.limit))) }
             if let cursor { items.append(("cursor", cursor)) }
@@ -75,7 +76,10 @@ extension ConsoleController {
         let back = link(cursor: parameters.get("cursor"))
         var data: [String: Any] = [
             "title": "Organization tokens", "tokens": page.records.map { row($0, user) }, "empty": page.records.isEmpty,
-            "search": query.search ?? "", "back": back, "filtered": query.search != nil || query.status != nil,
+            "search": query.search ?? "", "back": back,
+            "filtered": query.search != nil || query.status != nil || query.source != .direct,
+            "sourceOptions": [("direct", "Directly"), ("federation", "Exchanged by CI"), ("all", "Either way")]
+                .map { ["value": $0.0, "label": $0.1, "selected": (parameters.get("source") ?? "direct") == $0.0] },
             "kindOptions": [
                 ("organization", "Organization tokens"), ("personal", "Personal tokens"), ("all", "All tokens"),
             ]

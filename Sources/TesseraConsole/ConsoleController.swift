@@ -5,6 +5,7 @@ import HummingbirdAuth
 import Logging
 import NIOCore
 import TesseraCore
+import TesseraFederation
 import TesseraHTTP
 import TesseraPostgres
 import TesseraServices
@@ -24,6 +25,7 @@ struct ConsoleController {
     let oidc: OIDCClient?
     var operations: TokenService { TokenService(store: store) }
     let webhooks: WebhookService
+    let trustPolicies: TrustPolicyService
     var logins: CLILoginService { CLILoginService(store: store) }
     var users: UserService { UserService(store: store) }
     var organizations: OrganizationService { OrganizationService(store: store) }
@@ -31,10 +33,12 @@ struct ConsoleController {
 
     init(
         store: TesseraStore, views: ConsoleViews, settings: ConsoleSettings, sessionDriver: PostgresSessionDriver,
-        webhookTargets: WebhookTargetPolicy = WebhookTargetPolicy(allowPrivate: false)
+        webhookTargets: WebhookTargetPolicy = WebhookTargetPolicy(allowPrivate: false),
+        federation: FederationSettings = FederationSettings()
     ) {
         self.store = store
         self.webhooks = WebhookService(store: store, policy: webhookTargets)
+        self.trustPolicies = TrustPolicyService(store: store, settings: federation)
         self.views = views
         self.settings = settings
         self.sessionDriver = sessionDriver
@@ -84,6 +88,7 @@ struct ConsoleController {
         pages.post("cli-login", use: cliLogin)
         ConsoleAdminPages(controller: self).addRoutes(to: pages)
         ConsoleWebhookPages(controller: self).addRoutes(to: pages)
+        ConsoleTrustPages(controller: self).addRoutes(to: pages)
         // Anything else under /console/ is a page too: a readable 404, not a problem document.
         console.get("**") { _, _ -> Response in throw Problem(.notFound, "There is no such page in the console.") }
     }

@@ -2,6 +2,7 @@ import Hummingbird
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import TesseraFederation
 import TesseraHTTP
 import TesseraPostgres
 import TesseraWebhooks
@@ -14,13 +15,15 @@ public struct ConsoleSurface: Surface {
     let views: ConsoleViews
     let driver: PostgresSessionDriver
     let webhookTargets: WebhookTargetPolicy
+    let federation: FederationSettings
 
     /// `server` is the application's configuration: off loopback (`host`), cookies travel over
     /// TLS only (behind a TLS-terminating proxy) unless ``ConsoleSettings/secureCookies`` says
     /// otherwise; the session store leases connections as the API does (`leaseTimeout`).
-    public init(settings: ConsoleSettings, server: ServerConfiguration, client: PostgresClient, logger: Logger)
-        async throws
-    {
+    public init(
+        settings: ConsoleSettings, server: ServerConfiguration, client: PostgresClient, logger: Logger,
+        federation: FederationSettings = FederationSettings()
+    ) async throws {
         var settings = settings
         settings.secureCookies = settings.secureCookies ?? !["127.0.0.1", "localhost", "::1"].contains(server.host)
         self.settings = settings
@@ -29,6 +32,7 @@ public struct ConsoleSurface: Surface {
             store: TesseraStore(
                 client: client, logger: logger, statements: server.statements, leaseTimeout: server.leaseTimeout))
         self.webhookTargets = WebhookTargetPolicy(allowPrivate: server.webhooks.allowPrivateTargets)
+        self.federation = federation
     }
 
     package var services: [any Service] { [driver] }
@@ -36,7 +40,8 @@ public struct ConsoleSurface: Surface {
 
     package func addRoutes(to router: Router<TesseraRequestContext>, parts: SurfaceParts) {
         ConsoleController(
-            store: parts.store, views: views, settings: settings, sessionDriver: driver, webhookTargets: webhookTargets
+            store: parts.store, views: views, settings: settings, sessionDriver: driver, webhookTargets: webhookTargets,
+            federation: federation
         ).addRoutes(to: router)
     }
 }

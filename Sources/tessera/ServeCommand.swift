@@ -255,7 +255,8 @@ func serve(url: DatabaseURL, settings: ServeSettings, migrate: Bool, migrations:
         ]
         if let console = settings.console {
             surfaces.append(
-                try await ConsoleSurface(settings: console, server: server, client: client, logger: logger))
+                try await ConsoleSurface(
+                    settings: console, server: server, client: client, logger: logger, federation: federation))
         }
         let app = try await buildApplication(
             configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment(),

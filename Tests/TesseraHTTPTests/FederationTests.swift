@@ -199,4 +199,39 @@ import Testing
             }
         }
     }
+
+    @Test func adminsManageTrustPoliciesInTheConsole() async throws {
+        try await TestApp.run { app, client in
+            let browser = CookieBrowser(client)
+            try await browser.signIn(app.root.token.plaintext)
+            let page = try await browser.get("/console/trust-policies")
+            #expect(page.status == .ok && page.text.contains("No trust policies yet"))
+            let csrf = try #require(page.csrf)
+            var form: [(String, String)] = [
+                ("csrf", csrf), ("name", "deploy <main>"), ("issuer", "http://127.0.0.1:9"), ("audience", "tessera"),
+                ("claim", "ref"), ("pattern", "refs/heads/main"), ("claim", ""), ("pattern", ""),
+                ("scopes", "api:read"), ("lifetime", "10"), ("label", "ci"),
+            ]
+            let refused = try await browser.post("/console/trust-policies", form)
+            #expect(refused.location == "/console/trust-policies")
+            let message = try await browser.get("/console/trust-policies")
+            #expect(message.text.contains("must constrain sub, repository or project_path"))
+            form.append(("claim", "repository"))
+            form.append(("pattern", "acme/*"))
+            let created = try await browser.post("/console/trust-policies", form)
+            let location = try #require(created.location)
+            #expect(location.hasPrefix("/console/trust-policies/"))
+            let shown = try await browser.get(location)
+            #expect(shown.text.contains("deploy &lt;main&gt;") && !shown.text.contains("deploy <main>"))
+            #expect(shown.text.contains("acme/*") && shown.text.contains("10 min"))
+            #expect(shown.text.contains("No CI job has exchanged"))
+            let listed = try await browser.get("/console/trust-policies")
+            #expect(listed.text.contains(location))
+            let deleted = try await browser.post("\(location)/delete", [("csrf", try #require(shown.csrf))])
+            #expect(deleted.location == "/console/trust-policies")
+            #expect(try await browser.get("/console/trust-policies").text.contains("The trust policy was deleted."))
+            let tokens = try await browser.get("/console/org-tokens?source=federation")
+            #expect(tokens.status == .ok && tokens.text.contains("Exchanged by CI"))
+        }
+    }
 }

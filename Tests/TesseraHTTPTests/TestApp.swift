@@ -80,7 +80,8 @@ struct TestApp {
             if let console {
                 surfaces.append(
                     try await ConsoleSurface(
-                        settings: console, server: configuration, client: appClient, logger: logger))
+                        settings: console, server: configuration, client: appClient, logger: logger,
+                        federation: federation))
             }
             let app = try await buildApplication(
                 configuration: configuration, client: appClient, migrator: try Migrator(), logger: logger,
