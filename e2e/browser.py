@@ -672,6 +672,45 @@ def step_webhooks(page):
     check("paused" in page.flash(), f"pausing shows a message ({page.flash()!r})")
 
 
+def step_trust_policies(page):
+    page.step = "trust-policies"
+    log("-- trust policies: add one with two conditions, its page, 420 px, delete it")
+    page.click(page.link("Trust policies"))
+    check(page.h1() == "Trust policies", f"Trust policies opens from the nav ({page.path()})")
+    inspect(page, "14d-trust-policies-empty")
+    page.field("Name").send_keys("deploy <main>")
+    page.field("Issuer").send_keys("http://127.0.0.1:9/a-rather-long-issuer-path/" + "y" * 90)
+    page.field("Audience").send_keys("https://tessera.example.com")
+    page.field("Claim 1").send_keys("repository")
+    page.field("Pattern 1").send_keys("acme/app")
+    page.field("Claim 2").send_keys("ref")
+    page.field("Pattern 2").send_keys("refs/heads/*")
+    page.driver.find_element(By.ID, "scope-api-read").click()
+    lifetime = page.field("Token lifetime (minutes, 1 to 60)")
+    lifetime.clear()
+    lifetime.send_keys("10")
+    page.click(page.button("Add trust policy"))
+    check(page.h1() == "Trust policy deploy <main>", f"adding a policy opens its page (h1 {page.h1()!r}, {page.flash()!r})")
+    source = page.source()
+    check("deploy &lt;main&gt;" in source and "refs/heads/*" in source and "10 min" in source,
+          "its page shows the escaped name, the conditions and the lifetime")
+    inspect(page, "14e-trust-policy")
+    check(fits_sideways(page), "a 136-character issuer wraps on the policy's page")
+    page.click(page.link("All trust policies"))
+    inspect(page, "14f-trust-policies")
+    check(fits_sideways(page), "and in the policies table")
+    page.driver.set_window_size(420, 900)
+    try:
+        inspect(page, "14g-trust-policies-420px")
+        check(fits_sideways(page), "at 420 px the trust policies page does not scroll sideways")
+    finally:
+        page.driver.set_window_size(1280, 900)
+    page.click(page.link("deploy <main>"))
+    page.click(page.button("Delete trust policy deploy <main>"))
+    check(page.path() == "/console/trust-policies" and "deleted" in page.flash(),
+          f"Delete leads back with a message ({page.path()}, {page.flash()!r})")
+
+
 def step_policy_audit(page):
     page.step = "policy"
     log("-- policy and audit log")
@@ -796,7 +835,7 @@ def main():
     server = Tessera(work, pg.url, name="tessera", env={
         "TESSERA_OIDC_ISSUER": issuer, "TESSERA_OIDC_CLIENT_ID": "tessera-console", "TESSERA_OIDC_CLIENT_SECRET": "browser-suite",
         "TESSERA_OIDC_JIT": "true",
-        "TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"})
+        "TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true", "TESSERA_FEDERATION_ALLOW_HTTP_ISSUERS": "true"})
     api = Client(server.base)
     base = f"http://{server.base}"
     log(f"tessera at {base}/console/, setup {time.monotonic() - started:.1f} s")
@@ -813,6 +852,7 @@ def main():
              ("organization tokens", lambda: step_org_tokens(page, api, root, results)),
              ("remove member", lambda: step_remove_member(page, api, root)),
              ("webhooks", lambda: step_webhooks(page)),
+             ("trust policies", lambda: step_trust_policies(page)),
              ("policy and audit", lambda: step_policy_audit(page)),
              ("sign in with SSO", lambda: step_oidc(page, api, root)),
              ("SSO brings the groups", lambda: step_sso_groups(page, api, root))]

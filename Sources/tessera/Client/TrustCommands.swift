@@ -73,8 +73,8 @@ struct TrustCommand: AsyncParsableCommand {
         var githubRepository: String?
         @Option(name: .customLong("gitlab-project"), help: "GitLab.com CI of group/project (issuer and condition).")
         var gitlabProject: String?
-        @Option(name: .customLong("scope"), help: "A scope the exchanged token gets (repeatable).") var scopes:
-            [String] =
+        @Option(name: [.short, .customLong("scope")], help: "A scope the exchanged token gets (repeatable).")
+        var scopes: [String] = []
                 []
         @Option(name: .customLong("max-lifetime"), help: "Seconds an exchanged token lives, 60-3600 (default 900).")
         var maxLifetime: Int?
