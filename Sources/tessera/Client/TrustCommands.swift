@@ -75,7 +75,6 @@ struct TrustCommand: AsyncParsableCommand {
         var gitlabProject: String?
         @Option(name: [.short, .customLong("scope")], help: "A scope the exchanged token gets (repeatable).")
         var scopes: [String] = []
-                []
         @Option(name: .customLong("max-lifetime"), help: "Seconds an exchanged token lives, 60-3600 (default 900).")
         var maxLifetime: Int?
         @Option(help: "Service label of the exchanged tokens (default ci).") var label: String?
