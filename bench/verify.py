@@ -16,6 +16,9 @@ on loopback, one after the other, at the same concurrency:
                move when the server's statement grows)
   nginx        Debian's nginx answering `return 200` on every path (2 workers, as the server's 2
                event loops): the box's HTTP limit, the same wrk and headers
+  create       POST /api-tokens/svc-bench: organization-token creation through the API (issue #24)
+  exchange     POST /oauth/token: RFC 8693 exchanges of pre-minted RS256 JWTs from an issuer process,
+               one JWT per request, the keys fetched once (issue #22; bench/writes.py)
   knox         a peer (issue #14): Django REST framework + django-rest-knox under gunicorn on the same
                PostgreSQL, N knox tokens, GET /api/verify/ on random tokens from all N (bench/peers/knox.py)
 
@@ -23,7 +26,7 @@ in BENCH_ROUNDS interleaved rounds (default 3 of 6 s), reporting the median roun
 median of the per-round ratios,
 and prints req/s, p50/p99 and the ratios the issue asks for; writes bench/results/verify.json
 and bench/results/verify.txt. Settings: BENCH_TOKENS, BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS,
-BENCH_PEERS=0 (no knox peer)."""
+BENCH_PEERS=0 (no knox peer), BENCH_EXCHANGE_TOKENS (JWTs minted per round, default 12000)."""
 
 import hashlib
 import json
@@ -36,12 +39,14 @@ import statistics
 
 from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, free_port, log, migrate_and_bootstrap, random_token  # noqa: E402
 from bench.peers import knox as knox_peer  # noqa: E402
+from bench import writes  # noqa: E402
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 PEERS = os.environ.get("BENCH_PEERS", "1") != "0"
+EXCHANGE_TOKENS = int(os.environ.get("BENCH_EXCHANGE_TOKENS", "12000"))
 THREADS = 2
 
 WRK_SCRIPT = r"""
@@ -213,7 +218,8 @@ def main():
     boot = migrate_and_bootstrap(pg.url)
     seed(pg, work)
     env = {"TESSERA_LOG_LEVEL": "warning"}
-    cached = Tessera(work, pg.url, name="cached", binary=binary, env=env)
+    cached = Tessera(work, pg.url, name="cached", binary=binary,
+                     env=dict(env, TESSERA_FEDERATION_ALLOW_HTTP_ISSUERS="true"))
     uncached = Tessera(work, pg.url, name="uncached", binary=binary, env=dict(env, TESSERA_CACHE_TTL="0"))
     knox = knox_peer.start(work, pg, TOKENS) if PEERS else None
     nginx = NginxReference(work)
@@ -227,6 +233,18 @@ def main():
         assert Client(knox.base).get("/api/verify/", headers={"Authorization": f"Token {knox_token}"})[0] == 200, \
             "a seeded knox token does not verify"
         assert Client(knox.base).get("/api/verify/", headers={"Authorization": f"Token {knox_token[::-1]}"})[0] == 401
+
+    admin = boot["token"]
+    issuer = writes.Issuer(work)
+    issuer.trust(cached, admin)
+    log(f"minting {ROUNDS} x {EXCHANGE_TOKENS} RS256 JWTs for the exchange runs (and 3000 to warm up)")
+    jwt_files = []
+    for i in range(ROUNDS + 1):
+        path = os.path.join(work.path, f"jwts-{i}.txt")
+        issuer.mint(path, EXCHANGE_TOKENS if i else 3000)
+        jwt_files.append(path)
+    writes.run(work, cached, "create", CONNECTIONS, 2, admin=admin)
+    writes.run(work, cached, "exchange", CONNECTIONS, 2, tokens=jwt_files[0])
 
     log(f"warming: {SECONDS // 2} s of cached verify and of uncached verify" + (", 2 s of knox" if knox else ""))
     wrk(work, cached, "/auth/verify", "warm.txt", seconds=max(2, SECONDS // 2))
@@ -250,8 +268,13 @@ def main():
     ]
     if knox:
         scenarios.append(("knox", lambda: wrk(work, knox, "/api/verify/", knox.token_file, scheme="Token")))
+    scenarios.append(("create", lambda: writes.run(work, cached, "create", CONNECTIONS, SECONDS, admin=admin)))
+    scenarios.append(("exchange", lambda: writes.run(work, cached, "exchange", CONNECTIONS, SECONDS,
+                                                     tokens=jwt_files[current_round[0] + 1])))
+    current_round = [0]
     runs = {}
     for round_ in range(ROUNDS):
+        current_round[0] = round_
         for name, run in scenarios:
             log(f"round {round_ + 1}/{ROUNDS}: {name} ({SECONDS} s, {CONNECTIONS} connections)")
             runs.setdefault(name, []).append(run())
@@ -283,6 +306,8 @@ def main():
     if knox:
         ratios.update({"uncached/knox": ratio("uncached", "knox"), "cached/knox": ratio("cached", "knox")})
         targets.update({"uncached/knox": 10, "cached/knox": 30})
+    ratios["exchange/create"] = ratio("exchange", "create")
+    targets["exchange/create"] = 0.0
     lines = [f"# make bench, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {os.cpu_count()} cores, "
              f"{TOKENS} tokens, {CONNECTIONS} connections, {ROUNDS} interleaved rounds of {SECONDS} s, median round",
              f"{'run':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'non-2xx':>8}"]
@@ -292,6 +317,12 @@ def main():
     lines.append("")
     for name, value in ratios.items():
         lines.append(f"{name:<20} {value:5.2f}   (target >= {targets[name]:.2f}: {'met' if value >= targets[name] else 'NOT met'})")
+    for name, floor, p99 in (("create", 1000, 50), ("exchange", 500, None)):
+        r = results[name]
+        lines.append(f"{name + ' rate':<20} {r['rps']:5.0f}/s, p99 {r['p99_ms']:.1f} ms   (target >= {floor}/s"
+                     + (f", p99 <= {p99} ms" if p99 else "") + f": {'met' if r['rps'] >= floor and (p99 is None or r['p99_ms'] <= p99) else 'NOT met'})")
+    fetches = issuer.jwks_fetches()
+    lines.append(f"issuer JWKS fetches over {sum(r['requests'] for r in runs['exchange'])} exchanges: {fetches}")
     lines.append(f"server RSS after warm-up {rss_before // 1024} MiB, after the runs {cached.rss_kib() // 1024} MiB")
     text = "\n".join(lines)
     print(text)
@@ -302,7 +333,7 @@ def main():
         json.dump({"results": results, "ratios": ratios, "targets": targets, "tokens": TOKENS,
                    "connections": CONNECTIONS, "seconds": SECONDS}, f, indent=2)
     # The malformed run expects 401s; every other run must be all 2xx.
-    bad = [n for n, r in results.items() if r["errors"] or (r["non2xx"] and n != "malformed")]
+    bad = [n for n, r in results.items() if r["errors"] or (r["non2xx"] and n != "malformed") or r.get("fivexx")]
     if bad:
         sys.exit(f"errors during {', '.join(bad)}")
 

@@ -4,7 +4,7 @@
 It serves what a CI system's issuer serves — `/.well-known/openid-configuration` and a JWKS with
 RS256 and ES256 keys (`Cache-Control: max-age=300`) — and GitHub Actions' ID-token request
 endpoint (`/actions-token?audience=…`, bearer `actions-request-token`). Tests drive it through
-control routes: `POST /mint` signs arbitrary claims and headers (also with a key it never
+control routes: `POST /mint` (and `/mint-batch`, `count` of them) signs arbitrary claims and headers (also with a key it never
 publishes), `POST /rotate` adds a new current key, `POST /retire` unpublishes one, `GET /stats`
 counts discovery and JWKS fetches. Needs `cryptography`."""
 
@@ -153,6 +153,9 @@ def handler(issuer):
             if url.path == "/mint":
                 token, claims = issuer.mint(spec)
                 self.answer(200, {"token": token, "claims": claims})
+            elif url.path == "/mint-batch":  # `count` tokens of the same spec, each its own jti
+                count = int(spec.pop("count", 1))
+                self.answer(200, {"tokens": [issuer.mint(spec)[0] for _ in range(count)]})
             elif url.path == "/rotate":
                 alg = spec.get("alg", "RS256")
                 with issuer.lock:

@@ -6,6 +6,7 @@ import JWTKit
 import NIOCore
 import TesseraCore
 import TesseraHTTP
+import TesseraTestSupport
 import Testing
 
 @testable import TesseraFederation
@@ -232,6 +233,61 @@ import Testing
             #expect(try await browser.get("/console/trust-policies").text.contains("The trust policy was deleted."))
             let tokens = try await browser.get("/console/org-tokens?source=federation")
             #expect(tokens.status == .ok && tokens.text.contains("Exchanged by CI"))
+        }
+    }
+
+    /// Webhooks hear about policies and exchanged tokens; the purge forgets expired exchanged
+    /// tokens and spent JWT ids, and nothing else.
+    @Test func webhooksAndThePurge() async throws {
+        try await Self.withIssuer { issuer, keys in
+            try await TestApp.run(configuration: WebhookAPITests.configuration) { app, client in
+                let root = app.root.token.plaintext
+                let hook = try await client.call(.post, "/orgs/acme/webhooks", token: root, json: WebhookAPITests.hook)
+                #expect(hook.status == .created)
+                let created = try await client.call(
+                    .post, "/orgs/acme/trust-policies", token: root, json: Self.policy(issuer: issuer))
+                #expect(created.status == .created)
+                let now = Int(Date().timeIntervalSince1970)
+                let subject = try await keys.sign(
+                    Claims(
+                        iss: issuer, aud: "tessera", sub: "repo:acme/app:ref:refs/heads/main", repository: "acme/app",
+                        iat: now, exp: now + 300, jti: UUID().uuidString), kid: "k1")
+                let form =
+                    "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token=\(subject)"
+                    + "&subject_token_type=urn:ietf:params:oauth:token-type:jwt&audience=acme"
+                let issued = try await client.execute(
+                    uri: "/oauth/token", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                    body: ByteBuffer(string: form)
+                ) { Reply(status: $0.status, headers: $0.headers, text: String(buffer: $0.body)) }
+                #expect(issued.status == .ok, "\(issued.text)")
+                let events = try await app.store.client.values(
+                    "SELECT event || ' ' || (payload -> 'data' -> 'token' ->> 'source') FROM webhook_deliveries WHERE event = 'token.created' UNION ALL SELECT event FROM webhook_deliveries WHERE event LIKE 'trust_policy.%'",
+                    as: String.self)
+                #expect(events.contains("token.created federation"), "\(events)")
+                #expect(events.contains("trust_policy.created"), "\(events)")
+
+                // Expired long ago: the purge takes it and its spent jti; a live direct token stays.
+                _ = try await app.store.client.values(
+                    """
+                    WITH t AS (UPDATE tokens SET created_at = now() - interval '30 days',
+                                                 expires_at = now() - interval '29 days'
+                               WHERE source = 'federation' RETURNING 1),
+                         j AS (UPDATE federation_jtis SET expires_at = now() - interval '1 hour' RETURNING 1)
+                    SELECT (SELECT count(*) FROM t) + (SELECT count(*) FROM j)
+                    """, as: Int64.self)
+                let direct = try await app.store.client.values(
+                    "SELECT count(*) FROM tokens WHERE source = 'direct'", as: Int64.self)
+                var settings = FederationSettings()
+                settings.retentionDays = 7
+                let purged = await FederationMaintenance(store: app.store, settings: settings).purge()
+                #expect(purged.tokens == 1 && purged.jtis == 1)
+                #expect(
+                    try await app.store.client.values(
+                        "SELECT count(*) FROM tokens WHERE source = 'direct'", as: Int64.self)
+                        == direct)
+                #expect(
+                    try await app.store.client.values("SELECT count(*) FROM federation_jtis", as: Int64.self) == [0])
+            }
         }
     }
 }
