@@ -30,13 +30,18 @@ public struct TokenInfo: Codable, Sendable, Equatable {
     public var source: String
     /// The trust policy and subject token of a `federation` token.
     public var federation: TokenFederationInfo?
+    /// What it may reach at a gateway (empty: anything its scopes allow), DESIGN §14.
+    public var accessRules: [AccessRuleInfo]
+    /// Where it may be used from (empty: anywhere).
+    public var allowedCidrs: [String]
 
     public init(
         token: String? = nil, tokenUUID: String, tokenExpiration: Int64?, createdDate: Int64, username: String,
         createdBy: String, name: String, groups: [String], isSystemToken: Bool, isExpired: Bool,
         organization: String, kind: String, description: String?, scopes: [String], status: String,
         revokedReason: String?, revokedDate: Int64?, updatedDate: Int64, lastUsedDate: Int64?, tokenPrefix: String,
-        source: String = "direct", federation: TokenFederationInfo? = nil
+        source: String = "direct", federation: TokenFederationInfo? = nil, accessRules: [AccessRuleInfo] = [],
+        allowedCidrs: [String] = []
     ) {
         self.token = token
         self.tokenUUID = tokenUUID
@@ -61,12 +66,14 @@ public struct TokenInfo: Codable, Sendable, Equatable {
         self.tokenPrefix = tokenPrefix
         self.source = source
         self.federation = federation
+        self.accessRules = accessRules
+        self.allowedCidrs = allowedCidrs
     }
 
     enum CodingKeys: String, CodingKey {
         case token, tokenUUID, tokenExpiration, createdDate, username, createdBy, name, groups, isSystemToken
         case isExpired, isLegacy, organization, kind, description, scopes, status, revokedReason, revokedDate
-        case updatedDate, lastUsedDate, tokenPrefix, source, federation
+        case updatedDate, lastUsedDate, tokenPrefix, source, federation, accessRules, allowedCidrs
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -94,6 +101,22 @@ public struct TokenInfo: Codable, Sendable, Equatable {
         try c.encode(tokenPrefix, forKey: .tokenPrefix)
         try c.encode(source, forKey: .source)
         try c.encodeIfPresent(federation, forKey: .federation)
+        try c.encode(accessRules, forKey: .accessRules)
+        try c.encode(allowedCidrs, forKey: .allowedCidrs)
+    }
+}
+
+/// One access rule: an HTTP method (or `*`), a path pattern (`*` one segment, `**` any number),
+/// and optionally an exact host.
+public struct AccessRuleInfo: Codable, Sendable, Equatable {
+    public var method: String
+    public var path: String
+    public var host: String?
+
+    public init(method: String, path: String, host: String? = nil) {
+        self.method = method
+        self.path = path
+        self.host = host
     }
 }
 
@@ -145,10 +168,13 @@ public struct TokenCreateRequest: Codable, Sendable {
     public var neverExpires: Bool
     public var isSystemToken: Bool?
     public var groups: [String]?
+    public var accessRules: [AccessRuleInfo]?
+    public var allowedCidrs: [String]?
 
     public init(
         name: String, description: String? = nil, scopes: [String]? = nil, tokenExpiration: Int64? = nil,
-        neverExpires: Bool = false, isSystemToken: Bool? = nil, groups: [String]? = nil
+        neverExpires: Bool = false, isSystemToken: Bool? = nil, groups: [String]? = nil,
+        accessRules: [AccessRuleInfo]? = nil, allowedCidrs: [String]? = nil
     ) {
         self.name = name
         self.description = description
@@ -157,10 +183,12 @@ public struct TokenCreateRequest: Codable, Sendable {
         self.neverExpires = neverExpires
         self.isSystemToken = isSystemToken
         self.groups = groups
+        self.accessRules = accessRules
+        self.allowedCidrs = allowedCidrs
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, groups, isSystemToken, tokenExpiration, description, scopes
+        case name, groups, isSystemToken, tokenExpiration, description, scopes, accessRules, allowedCidrs
     }
 
     public init(from decoder: any Decoder) throws {
@@ -172,6 +200,8 @@ public struct TokenCreateRequest: Codable, Sendable {
         neverExpires = try container.contains(.tokenExpiration) && container.decodeNil(forKey: .tokenExpiration)
         description = try container.decodeIfPresent(String.self, forKey: .description)
         scopes = try container.decodeIfPresent([String].self, forKey: .scopes)
+        accessRules = try container.decodeIfPresent([AccessRuleInfo].self, forKey: .accessRules)
+        allowedCidrs = try container.decodeIfPresent([String].self, forKey: .allowedCidrs)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -186,6 +216,8 @@ public struct TokenCreateRequest: Codable, Sendable {
         }
         try c.encodeIfPresent(description, forKey: .description)
         try c.encodeIfPresent(scopes, forKey: .scopes)
+        try c.encodeIfPresent(accessRules, forKey: .accessRules)
+        try c.encodeIfPresent(allowedCidrs, forKey: .allowedCidrs)
     }
 }
 

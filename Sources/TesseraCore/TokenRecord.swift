@@ -23,6 +23,10 @@ public struct TokenRecord: Sendable, Equatable {
     public var lastUsedAt: Date?
     /// Where an exchanged token came from (DESIGN §13); nil for a token made directly.
     public var federation: FederatedOrigin?
+    /// Requests it may make at a gateway (empty: any), DESIGN §14.
+    public var accessRules: [AccessRule] = []
+    /// Addresses it may be used from (empty: any).
+    public var allowedCidrs: [AddressRange] = []
 
     /// `direct` or `federation`.
     public var source: TokenSource { federation == nil ? .direct : .federation }

@@ -19,11 +19,15 @@ public struct VerifiedToken: Sendable, Equatable {
     public let createdAt: Date
     /// `tokenID` as the API writes it (lowercase), made once per lookup for the hot path.
     public let tokenIDString: String
+    /// What the token may reach at a gateway (empty: anything its scopes allow), DESIGN §14.
+    public let accessRules: [AccessRule]
+    /// Where it may be used from (empty: anywhere).
+    public let allowedCidrs: [AddressRange]
 
     public init(
         tokenID: UUID, kind: TokenKind, orgID: UUID, orgSlug: String, username: String, ownerUserID: UUID?,
         role: MembershipRole?, groups: [String], platformAdmin: Bool, scopes: [String], expiresAt: Date?,
-        createdAt: Date
+        createdAt: Date, accessRules: [AccessRule] = [], allowedCidrs: [AddressRange] = []
     ) {
         self.tokenID = tokenID
         self.kind = kind
@@ -38,6 +42,8 @@ public struct VerifiedToken: Sendable, Equatable {
         self.expiresAt = expiresAt
         self.createdAt = createdAt
         self.tokenIDString = tokenID.uuidString.lowercased()
+        self.accessRules = accessRules
+        self.allowedCidrs = allowedCidrs
     }
 }
 

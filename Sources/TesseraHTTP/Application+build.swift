@@ -35,6 +35,13 @@ public struct ServerConfiguration: Sendable {
     public var webhooks = WebhookSettings()
     /// `TESSERA_CREDENTIALS_REVOKE_PER_MINUTE`: reports a client address may send a minute.
     public var credentialsRevokePerMinute = 10
+    /// `TESSERA_USAGE` (on|off): count verifications per token and hour (DESIGN §14).
+    public var usageCounting = true
+    /// `TESSERA_USAGE_RETENTION_DAYS`: usage rows older than this are deleted (default 365).
+    public var usageRetentionDays = 365
+    /// `TESSERA_TRUSTED_PROXIES`: proxies in front of Tessera's own API whose `X-Forwarded-For`
+    /// names the client (for tokens limited to addresses); empty: the peer is the client.
+    public var trustedProxies: [AddressRange] = []
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, lastUsedFlushInterval: Duration = .seconds(60),
@@ -93,7 +100,9 @@ package func buildApplication(
     let store = TesseraStore(
         client: client, logger: logger, clock: clock, statements: configuration.statements,
         leaseTimeout: configuration.leaseTimeout)
-    let lastUsed = LastUsedRecorder(client: client, logger: logger, interval: configuration.lastUsedFlushInterval)
+    let lastUsed = UsageRecorder(
+        client: client, logger: logger, interval: configuration.lastUsedFlushInterval,
+        counting: configuration.usageCounting, retentionDays: configuration.usageRetentionDays)
     // Standby reads are safe only with the listener's fences: without one, misses stay on the primary.
     let standbyReads =
         notifications == nil
@@ -106,7 +115,7 @@ package func buildApplication(
     let verifier = TokenVerifier(
         store: store, cache: VerificationCache(settings: configuration.cache),
         lookupTimeout: configuration.lookupTimeout,
-        lookupsInFlight: configuration.lookupsInFlight, standby: standbyReads)
+        lookupsInFlight: configuration.lookupsInFlight, standby: standbyReads, usage: lastUsed)
     let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
     var services: [any Service] = [client]
     if let standby, standbyReads != nil { services.append(standby) }
@@ -115,7 +124,8 @@ package func buildApplication(
         store: store, migrator: migrator, jwt: try await JWTAuthenticator.make(jwt), lastUsed: lastUsed,
         verifier: verifier, listener: listener, surfaces: surfaces,
         webhookTargets: WebhookTargetPolicy(allowPrivate: configuration.webhooks.allowPrivateTargets),
-        reportLimiter: RateLimiter(perMinute: configuration.credentialsRevokePerMinute))
+        reportLimiter: RateLimiter(perMinute: configuration.credentialsRevokePerMinute),
+        trustedProxies: configuration.trustedProxies)
     if configuration.webhooks.deliver {
         services.append(WebhookDeliveryService(store: store, settings: configuration.webhooks, logger: logger))
     }
@@ -131,9 +141,9 @@ package func buildApplication(
 }
 
 func buildRouter(
-    store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?, lastUsed: LastUsedRecorder,
+    store: TesseraStore, migrator: Migrator, jwt: JWTAuthenticator?, lastUsed: UsageRecorder,
     verifier: TokenVerifier, listener: InvalidationListener?, surfaces: [any Surface] = [],
-    webhookTargets: WebhookTargetPolicy, reportLimiter: RateLimiter
+    webhookTargets: WebhookTargetPolicy, reportLimiter: RateLimiter, trustedProxies: [AddressRange] = []
 ) -> Router<TesseraRequestContext> {
     let router = Router(context: TesseraRequestContext.self)
     let routes = RouteMethods()
@@ -155,19 +165,24 @@ func buildRouter(
     // Management routes authenticate without the cache (writes are strictly consistent), and a
     // write answers only once this replica's verification cache has seen it (read-your-writes).
     let resolver = CallerResolver(store: store)
-    let authentication = AuthenticationMiddleware(store: store, jwt: jwt, lastUsed: lastUsed)
+    let authentication = AuthenticationMiddleware(
+        store: store, jwt: jwt, lastUsed: lastUsed, trustedProxies: trustedProxies)
     let barrier = CacheBarrierMiddleware(listener: listener, verifier: verifier, client: store.client)
     let protect: (RouterGroup<TesseraRequestContext>) -> RouterGroup<TesseraRequestContext> = {
         $0.add(middleware: barrier).add(middleware: authentication)
     }
     let api: (RouterPath) -> RouterGroup<TesseraRequestContext> = { path in protect(router.group(path)) }
     let tokens = TokenController(store: store, resolver: resolver)
-    tokens.addRoutes(to: api("api-tokens"))
-    tokens.addRoutes(to: api("orgs/:org/api-tokens"))
     let organizations = OrganizationController(
         organizations: OrganizationService(store: store), members: MemberService(store: store), resolver: resolver)
+    let usage = UsageController(tokens: tokens, organizations: organizations)
+    for group in [api("api-tokens"), api("orgs/:org/api-tokens")] {
+        tokens.addRoutes(to: group)
+        usage.addTokenRoutes(to: group)
+    }
     let orgs = api("orgs")
     organizations.addRoutes(to: orgs)
+    usage.addOrganizationRoutes(to: orgs)
     AuditController(store: store, organizations: organizations).addRoutes(to: orgs)
     WebhookController(webhooks: WebhookService(store: store, policy: webhookTargets), organizations: organizations)
         .addRoutes(to: orgs)

@@ -59,7 +59,8 @@ struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = TesseraRequestContext
     let store: TesseraStore
     let jwt: JWTAuthenticator?
-    let lastUsed: LastUsedRecorder
+    let lastUsed: UsageRecorder
+    let trustedProxies: [AddressRange]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
@@ -82,12 +83,44 @@ struct AuthenticationMiddleware: RouterMiddleware {
         } else {
             switch try await withTimeout(.seconds(5), { [store] in try await store.verify(credential.value) }) {
             case .success(let token):
+                let address = clientAddress(request, context)
+                // A token limited to addresses or requests is held to them here too (DESIGN §14).
+                if !token.allowedCidrs.allow(address) {
+                    lastUsed.count(token, .address, at: store.clock.now())
+                    throw Problem(
+                        .unauthorized, "address not allowed",
+                        headers: [.wwwAuthenticate: Problem.invalidTokenChallenge("address not allowed")])
+                }
+                if !token.accessRules.allow(
+                    method: request.method.rawValue, path: RequestPath(request.uri.path), host: request.head.authority)
+                {
+                    lastUsed.count(token, .insufficientScope, at: store.clock.now())
+                    throw Problem(
+                        .forbidden,
+                        "The token's access rules do not allow \(request.method) \(request.uri.path.prefix(200))")
+                }
                 context.identity = .token(token)
-                lastUsed.record(token.tokenID, at: store.clock.now(), address: context.remoteAddress)
+                lastUsed.record(token, at: store.clock.now(), address: address)
             case .failure(let failure): throw Problem.invalidToken(failure)
             }
         }
         return try await next(request, context)
+    }
+}
+
+extension AuthenticationMiddleware {
+    /// The client of Tessera's own API: the peer, or, when the peer is a trusted proxy
+    /// (`TESSERA_TRUSTED_PROXIES`), the last `X-Forwarded-For` hop that is not one.
+    func clientAddress(_ request: Request, _ context: TesseraRequestContext) -> String? {
+        let peer = context.remoteAddress
+        guard !trustedProxies.isEmpty, trustedProxies.allow(peer), let forwarded = request.headers[.forwardedFor]
+        else { return peer }
+        for hop in forwarded.split(separator: ",").reversed() {
+            let address = hop.trimmingCharacters(in: .whitespaces)
+            guard AddressRange.parse(address) != nil else { return peer }
+            if !trustedProxies.allow(address) { return address }
+        }
+        return peer
     }
 }
 

@@ -9,6 +9,9 @@ struct MergePatch: Decodable {
         container = try decoder.container(keyedBy: AnyCodingKey.self)
     }
 
+    /// Whether the body names `key` at all (whatever its value).
+    func has(_ key: String) -> Bool { container.contains(AnyCodingKey(key)) }
+
     /// nil when absent; an explicit `null` for a field that cannot be null is a 422.
     func value<T: Decodable>(_ key: String, as type: T.Type = T.self) throws -> T? {
         let codingKey = AnyCodingKey(key)

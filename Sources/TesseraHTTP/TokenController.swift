@@ -64,6 +64,10 @@ package struct TokenController {
         let description: String??
         let statusText: String?
         do {
+            for (field, what) in [("accessRules", "Access rules"), ("allowedCidrs", "Address limits")]
+            where body.has(field) {
+                throw Problem(.badRequest, "\(what) cannot change: create a new token with the limits you need")
+            }
             if try body.nullable("scopes", as: [String].self) != nil {
                 throw Problem(.badRequest, "Scopes cannot change: create a new token with the scopes you need")
             }

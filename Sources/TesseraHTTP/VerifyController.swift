@@ -21,7 +21,7 @@ extension HTTPField.Name {
 /// no JSON decoding and no thrown errors on the way to a 401: every answer is built directly.
 struct VerifyController {
     let verifier: TokenVerifier
-    let lastUsed: LastUsedRecorder
+    let lastUsed: UsageRecorder
 
     func addRoutes(to router: Router<TesseraRequestContext>) {
         // nginx auth_request and Traefik ForwardAuth send GET; Envoy ext_authz (HTTP service)
@@ -49,17 +49,26 @@ struct VerifyController {
         case .unavailable:
             return Self.unavailable
         case .verified(let token, let scopes):
+            let now = verifier.store.clock.now()
+            let address = Self.clientAddress(request, context)
+            if !token.accessRules.isEmpty || !token.allowedCidrs.isEmpty,
+                let (refusal, outcome) = LeastPrivilege.gateway(token, request, address: address)
+            {
+                if outcome == .insufficientScope { TokenVerifier.countInsufficientScope() }
+                lastUsed.count(token, outcome, at: now)
+                return refusal
+            }
             let required = Self.requiredScopes(of: request)
             if let missing = required.first(where: { !scopes.contains($0) }) {
                 TokenVerifier.countInsufficientScope()
+                lastUsed.count(token, .insufficientScope, at: now)
                 return Self.challenge(
                     .forbidden,
                     "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"\(required.joined(separator: " "))\", "
                         + "error_description=\"The token lacks scope \(missing)\"",
                     detail: "The token lacks scope \(missing)")
             }
-            lastUsed.record(
-                token.tokenID, at: verifier.store.clock.now(), address: Self.clientAddress(request, context))
+            lastUsed.record(token, at: now, address: address)
             var headers = HTTPFields()
             headers.reserveCapacity(6)
             headers[.tesseraOrg] = token.orgSlug
@@ -84,13 +93,13 @@ struct VerifyController {
         return scopes.filter { !$0.isEmpty }
     }
 
-    /// The address the gateway saw (`X-Forwarded-For`'s first hop, `X-Real-IP`), else the peer.
+    /// The address the gateway saw (`X-Real-IP`, else `X-Forwarded-For`'s first hop), else the peer.
     static func clientAddress(_ request: Request, _ context: TesseraRequestContext) -> String? {
+        if let real = request.headers[.realIP], isIPAddress(real) { return real }
         if let forwarded = request.headers[.forwardedFor]?.split(separator: ",").first {
             let address = forwarded.trimmingCharacters(in: .whitespaces)
             if isIPAddress(address) { return address }
         }
-        if let real = request.headers[.realIP], isIPAddress(real) { return real }
         return context.remoteAddress
     }
 
@@ -177,6 +186,14 @@ struct VerifyController {
             "iss": "tessera",
         ]
         if let expiresAt = token.expiresAt { claims["exp"] = Int64(expiresAt.timeIntervalSince1970) }
+        if !token.accessRules.isEmpty {
+            claims["access_rules"] = token.accessRules.map { rule -> [String: String] in
+                var shown = ["method": rule.method, "path": rule.path]
+                if let host = rule.host { shown["host"] = host }
+                return shown
+            }
+        }
+        if !token.allowedCidrs.isEmpty { claims["allowed_cidrs"] = token.allowedCidrs.map(\.text) }
         let data = try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])
         return Response(
             status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],

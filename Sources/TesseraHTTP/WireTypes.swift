@@ -43,7 +43,8 @@ extension TokenInfo {
                 TokenFederationInfo(
                     trustPolicyId: $0.trustPolicyID.uuidString.lowercased(), issuer: $0.issuer, subject: $0.subject,
                     jti: $0.jti)
-            })
+            }, accessRules: record.accessRules.map { AccessRuleInfo(method: $0.method, path: $0.path, host: $0.host) },
+            allowedCidrs: record.allowedCidrs.map(\.text))
     }
 }
 
@@ -53,6 +54,8 @@ extension TokenService.CreateRequest {
         self.init(
             name: body.name, description: body.description, scopes: body.scopes, tokenExpiration: body.tokenExpiration,
             neverExpires: body.neverExpires, isSystemToken: body.isSystemToken, groups: body.groups)
+        accessRules = body.accessRules?.map { ($0.method, $0.path, $0.host) }
+        allowedCidrs = body.allowedCidrs
     }
 }
 

@@ -67,6 +67,8 @@ public struct NewTokenRow: Sendable {
     public var createdByUserID: UUID?
     /// Set on a token exchanged under a trust policy.
     public var federation: FederatedOrigin?
+    public var accessRules: [AccessRule] = []
+    public var allowedCidrs: [AddressRange] = []
 
     public init(
         orgID: UUID, kind: TokenKind, ownerUserID: UUID?, username: String, name: String, description: String?,

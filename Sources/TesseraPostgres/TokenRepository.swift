@@ -71,7 +71,8 @@ public struct TokenRepository {
     static let tokenColumns = """
         t.id, t.org_id, o.slug, t.kind, t.owner_user_id, t.username, t.name, t.description, t.scopes, t.groups,
         t.token_prefix, t.expires_at, t.status, t.revoked_at, t.revoked_reason, t.created_at, t.updated_at,
-        t.created_by, t.last_used_at, t.trust_policy_id, t.federated_issuer, t.federated_subject, t.federated_jti
+        t.created_by, t.last_used_at, t.trust_policy_id, t.federated_issuer, t.federated_subject, t.federated_jti,
+        t.access_rules, t.allowed_cidrs::text[]
         """
 
     /// One page of the tokens of `orgID` visible to a caller: all of them (`all`), or the
@@ -104,7 +105,7 @@ public struct TokenRepository {
         var positions: [TokenQuery.Position] = []
         for try await row in rows {
             records.append(try Self.tokenRecord(row))
-            positions.append(.init(micros: try row.makeRandomAccess()[23].decode(Int64.self), id: records.last!.id))
+            positions.append(.init(micros: try row.makeRandomAccess()[25].decode(Int64.self), id: records.last!.id))
         }
         guard records.count > page.limit else { return TokenPage(records: records, next: nil) }
         return TokenPage(records: Array(records.prefix(page.limit)), next: positions[page.limit - 1])
@@ -168,7 +169,7 @@ public struct TokenRepository {
 
     static func tokenRecord(_ row: PostgresRow) throws -> TokenRecord {
         let cells = row.makeRandomAccess()
-        return TokenRecord(
+        var record = TokenRecord(
             id: try cells[0].decode(UUID.self),
             orgID: try cells[1].decode(UUID.self),
             orgSlug: try cells[2].decode(String.self),
@@ -194,6 +195,9 @@ public struct TokenRepository {
                     subject: try cells[21].decode(String?.self) ?? "", jti: try cells[22].decode(String?.self) ?? "")
             }
         )
+        record.accessRules = try cells[23].decode([String].self).compactMap(AccessRule.init(text:))
+        record.allowedCidrs = try cells[24].decode([String].self).compactMap { try? AddressRange($0) }
+        return record
     }
 
     /// Applies a metadata change in one statement; nil fields stay, `description: .some(nil)`
@@ -257,10 +261,10 @@ public struct TokenRepository {
             """
             INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups, secret_hash,
                                 token_prefix, expires_at, status, created_at, updated_at, created_by, created_by_user_id,
-                                family_id, rotated_from)
+                                family_id, rotated_from, access_rules, allowed_cidrs)
             SELECT org_id, kind, owner_user_id, username, name, description, scopes, groups, \(hash),
                    \(secret.displayPrefix), expires_at, \(status), \(now), \(now), created_by, created_by_user_id,
-                   \(family), id
+                   \(family), id, access_rules, allowed_cidrs
             FROM tokens WHERE id = \(id)
             RETURNING id
             """,
@@ -331,12 +335,13 @@ public struct TokenRepository {
             INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups,
                                 secret_hash, token_prefix, expires_at, created_at, updated_at,
                                 created_by, created_by_user_id, source, trust_policy_id, federated_issuer,
-                                federated_subject, federated_jti)
+                                federated_subject, federated_jti, access_rules, allowed_cidrs)
             VALUES (\(row.orgID), \(row.kind.rawValue), \(row.ownerUserID), \(row.username), \(row.name),
                     \(row.description), \(row.scopes), \(row.groups), \(hash), \(row.secret.displayPrefix),
                     \(row.expiresAt), \(row.createdAt), \(row.createdAt), \(row.createdBy), \(row.createdByUserID),
                     \(row.federation == nil ? "direct" : "federation"), \(row.federation?.trustPolicyID),
-                    \(row.federation?.issuer), \(row.federation?.subject), \(row.federation?.jti))
+                    \(row.federation?.issuer), \(row.federation?.subject), \(row.federation?.jti),
+                    \(row.accessRules.map(\.text)), \(row.allowedCidrs.map(\.text))::cidr[])
             RETURNING id
             """,
             logger: logger

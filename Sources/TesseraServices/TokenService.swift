@@ -27,6 +27,10 @@ public struct TokenService: Sendable {
         public var neverExpires = false
         public var description: String?
         public var scopes: [String]?
+        /// Access rules (method, path pattern, host), checked by ``AccessRule``; never change.
+        public var accessRules: [(method: String, path: String, host: String?)]?
+        /// CIDRs the token may be used from; never change.
+        public var allowedCidrs: [String]?
 
         public init(
             name: String, description: String? = nil, scopes: [String]? = nil, tokenExpiration: Int64? = nil,
@@ -324,10 +328,13 @@ public struct TokenService: Sendable {
             body.scopes ?? org.defaultScopes, catalog: catalog, organization: org.slug, grantedByAdmin: admin,
             ownPlatformAdminPersonalToken: kind == .personal && ownerUserID == caller.userID && caller.platformAdmin,
             organizationToken: kind == .organization)
-        return NewTokenRow(
+        var row = NewTokenRow(
             orgID: org.id, kind: kind, ownerUserID: ownerUserID, username: username, name: body.name,
             description: body.description, scopes: scopes, groups: groups, secret: .generate(kind: kind),
             expiresAt: expiresAt, createdAt: now, createdBy: caller.username, createdByUserID: caller.userID)
+        row.accessRules = try [AccessRule].checked(body.accessRules ?? [])
+        row.allowedCidrs = try [AddressRange].checked(body.allowedCidrs ?? [])
+        return row
     }
 
     /// Inserts the token and its audit event in one transaction; the personal token limit (a

@@ -197,7 +197,7 @@ struct StandbyTokenStatesStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row {
         let cells = row.makeRandomAccess()
         guard let (hash, state) = try TokenStateStatement.decode(cells) else { return nil }
-        return (hash, state, try cells[18].decode(Int64.self))
+        return (hash, state, try cells[20].decode(Int64.self))
     }
 }
 

@@ -17,7 +17,7 @@ struct TokenStateStatement: PostgresPreparedStatement {
         SELECT t.id, t.kind, t.org_id, o.slug, t.username, t.owner_user_id, m.role, m.groups,
                coalesce(u.platform_admin, false), t.scopes, t.expires_at, t.created_at, t.status,
                (m.user_id IS NOT NULL AND u.status = 'active' AND NOT m.suspended), o.idle_timeout_days,
-               t.last_used_at, t.grace_until, t.secret_hash
+               t.last_used_at, t.grace_until, t.secret_hash, t.access_rules, t.allowed_cidrs::text[]
         FROM tokens t
         JOIN organizations o ON o.id = t.org_id
         LEFT JOIN memberships m ON m.org_id = t.org_id AND m.user_id = t.owner_user_id
@@ -37,7 +37,7 @@ struct TokenStateStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try Self.decode(row.makeRandomAccess()) }
 
-    /// Columns 0-17 of this statement and of `tessera_standby_token_states` (migration 0008).
+    /// Columns 0-19 of this statement and of `tessera_standby_token_states` (migrations 0008, 0012).
     static func decode(_ cells: PostgresRandomAccessRow) throws -> Row {
         guard let kind = TokenKind(rawValue: try cells[1].decode(String.self)),
             let status = TokenStatus(rawValue: try cells[12].decode(String.self)),
@@ -50,7 +50,9 @@ struct TokenStateStatement: PostgresPreparedStatement {
             role: try cells[6].decode(String?.self).flatMap(MembershipRole.init(rawValue:)),
             groups: try cells[7].decode([String]?.self) ?? [], platformAdmin: try cells[8].decode(Bool.self),
             scopes: try cells[9].decode([String].self), expiresAt: try cells[10].decode(Date?.self),
-            createdAt: try cells[11].decode(Date.self)
+            createdAt: try cells[11].decode(Date.self),
+            accessRules: try cells[18].decode([String].self).compactMap(AccessRule.init(text:)),
+            allowedCidrs: try cells[19].decode([String].self).compactMap { try? AddressRange($0) }
         )
         return (
             hash,
@@ -128,6 +130,8 @@ public final class TokenVerifier: Sendable {
     /// replicas are not heard, so a cached answer is asked again of the database and served as
     /// it is only when the database cannot be reached (see ``verify(_:)``).
     private let deaf = Atomic<Bool>(false)
+    /// Counts refusals of known tokens (expired, inactive, revoked) per token (DESIGN §14).
+    private let usage: UsageRecorder?
     private let revalidations = TesseraMetrics.counter("tessera_verify_deaf_revalidations_total")
     private let deafFallbacks = TesseraMetrics.counter("tessera_verify_deaf_cached_answers_total")
 
@@ -137,10 +141,11 @@ public final class TokenVerifier: Sendable {
     public init(
         store: TesseraStore, cache: VerificationCache, lookupTimeout: Duration? = .seconds(1),
         lookupsInFlight: Int = TokenVerifier.defaultLookupsInFlight,
-        standby: StandbyReads? = nil,
+        standby: StandbyReads? = nil, usage: UsageRecorder? = nil,
         lookUpMany: (@Sendable ([TokenHash]) async throws -> [TokenHash: StoredTokenState])? = nil
     ) {
         self.store = store
+        self.usage = usage
         self.cache = cache
         self.lookupTimeout = lookupTimeout
         self.standby = standby
@@ -201,6 +206,7 @@ public final class TokenVerifier: Sendable {
                 if state.idleTimeoutDays != nil { cache.touch(secret.hash, at: now) }
                 return Self.count(.verified(token, scopes: scopes))
             case .failure(let failure):
+                if let usage, let outcome = UsageOutcome(failure) { usage.count(state.token, outcome, at: now) }
                 return Self.count(.failed(failure))
             }
         }

@@ -5,6 +5,7 @@ import Logging
 import PostgresNIO
 import TesseraBentoCloud
 import TesseraConsole
+import TesseraCore
 import TesseraFederation
 import TesseraHTTP
 import TesseraIdentity
@@ -97,6 +98,7 @@ struct ServerOptions: ParsableArguments {
             }
             configuration.credentialsRevokePerMinute = count
         }
+        try Self.leastPrivilege(environment, into: &configuration)
         return configuration
     }
 
@@ -132,6 +134,29 @@ struct ServerOptions: ParsableArguments {
             settings.expirySweepInterval = .seconds(seconds)
         }
         return settings
+    }
+
+    /// `TESSERA_USAGE` (on|off, default on), `TESSERA_USAGE_RETENTION_DAYS` (365),
+    /// `TESSERA_TRUSTED_PROXIES` (comma-separated CIDRs; default none).
+    static func leastPrivilege(_ environment: [String: String], into configuration: inout ServerConfiguration) throws {
+        if let raw = environment["TESSERA_USAGE"], !raw.isEmpty {
+            guard ["on", "off"].contains(raw) else { throw CLIError(message: "TESSERA_USAGE=\(raw) is not on or off") }
+            configuration.usageCounting = raw == "on"
+        }
+        if let raw = environment["TESSERA_USAGE_RETENTION_DAYS"], !raw.isEmpty {
+            guard let days = Int(raw), (31...36_500).contains(days) else {
+                throw CLIError(message: "TESSERA_USAGE_RETENTION_DAYS=\(raw) is not a number of days from 31 to 36500")
+            }
+            configuration.usageRetentionDays = days
+        }
+        if let raw = environment["TESSERA_TRUSTED_PROXIES"], !raw.isEmpty {
+            do {
+                configuration.trustedProxies = try [AddressRange].checked(
+                    raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            } catch {
+                throw CLIError(message: "TESSERA_TRUSTED_PROXIES: \(error.message)")
+            }
+        }
     }
 
     /// `TESSERA_CONSOLE` (on|off, default on), `TESSERA_CONSOLE_IDLE_MINUTES` (120),

@@ -47,7 +47,7 @@ import Testing
         let verifier = TokenVerifier(store: store, cache: VerificationCache(settings: .init()))
         let router = buildRouter(
             store: store, migrator: try Migrator(), jwt: nil,
-            lastUsed: LastUsedRecorder(client: client, logger: logger), verifier: verifier, listener: nil,
+            lastUsed: UsageRecorder(client: client, logger: logger), verifier: verifier, listener: nil,
             surfaces: [
                 BentoCloudSurface(),
                 FederationSurface(settings: .init(), server: ServerConfiguration(), client: client, logger: logger),

@@ -1,0 +1,214 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import TesseraCore
+import TesseraHTTP
+import Testing
+
+/// Access rules, address limits and usage (issue #23, DESIGN §14) through the API and
+/// `/auth/verify`, with the headers Traefik, nginx and Envoy send. The gateways themselves are in
+/// `make e2e`.
+@Suite struct LeastPrivilegeTests {
+    static let rules = #"""
+        {"name": "iris", "isSystemToken": true, "scopes": ["api:read"],
+         "accessRules": [{"method": "get", "path": "/deployments/iris/**"},
+                         {"method": "POST", "path": "//deployments/iris/*/restart/"},
+                         {"method": "*", "path": "/metrics", "host": "Api.Example.com"}]}
+        """#
+
+    static func verify(
+        _ client: some TestClientProtocol, _ token: String, _ headers: [(String, String)], uri: String = "/auth/verify"
+    )
+        async throws -> Reply
+    {
+        var fields = HTTPFields()
+        fields[.authorization] = "Bearer \(token)"
+        for (name, value) in headers { fields[HTTPField.Name(name)!] = value }
+        return try await client.execute(uri: uri, method: .get, headers: fields) {
+            Reply(status: $0.status, headers: $0.headers, text: String(buffer: $0.body))
+        }
+    }
+
+    @Test func rulesAreNormalisedShownAndNeverChange() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let created = try await client.call(.post, "/api-tokens/deployer", token: root, json: Self.rules)
+            #expect(created.status == .created, "\(created.text)")
+            let rules = created.json["accessRules"] as? [[String: String]]
+            #expect(rules?[0] == ["method": "GET", "path": "/deployments/iris/**"])
+            #expect(rules?[1] == ["method": "POST", "path": "/deployments/iris/*/restart"])
+            #expect(rules?[2] == ["method": "*", "path": "/metrics", "host": "api.example.com"])
+            let id = try #require(created.string("tokenUUID"))
+            for body in [#"{"accessRules": []}"#, #"{"allowedCidrs": ["10.0.0.0/8"]}"#] {
+                let patched = try await client.call(.patch, "/api-tokens/\(id)", token: root, json: body)
+                #expect(patched.status == .badRequest, "\(body): \(patched.text)")
+            }
+            for (bad, field) in [
+                (#"[{"method": "BREW", "path": "/x"}]"#, "accessRules"),
+                (#"[{"method": "GET", "path": "x"}]"#, "accessRules"),
+                (#"[{"method": "GET", "path": "/a%2Fb"}]"#, "accessRules"),
+                (#"[{"method": "GET", "path": "/dep*"}]"#, "accessRules"),
+            ] {
+                let refused = try await client.call(
+                    .post, "/api-tokens/svc", token: root,
+                    json: #"{"name": "x", "isSystemToken": true, "accessRules": \#(bad)}"#)
+                #expect(refused.status == .unprocessableContent, "\(bad): \(refused.text)")
+                #expect(refused.text.contains(field))
+            }
+            for bad in [#"["10.1.2.3/8"]"#, #"["300.1.1.1"]"#, #"["2001:db8::/129"]"#, #"["nope"]"#] {
+                let refused = try await client.call(
+                    .post, "/api-tokens/svc", token: root,
+                    json: #"{"name": "x", "isSystemToken": true, "allowedCidrs": \#(bad)}"#)
+                #expect(refused.status == .unprocessableContent && refused.text.contains("allowedCidrs"), "\(bad)")
+            }
+        }
+    }
+
+    @Test func theGatewaysOriginalRequestMustMatchARule() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let created = try await client.call(.post, "/api-tokens/deployer", token: root, json: Self.rules)
+            let token = try #require(created.string("token"))
+            let allowed: [[(String, String)]] = [
+                [("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/deployments/iris/v1?x=1")],  // Traefik
+                [("X-Original-Method", "get"), ("X-Original-URI", "/deployments/iris")],  // nginx, mixed case
+                [("X-Original-Method", "gEt"), ("X-Original-URI", "//deployments//iris/./v2/")],
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/%69ris/logs")],
+                [("X-Original-Method", "HEAD"), ("X-Original-URI", "/deployments/iris/v1")],
+                [("X-Original-Method", "POST"), ("X-Original-URI", "/deployments/iris/7/restart")],
+                [
+                    ("X-Forwarded-Method", "DELETE"), ("X-Forwarded-Uri", "/metrics"),
+                    ("X-Forwarded-Host", "API.example.com"),
+                ],
+            ]
+            for headers in allowed {
+                let reply = try await Self.verify(client, token, headers)
+                #expect(reply.status == .ok, "\(headers): \(reply.text)")
+            }
+            let envoy = try await Self.verify(client, token, [], uri: "/auth/verify/deployments/iris/v1?q=2")
+            #expect(envoy.status == .ok, "Envoy's path after the prefix: \(envoy.text)")
+            let refused: [[(String, String)]] = [
+                [],  // no original request
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/iris/../x")],
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/iris/%2e%2e/x")],
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/iris%2Fx")],
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/iris./v1")],
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/IRIS/v1")],
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/iris\\..\\x")],
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/iris/%zz")],
+                [
+                    ("X-Original-Method", "GET"),
+                    ("X-Original-URI", "/deployments/iris/" + String(repeating: "a/", count: 5000)),
+                ],
+                [("X-Original-Method", "DELETE"), ("X-Original-URI", "/deployments/iris/v1")],
+                [("X-Original-Method", "POST"), ("X-Original-URI", "/deployments/iris/restart")],
+                [
+                    ("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/metrics"),
+                    ("X-Forwarded-Host", "evil.example.com"),
+                ],
+                [("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/metrics")],
+                [("X-Original-Method", "GET"), ("X-Original-URI", "/deployments/\"iris\"/x")],
+            ]
+            for headers in refused {
+                let reply = try await Self.verify(client, token, headers)
+                #expect(reply.status == .forbidden, "\(headers.map { "\($0.0): \($0.1.prefix(60))" }): \(reply.status)")
+                let challenge = reply.headers[.wwwAuthenticate] ?? ""
+                #expect(challenge.contains("insufficient_scope"))
+                #expect(JSONSerialization.isValidJSONObject(reply.json) && !reply.json.isEmpty, "a JSON problem body")
+            }
+            let named = try await Self.verify(
+                client, token, [("X-Original-Method", "DELETE"), ("X-Original-URI", "/deployments/iris/v1")])
+            #expect(named.string("detail")?.contains("DELETE /deployments/iris/v1") == true, "\(named.text)")
+            let introspected = try await client.execute(
+                uri: "/oauth/introspect", method: .post,
+                headers: [.authorization: "Bearer \(root)", .contentType: "application/x-www-form-urlencoded"],
+                body: .init(string: "token=\(token)")
+            ) { Reply(status: $0.status, headers: $0.headers, text: String(buffer: $0.body)) }
+            #expect((introspected.json["access_rules"] as? [[String: String]])?.count == 3)
+            // A token without rules is unaffected.
+            let plain = try await Self.verify(client, root, [("X-Original-URI", "/anything/../at/all")])
+            #expect(plain.status == .ok)
+        }
+    }
+
+    @Test func addressLimitsHoldAtTheGatewayAndOnTheAPI() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let created = try await client.call(
+                .post, "/api-tokens/office", token: root,
+                json:
+                    #"{"name": "office", "isSystemToken": true, "scopes": ["tokens:read"], "allowedCidrs": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]}"#
+            )
+            #expect(created.json["allowedCidrs"] as? [String] == ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"])
+            let token = try #require(created.string("token"))
+            for address in ["10.1.2.3", "2001:db8::1", "192.0.2.7", "::ffff:10.9.9.9"] {
+                #expect(try await Self.verify(client, token, [("X-Real-IP", address)]).status == .ok, "\(address)")
+            }
+            #expect(
+                try await Self.verify(client, token, [("X-Forwarded-For", "10.0.0.1, 203.0.113.9")]).status == .ok)
+            for address in ["192.168.1.1", "2001:db9::1", "192.0.2.8", "not-an-address"] {
+                let refused = try await Self.verify(client, token, [("X-Real-IP", address)])
+                #expect(refused.status == .unauthorized, "\(address)")
+                #expect(refused.headers[.wwwAuthenticate]?.contains("address not allowed") == true)
+            }
+            // On Tessera's own API the peer counts (none here), not a header the client sets.
+            let own = try await client.call(
+                .get, "/api-tokens/self", token: token, headers: [HTTPField.Name("X-Real-IP")!: "10.1.2.3"])
+            #expect(own.status == .unauthorized && own.text.contains("address not allowed"))
+        }
+    }
+
+    @Test func usageIsCountedPerOutcomeAndFlushedInBatches() async throws {
+        let configuration = ServerConfiguration(lastUsedFlushInterval: .milliseconds(100), lookupTimeout: .seconds(10))
+        try await TestApp.run(configuration: configuration) { app, client in
+            let root = app.root.token.plaintext
+            let created = try await client.call(
+                .post, "/api-tokens/counted", token: root,
+                json:
+                    #"{"name": "counted", "isSystemToken": true, "scopes": ["api:read"], "allowedCidrs": ["10.0.0.0/8"]}"#
+            )
+            let token = try #require(created.string("token"))
+            let id = try #require(created.string("tokenUUID"))
+            for address in ["10.0.0.1", "10.0.0.2", "10.0.0.1"] {
+                #expect(try await Self.verify(client, token, [("X-Real-IP", address)]).status == .ok)
+            }
+            #expect(
+                try await Self.verify(
+                    client, token, [("X-Real-IP", "10.0.0.3"), ("X-Tessera-Required-Scopes", "api:write")]
+                ).status == .forbidden)
+            #expect(try await Self.verify(client, token, [("X-Real-IP", "172.16.0.1")]).status == .unauthorized)
+            _ = try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "inactive"}"#)
+            #expect(try await Self.verify(client, token, [("X-Real-IP", "10.0.0.1")]).status == .unauthorized)
+            var usage = Reply(status: .ok, headers: [:], text: "{}")
+            for _ in 0..<50 {
+                try await Task.sleep(for: .milliseconds(100))
+                usage = try await client.call(.get, "/api-tokens/\(id)/usage?granularity=hour", token: root)
+                let series = usage.json["series"] as? [[String: Any]] ?? []
+                if series.contains(where: { ($0["inactive"] as? Int ?? 0) > 0 }) { break }
+            }
+            #expect(usage.status == .ok, "\(usage.text)")
+            let series = usage.json["series"] as? [[String: Any]] ?? []
+            #expect(series.count == 48 || series.count == 49, "48 hours by default")
+            let sum = { (key: String) in series.reduce(0) { $0 + ($1[key] as? Int ?? 0) } }
+            #expect(
+                sum("valid") == 3 && sum("insufficientScope") == 1 && sum("address") == 1 && sum("inactive") == 1,
+                "\(series.filter { ($0["valid"] as? Int ?? 0) > 0 })")
+            let addresses = (usage.json["lastAddresses"] as? [[String: Any]] ?? []).compactMap {
+                $0["address"] as? String
+            }
+            #expect(Set(addresses) == ["10.0.0.1", "10.0.0.2"], "\(addresses)")
+            let daily = try await client.call(.get, "/api-tokens/\(id)/usage", token: root)
+            #expect((daily.json["series"] as? [[String: Any]])?.count == 30)
+            let org = try await client.call(.get, "/orgs/acme/usage", token: root)
+            let busiest = org.json["tokens"] as? [[String: Any]] ?? []
+            #expect(
+                busiest.first.flatMap { ($0["token"] as? [String: Any])?["tokenUUID"] as? String } == id, "\(org.text)")
+            #expect(busiest.first?["total"] as? Int == 6)
+            for bad in ["?granularity=minute", "?since=abc", "?since=0&granularity=hour"] {
+                #expect(
+                    try await client.call(.get, "/api-tokens/\(id)/usage\(bad)", token: root).status != .ok, "\(bad)")
+            }
+        }
+    }
+}
