@@ -149,7 +149,7 @@ struct ConsoleAdminPages {
         let scopes = catalog.sorted { $0.name < $1.name }.map { entry -> [String: Any] in
             [
                 "name": entry.name, "description": entry.description, "adminOnly": entry.adminOnly,
-                "implies": entry.implies.isEmpty ? false : entry.implies.joined(separator: " "),
+                "implies": entry.implies.joined(separator: " "), "hasImplies": !entry.implies.isEmpty,
                 "isDefault": org.defaultScopes.contains(entry.name),
                 "fieldID": "default-" + entry.name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined(),
             ]

@@ -89,6 +89,7 @@ struct ConsoleController {
         ConsoleAdminPages(controller: self).addRoutes(to: pages)
         ConsoleWebhookPages(controller: self).addRoutes(to: pages)
         ConsoleTrustPages(controller: self).addRoutes(to: pages)
+        ConsoleUsagePages(controller: self).addRoutes(to: pages)
         // Anything else under /console/ is a page too: a readable 404, not a problem document.
         console.get("**") { _, _ -> Response in throw Problem(.notFound, "There is no such page in the console.") }
     }
@@ -201,7 +202,13 @@ struct ConsoleController {
                     "fieldID": "scope-" + entry.name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined(),
                 ]
             }
-        return ["lifetimes": lifetimes, "scopeChoices": scopes]
+        let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*"]
+        return [
+            "lifetimes": lifetimes, "scopeChoices": scopes,
+            "ruleRows": (1...3).map {
+                ["index": $0, "methods": methods.map { ["value": $0, "label": $0 == "*" ? "any" : $0] }]
+            },
+        ]
     }
 
     func createRequest(_ form: Form, user: ConsoleUser, context: ConsoleContext) async throws
@@ -220,6 +227,21 @@ struct ConsoleController {
             }
             body.tokenExpiration = Int64(store.clock.now().timeIntervalSince1970) + Int64(count) * 86_400 - 60
         }
+        // The rule editor: a row with a path is a rule; blank rows are ignored.
+        var rules: [(method: String, path: String, host: String?)] = []
+        for (method, (path, host)) in zip(form.all("rule-method"), zip(form.all("rule-path"), form.all("rule-host"))) {
+            let path = path.trimmingCharacters(in: .whitespaces)
+            let host = host.trimmingCharacters(in: .whitespaces)
+            if path.isEmpty {
+                if !host.isEmpty { throw Problem.invalidField("accessRules", "a rule with a host needs a path") }
+                continue
+            }
+            rules.append((method, path, host.isEmpty ? nil : host))
+        }
+        if !rules.isEmpty { body.accessRules = rules }
+        let cidrs = (form.text("cidrs") ?? "").split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" })
+            .map(String.init)
+        if !cidrs.isEmpty { body.allowedCidrs = cidrs }
         return body
     }
 }

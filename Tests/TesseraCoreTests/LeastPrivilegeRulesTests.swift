@@ -42,7 +42,9 @@ import Testing
         #expect(try allows("GET /x api.example.com", "GET", "/x", host: "API.example.com"))
         #expect(try !allows("GET /x api.example.com", "GET", "/x"))
         #expect([AccessRule]().allow(method: "DELETE", path: nil, host: nil), "no rules: anything")
-        #expect(AccessRule(text: "GET /a/** h.example") == (try AccessRule(method: "get", path: "/a/**", host: "H.example")))
+        #expect(
+            AccessRule(text: "GET /a/** h.example") == (try AccessRule(method: "get", path: "/a/**", host: "H.example"))
+        )
     }
 
     @Test func addressRanges() throws {

@@ -211,4 +211,47 @@ import Testing
             }
         }
     }
+
+    @Test func theConsoleShowsRulesUsageAndAnOrgsUsage() async throws {
+        let configuration = ServerConfiguration(lastUsedFlushInterval: .milliseconds(100), lookupTimeout: .seconds(10))
+        try await TestApp.run(configuration: configuration) { app, client in
+            let browser = CookieBrowser(client)
+            try await browser.signIn(app.root.token.plaintext)
+            let page = try await browser.get("/console/org-tokens")
+            let csrf = try #require(page.csrf)
+            let created = try await browser.post(
+                "/console/org-tokens",
+                [
+                    ("csrf", csrf), ("label", "deployer"), ("name", "iris <deploy>"), ("scopes", "api:read"),
+                    ("rule-method", "GET"), ("rule-path", "/deployments/iris/**"), ("rule-host", ""),
+                    ("rule-method", "POST"), ("rule-path", ""), ("rule-host", ""),
+                    ("cidrs", "10.0.0.0/8, 2001:db8::/32"),
+                ])
+            #expect(created.status == .ok && created.text.contains("tso_"), "\(created.status)")
+            let token = try #require(
+                created.text.range(of: #"tso_[0-9a-f]{128}"#, options: .regularExpression).map {
+                    String(created.text[$0])
+                })
+            let listed = try await client.call(.get, "/api-tokens?search=iris", token: app.root.token.plaintext)
+            let info = try #require(listed.tokens.first)
+            #expect((info["accessRules"] as? [[String: String]])?.first?["path"] == "/deployments/iris/**")
+            #expect(info["allowedCidrs"] as? [String] == ["10.0.0.0/8", "2001:db8::/32"])
+            _ = try await Self.verify(
+                client, token, [("X-Real-IP", "10.0.0.9"), ("X-Original-URI", "/deployments/iris/x")])
+            _ = try await Self.verify(client, token, [("X-Real-IP", "8.8.8.8")])
+            try await Task.sleep(for: .milliseconds(400))
+            let id = try #require(info["tokenUUID"] as? String)
+            let shown = try await browser.get("/console/tokens/\(id)")
+            #expect(shown.status == .ok)
+            #expect(shown.text.contains("iris &lt;deploy&gt;") && !shown.text.contains("iris <deploy>"))
+            #expect(shown.text.contains("GET /deployments/iris/**") && shown.text.contains("10.0.0.0/8, 2001:db8::/32"))
+            #expect(shown.text.contains("<svg class=\"usage-chart\"") && shown.text.contains("bar-valid"))
+            #expect(shown.text.contains("10.0.0.9"), "the last address")
+            #expect(shown.text.contains("1 valid") && shown.text.contains("1 address refused"), "the chart's summary")
+            let usage = try await browser.get("/console/usage")
+            #expect(usage.status == .ok && usage.text.contains("/console/tokens/\(id)"))
+            let policy = try await browser.get("/console/policy")
+            #expect(!policy.text.contains("implies </span>") && !policy.text.contains(">implies <"), "no bare implies")
+        }
+    }
 }
