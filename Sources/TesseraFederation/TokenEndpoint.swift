@@ -21,7 +21,9 @@ struct TokenEndpoint {
 
     func addRoutes(to group: RouterGroup<TesseraRequestContext>) {
         group.post("token", use: token)
-        for method in [HTTPRequest.Method.get, .put, .patch, .delete] {
+        // Every other method: 405 with `Allow: POST`, in OAuth's shape (the router's own 405 would
+        // list these handlers as allowed).
+        for method in [HTTPRequest.Method.get, .head, .put, .patch, .delete, .options] {
             group.on("token", method: method) { request, _ -> Response in
                 throw ExchangeRefusal(
                     error: "invalid_request", description: "\(request.method) is not allowed here; use POST",

@@ -45,7 +45,7 @@ struct OriginalRequest {
     /// printable ASCII without quotes or backslashes, so it fits a header and a JSON string.
     func described(_ path: RequestPath?) -> String {
         let text = path?.text ?? String(uri.prefix(120))
-        let method = String(self.method.uppercased().prefix(16))
+        let method = String(self.method.prefix(16))
         let safe = { (text: String) in
             String(
                 text.unicodeScalars.map {

@@ -136,12 +136,19 @@ struct ServerOptions: ParsableArguments {
         return settings
     }
 
-    /// `TESSERA_USAGE` (on|off, default on), `TESSERA_USAGE_RETENTION_DAYS` (365),
+    /// `TESSERA_USAGE` (on|off, default on), `TESSERA_USAGE_FLUSH_SECONDS` (60: last use and usage
+    /// are written once per interval), `TESSERA_USAGE_RETENTION_DAYS` (365),
     /// `TESSERA_TRUSTED_PROXIES` (comma-separated CIDRs; default none).
     static func leastPrivilege(_ environment: [String: String], into configuration: inout ServerConfiguration) throws {
         if let raw = environment["TESSERA_USAGE"], !raw.isEmpty {
             guard ["on", "off"].contains(raw) else { throw CLIError(message: "TESSERA_USAGE=\(raw) is not on or off") }
             configuration.usageCounting = raw == "on"
+        }
+        if let raw = environment["TESSERA_USAGE_FLUSH_SECONDS"], !raw.isEmpty {
+            guard let seconds = Int(raw), (1...3600).contains(seconds) else {
+                throw CLIError(message: "TESSERA_USAGE_FLUSH_SECONDS=\(raw) is not a number of seconds from 1 to 3600")
+            }
+            configuration.lastUsedFlushInterval = .seconds(seconds)
         }
         if let raw = environment["TESSERA_USAGE_RETENTION_DAYS"], !raw.isEmpty {
             guard let days = Int(raw), (31...36_500).contains(days) else {

@@ -76,8 +76,9 @@ public struct AccessRule: Sendable, Hashable {
         self = rule
     }
 
-    /// Whether the (normalised) request matches: the method (`*` any; HEAD is allowed by a GET
-    /// rule), the host when the rule names one, and the path.
+    /// Whether the (normalised) request matches: the method exactly (methods are case-sensitive,
+    /// RFC 9110: `get` is not `GET`; `*` any; HEAD is allowed by a GET rule), the host when the
+    /// rule names one, and the path.
     public func matches(method requestMethod: String, path request: RequestPath, host requestHost: String?) -> Bool {
         if method != "*" && method != requestMethod && !(method == "GET" && requestMethod == "HEAD") { return false }
         if let host {
@@ -154,7 +155,6 @@ extension Array where Element == AccessRule {
     public func allow(method: String, path: RequestPath?, host: String?) -> Bool {
         guard !isEmpty else { return true }
         guard let path else { return false }
-        let method = method.uppercased()
         return contains { $0.matches(method: method, path: path, host: host) }
     }
 

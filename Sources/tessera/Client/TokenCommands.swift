@@ -8,7 +8,8 @@ struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token", abstract: "List, create, inspect, update, rotate and delete API tokens.",
         subcommands: [
-            List.self, Create.self, Get.self, Update.self, Rotate.self, Delete.self, ExchangeCommand.self,
+            List.self, Create.self, Get.self, Update.self, Rotate.self, Delete.self, UsageCommand.self,
+            ExchangeCommand.self,
         ])
 
     static let columns = ["ID", "NAME", "KIND", "USERNAME", "STATE", "SCOPES", "EXPIRES", "LAST USED", "CREATED BY"]
@@ -30,7 +31,16 @@ struct TokenCommand: AsyncParsableCommand {
             ("Groups", Printer.text(token.groups)), ("Expires", Printer.date(token.tokenExpiration)),
             ("Last used", Printer.date(token.lastUsedDate)), ("Created", Printer.date(token.createdDate)),
             ("Created by", token.createdBy),
+            (
+                "Access rules",
+                token.accessRules.isEmpty ? "none" : token.accessRules.map(ruleText).joined(separator: ", ")
+            ),
+            ("Allowed from", token.allowedCidrs.isEmpty ? "anywhere" : token.allowedCidrs.joined(separator: ", ")),
         ])
+    }
+
+    static func ruleText(_ rule: AccessRuleInfo) -> String {
+        rule.host.map { "\(rule.method) \(rule.path) (\($0))" } ?? "\(rule.method) \(rule.path)"
     }
 
     /// Prints a new secret: only the token with `-q`, the whole object as JSON/YAML, else a box.
@@ -91,6 +101,12 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "The organization token's service label (with --org-token).") var label: String?
         @Option(name: .customLong("for"), help: "Create a member's personal token (admins).") var forUser: String?
         @Flag(name: [.short, .customLong("quiet")], help: "Print only the token (for scripts).") var quiet = false
+        @Option(
+            name: .customLong("allow"),
+            help: "An access rule 'METHOD /path' or 'METHOD /path host' (* one segment, ** any; repeatable).")
+        var rules: [String] = []
+        @Option(name: .customLong("allow-from"), help: "A CIDR the token may be used from (repeatable).")
+        var cidrs: [String] = []
 
         func validate() throws {
             if orgToken && label == nil {
@@ -102,6 +118,17 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             var body = TokenCreateRequest(name: name, description: description, scopes: scopes.isEmpty ? nil : scopes)
+            if !rules.isEmpty {
+                body.accessRules = try rules.map { text in
+                    let parts = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                    guard (2...3).contains(parts.count) else {
+                        throw CLIError(
+                            message: "--allow \(text) is not 'METHOD /path' or 'METHOD /path host'", exitCode: 2)
+                    }
+                    return AccessRuleInfo(method: parts[0], path: parts[1], host: parts.count == 3 ? parts[2] : nil)
+                }
+            }
+            if !cidrs.isEmpty { body.allowedCidrs = cidrs }
             if let expires {
                 do {
                     switch try ExpirySpec.parse(expires, now: Date()) {
@@ -214,5 +241,37 @@ struct TokenCommand: AsyncParsableCommand {
             try await client.send("DELETE", client.tokens("/" + client.escape(id)))
             FileHandle.standardError.write(Data("Deleted token \(id)\n".utf8))
         }
+    }
+}
+
+/// `tessera token usage ID`: a token's verifications per day (or hour) by outcome, and its last
+/// client addresses (DESIGN §14).
+struct UsageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usage", abstract: "Show a token's verifications by outcome and its last addresses.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "Token id (tokenUUID).") var id: String
+    @Flag(help: "Per hour over the last 48 hours (default: per day over 30 days).") var hourly = false
+
+    func run() async throws {
+        let client = try options.client()
+        let usage = try await client.send(
+            "GET", client.tokens("/" + client.escape(id) + "/usage"),
+            query: [("granularity", hourly ? "hour" : "day")], as: TokenUsage.self)
+        let printer = options.printer
+        if printer.structured(usage) { return }
+        let busy = usage.series.filter {
+            $0.valid + $0.insufficientScope + $0.expired + $0.inactive + $0.revoked + $0.address > 0
+        }
+        printer.table(
+            [hourly ? "HOUR" : "DAY", "VALID", "INSUFFICIENT SCOPE", "EXPIRED", "INACTIVE", "REVOKED", "ADDRESS"],
+            busy.map {
+                [
+                    Printer.date($0.start), String($0.valid), String($0.insufficientScope), String($0.expired),
+                    String($0.inactive), String($0.revoked), String($0.address),
+                ]
+            })
+        if busy.isEmpty { print("No verification in this period.") }
+        for seen in usage.lastAddresses { print("last used from \(seen.address) at \(Printer.date(seen.lastSeen))") }
     }
 }
