@@ -128,12 +128,15 @@ struct BentoCloudController {
         let items: [Token]
     }
 
-    /// What `bentoml api-token create` sends: all four keys, `expired_at` a naive date-time.
+    /// What `bentoml api-token create` sends: all four keys, `expired_at` a naive date-time. A
+    /// client that limits the token to Deployments (BentoCloud's per-Deployment tokens) may send
+    /// `deployments`: each becomes the access rule `* /deployments/{name}/**` (DESIGN §14).
     struct CreateRequest: Decodable {
         var name: String
         var description: String?
         var scopes: [String]?
         var expired_at: String?
+        var deployments: [String]?
     }
 
     // MARK: - Handlers
@@ -176,8 +179,13 @@ struct BentoCloudController {
     @Sendable func create(_ request: Request, context: TesseraRequestContext) async throws -> Token {
         let (caller, org) = try await authorize(request, context, scope: "tokens:write")
         let body = try await request.decodeJSON(
-            CreateRequest.self, context: context, nullable: ["description", "scopes", "expired_at"])
+            CreateRequest.self, context: context, nullable: ["description", "scopes", "expired_at", "deployments"])
         var create = TokenService.CreateRequest(name: body.name, description: body.description, scopes: body.scopes)
+        if let deployments = body.deployments, !deployments.isEmpty {
+            guard deployments.allSatisfy({ !$0.isEmpty && !$0.contains("/") && !$0.contains("*") && $0.count <= 200 })
+            else { throw Problem.invalidField("deployments", "must be Deployment names") }
+            create.accessRules = deployments.map { ("*", "/deployments/\($0)/**", nil) }
+        }
         if let text = body.expired_at {
             guard let date = Self.parseDate(text) else {
                 throw Problem.invalidField(

@@ -256,4 +256,29 @@ import Testing
             #expect(!policy.text.contains("implies </span>") && !policy.text.contains(">implies <"), "no bare implies")
         }
     }
+
+    @Test func bentoCloudsPerDeploymentTokensBecomeRules() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            _ = try await client.call(.patch, "/orgs/acme", token: root, json: #"{"personalTokenLimit": 5}"#)
+            let created = try await client.call(
+                .post, "/api/v1/api_tokens", token: root,
+                json:
+                    #"{"name": "iris only", "description": null, "scopes": ["api:read"], "expired_at": null, "deployments": ["iris"]}"#
+            )
+            #expect(created.status == .ok, "\(created.text)")
+            let token = try #require(created.string("token"))
+            #expect(
+                try await Self.verify(
+                    client, token, [("X-Original-URI", "/deployments/iris/predict"), ("X-Original-Method", "POST")]
+                ).status == .ok)
+            #expect(
+                try await Self.verify(
+                    client, token, [("X-Original-URI", "/deployments/rose/predict"), ("X-Original-Method", "POST")]
+                ).status == .forbidden)
+            let refused = try await client.call(
+                .post, "/api/v1/api_tokens", token: root, json: #"{"name": "x", "deployments": ["../x"]}"#)
+            #expect(refused.status == .unprocessableContent)
+        }
+    }
 }
