@@ -711,6 +711,46 @@ def step_trust_policies(page):
           f"Delete leads back with a message ({page.path()}, {page.flash()!r})")
 
 
+def step_usage(page, api, root):
+    page.step = "usage"
+    log("-- a token's page (rules, addresses, its chart) and the Usage page, at 1280 and 420 px")
+    status, _, made, _ = api.request("POST", "/api-tokens/deployer", root, {
+        "name": "deploy iris", "isSystemToken": True, "scopes": ["api:read"],
+        "accessRules": [{"method": "GET", "path": "/deployments/iris/**"},
+                        {"method": "POST", "path": "/deployments/iris/*/restart", "host": "api.example.com"}],
+        "allowedCidrs": ["10.0.0.0/8", "2001:db8::/32"]})
+    if not check(status == 201, f"API: a token with rules and address limits ({status})"):
+        raise Stop("no token")
+    for i, (address, uri) in enumerate([("10.0.0.7", "/deployments/iris/v1")] * 5 + [("10.0.0.8", "/deployments/rose")]
+                                       + [("192.168.1.1", "/deployments/iris/v1")]):
+        api.get("/auth/verify", token=made["token"], headers={"X-Real-IP": address, "X-Original-Method": "GET",
+                                                              "X-Original-URI": uri})
+    time.sleep(1.5)  # the server flushes usage every second here
+    page.get(f"/console/tokens/{made['tokenUUID']}")
+    check(page.h1() == "deploy iris", f"the token's page opens ({page.h1()!r})")
+    source = page.source()
+    check("GET /deployments/iris/**" in source and "10.0.0.0/8, 2001:db8::/32" in source and "10.0.0.7" in source,
+          "it shows the rules, the address limits and the last address")
+    check("usage-chart" in source, "and the chart")
+    inspect(page, "14h-token-page")
+    check(fits_sideways(page), "the token's page does not scroll sideways at 1280 px")
+    page.click(page.link("Usage"))
+    check(page.h1() == "Usage", f"Usage opens from the nav ({page.path()})")
+    inspect(page, "14i-usage")
+    page.driver.set_window_size(420, 900)
+    try:
+        page.get(f"/console/tokens/{made['tokenUUID']}")
+        inspect(page, "14j-token-page-420px")
+        check(fits_sideways(page), "at 420 px the token's page does not scroll sideways")
+        page.get("/console/usage")
+        inspect(page, "14k-usage-420px")
+        check(fits_sideways(page), "at 420 px the Usage page does not scroll sideways")
+        page.get("/console/org-tokens")
+        inspect(page, "14l-org-tokens-420px")
+    finally:
+        page.driver.set_window_size(1280, 900)
+
+
 def step_policy_audit(page):
     page.step = "policy"
     log("-- policy and audit log")
@@ -835,7 +875,8 @@ def main():
     server = Tessera(work, pg.url, name="tessera", env={
         "TESSERA_OIDC_ISSUER": issuer, "TESSERA_OIDC_CLIENT_ID": "tessera-console", "TESSERA_OIDC_CLIENT_SECRET": "browser-suite",
         "TESSERA_OIDC_JIT": "true",
-        "TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true", "TESSERA_FEDERATION_ALLOW_HTTP_ISSUERS": "true"})
+        "TESSERA_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true", "TESSERA_FEDERATION_ALLOW_HTTP_ISSUERS": "true",
+        "TESSERA_USAGE_FLUSH_SECONDS": "1"})
     api = Client(server.base)
     base = f"http://{server.base}"
     log(f"tessera at {base}/console/, setup {time.monotonic() - started:.1f} s")
@@ -853,6 +894,7 @@ def main():
              ("remove member", lambda: step_remove_member(page, api, root)),
              ("webhooks", lambda: step_webhooks(page)),
              ("trust policies", lambda: step_trust_policies(page)),
+             ("usage", lambda: step_usage(page, api, root)),
              ("policy and audit", lambda: step_policy_audit(page)),
              ("sign in with SSO", lambda: step_oidc(page, api, root)),
              ("SSO brings the groups", lambda: step_sso_groups(page, api, root))]

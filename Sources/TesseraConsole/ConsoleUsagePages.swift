@@ -44,7 +44,9 @@ struct ConsoleUsagePages {
             "title": "Token \(record.name)", "heading": record.name, "source": record.source.rawValue,
             "federated": record.federation != nil,
             "subject": record.federation?.subject ?? "", "issuer": record.federation?.issuer ?? "",
-            "rules": record.accessRules.map { ["method": $0.method, "path": $0.path, "host": $0.host ?? ""] },
+            "rules": record.accessRules.map { rule -> [String: Any] in
+                ["method": rule.method, "path": rule.path, "host": rule.host ?? "", "hasHost": rule.host != nil]
+            },
             "hasRules": !record.accessRules.isEmpty,
             "cidrs": record.allowedCidrs.map(\.text).joined(separator: ", "), "hasCidrs": !record.allowedCidrs.isEmpty,
             "addresses": addresses.map { ["address": $0.address, "seen": ConsoleController.format($0.lastSeen)] },

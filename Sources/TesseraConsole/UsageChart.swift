@@ -25,7 +25,8 @@ struct UsageChart {
     /// beyond the title, which is escaped.
     var svg: String {
         let top = bars.map { $0.counts.reduce(0, +) }.max() ?? 0
-        let scale = Self.niceCeiling(top)
+        let step = Self.niceStep(top)
+        let scale = step * 4
         let plotWidth = Self.width - Self.left - 8
         let plotHeight = Self.height - Self.bottom - 10
         let slot = plotWidth / Double(max(bars.count, 1))
@@ -36,7 +37,7 @@ struct UsageChart {
             <title id="chart-title">\(Self.escape(title))</title>
             """
         for step in 0...4 {
-            let value = scale * Int64(step) / 4
+            let value = Self.niceStep(top) * Int64(step)
             let y = 10 + plotHeight - plotHeight * Double(step) / 4
             out += #"<line class="grid" x1="\#(Self.left)" y1="\#(y)" x2="\#(Self.width - 8)" y2="\#(y)"/>"#
             out += #"<text class="axis" x="\#(Self.left - 6)" y="\#(y + 4)" text-anchor="end">\#(value)</text>"#
@@ -50,7 +51,8 @@ struct UsageChart {
                 out +=
                     #"<rect class="bar-\#(outcome)" x="\#(Self.round(x))" y="\#(Self.round(y))" width="\#(Self.round(barWidth))" height="\#(Self.round(h))"/>"#
             }
-            if index % 7 == 0 || index == bars.count - 1 {
+            // A date every week, and the last day, never two on top of each other.
+            if (index % 7 == 0 && index + 4 < bars.count) || index == bars.count - 1 {
                 out +=
                     #"<text class="axis" x="\#(Self.round(x + barWidth / 2))" y="\#(Self.height - 6)" text-anchor="middle">\#(bar.label)</text>"#
             }
@@ -58,13 +60,14 @@ struct UsageChart {
         return out + "</svg>"
     }
 
-    /// 0, or the smallest of 1, 2, 5 × 10ⁿ at or above `value`, so the grid reads in round numbers.
-    static func niceCeiling(_ value: Int64) -> Int64 {
-        guard value > 0 else { return 4 }
+    /// The grid's step: the smallest of 1, 2, 5 × 10ⁿ whose four steps reach `value`, so the
+    /// axis reads in round numbers (0, 2, 4, 6, 8 for a busiest day of 7).
+    static func niceStep(_ value: Int64) -> Int64 {
         var magnitude: Int64 = 1
-        while magnitude * 10 <= value { magnitude *= 10 }
-        for factor: Int64 in [1, 2, 4, 5, 10] where factor * magnitude >= value { return factor * magnitude }
-        return 10 * magnitude
+        while true {
+            for factor: Int64 in [1, 2, 5] where factor * magnitude * 4 >= value { return factor * magnitude }
+            magnitude *= 10
+        }
     }
 
     static func round(_ value: Double) -> String { String(format: "%.1f", value) }
