@@ -48,13 +48,18 @@ struct UsageController {
             })
     }
 
-    /// `since`, `until` (default: the last 30 days) and `limit` (1-1000, default 100).
+    /// `since`, `until` (default: the last 30 days), `sort` (`-total`, the default, `total`, `name`
+    /// or `-refused`) and `limit` (1-1000, default 100).
     @Sendable func organizationUsage(_ request: Request, context: TesseraRequestContext) async throws
         -> OrganizationUsage
     {
         let (_, org) = try await organizations.resolve(request, context, scope: "org:read", admin: true)
         let parameters = request.uri.queryParameters
-        try parameters.requireSingle("since", "until", "limit")
+        try parameters.requireSingle("since", "until", "limit", "sort")
+        guard let order = UsageOrder(rawValue: parameters.get("sort") ?? "-total") else {
+            throw Problem(
+                .badRequest, "sort must be one of \(UsageOrder.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         var limit = 100
         if let raw = parameters.get("limit") {
             guard let value = Int(raw), (1...1000).contains(value) else {
@@ -67,7 +72,7 @@ struct UsageController {
             since: try Self.date(parameters, "since"), until: try Self.date(parameters, "until"), granularity: .day,
             now: now)
         let overview = try await usage.overview(
-            org: org, since: since, until: until, limit: limit, logger: context.logger)
+            org: org, since: since, until: until, order: order, limit: limit, logger: context.logger)
         return OrganizationUsage(
             since: epoch(since), until: epoch(until),
             tokens: overview.busiest.map { total in

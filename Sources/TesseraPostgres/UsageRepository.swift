@@ -24,6 +24,20 @@ public struct TokenUsageTotal: Sendable {
     public var total: Int64 { counts.reduce(0, +) }
 }
 
+/// How an org's token totals are ordered.
+public enum UsageOrder: String, Sendable, CaseIterable {
+    case busiest = "-total", quietest = "total", name, mostRefused = "-refused"
+
+    var sql: String {
+        switch self {
+        case .busiest: "u.v + u.s + u.e + u.i + u.r + u.a DESC, t.name"
+        case .quietest: "u.v + u.s + u.e + u.i + u.r + u.a, t.name"
+        case .name: "t.name, t.id"
+        case .mostRefused: "u.s + u.e + u.i + u.r + u.a DESC, t.name"
+        }
+    }
+}
+
 /// Usage as recorded by `UsageRecorder` (`token_usage`, `token_addresses`, migration 0012).
 public struct UsageRepository {
     let connection: PostgresConnection
@@ -67,7 +81,9 @@ public struct UsageRepository {
     }
 
     /// Every token of the org with verifications in [since, until), by total, busiest first.
-    public func totals(orgID: UUID, since: Date, until: Date, limit: Int) async throws -> [TokenUsageTotal] {
+    public func totals(orgID: UUID, since: Date, until: Date, order: UsageOrder = .busiest, limit: Int) async throws
+        -> [TokenUsageTotal]
+    {
         let rows = try await connection.statement(
             """
             SELECT \(unescaped: TokenRepository.tokenColumns), u.v, u.s, u.e, u.i, u.r, u.a
@@ -77,7 +93,7 @@ public struct UsageRepository {
                   FROM token_usage WHERE org_id = \(orgID) AND bucket >= \(since) AND bucket < \(until)
                   GROUP BY token_id) u
             JOIN tokens t ON t.id = u.token_id JOIN organizations o ON o.id = t.org_id
-            ORDER BY u.v + u.s + u.e + u.i + u.r + u.a DESC, t.name
+            ORDER BY \(unescaped: order.sql)
             LIMIT \(limit)
             """, logger: logger)
         var totals: [TokenUsageTotal] = []

@@ -64,14 +64,14 @@ public struct UsageService: Sendable {
 
     /// The org's busiest tokens in the period, its live tokens unused for 30 days, and those
     /// expiring within 7 days.
-    public func overview(org: OrganizationRecord, since: Date, until: Date, limit: Int, logger: Logger) async throws
-        -> Overview
-    {
+    public func overview(
+        org: OrganizationRecord, since: Date, until: Date, order: UsageOrder = .busiest, limit: Int, logger: Logger
+    ) async throws -> Overview {
         let now = store.clock.now()
         return try await store.withConnection { connection in
             let usage = UsageRepository(connection, logger: logger)
             return Overview(
-                busiest: try await usage.totals(orgID: org.id, since: since, until: until, limit: limit),
+                busiest: try await usage.totals(orgID: org.id, since: since, until: until, order: order, limit: limit),
                 unused: try await usage.unused(
                     orgID: org.id, before: now.addingTimeInterval(-30 * 86_400), limit: limit),
                 expiring: try await usage.expiring(

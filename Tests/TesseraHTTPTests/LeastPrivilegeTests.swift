@@ -4,6 +4,8 @@ import Hummingbird
 import HummingbirdTesting
 import TesseraCore
 import TesseraHTTP
+import TesseraTestSupport
+import TesseraVerification
 import Testing
 
 /// Access rules, address limits and usage (issue #23, DESIGN §14) through the API and
@@ -279,6 +281,35 @@ import Testing
             let refused = try await client.call(
                 .post, "/api/v1/api_tokens", token: root, json: #"{"name": "x", "deployments": ["../x"]}"#)
             #expect(refused.status == .unprocessableContent)
+        }
+    }
+
+    /// Hourly rows older than 30 days become one daily row each; rows past the retention go.
+    @Test func usageRollsUpIntoDaysAndIsPurged() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            let created = try await client.call(
+                .post, "/api-tokens/old", token: root, json: #"{"name": "old", "isSystemToken": true}"#)
+            let id = try #require(created.string("tokenUUID"))
+            _ = try await app.store.client.values(
+                """
+                INSERT INTO token_usage (token_id, org_id, granularity, bucket, valid, revoked)
+                SELECT t.id, t.org_id, 'hour', h, 2, 1
+                FROM tokens t, (VALUES (timestamptz '2026-10-01 03:00Z'), (timestamptz '2026-10-01 17:00Z'),
+                                       (timestamptz '2025-06-01 00:00Z'), (now() - interval '1 hour')) AS v(h)
+                WHERE t.id = \(UUID(uuidString: id)!)
+                RETURNING 1
+                """, as: Int32.self)
+            let recorder = UsageRecorder(client: app.store.client, logger: app.store.logger, retentionDays: 365)
+            await recorder.rollUp(now: Date(timeIntervalSince1970: 1_796_601_600))  // 2026-12-07
+            let rows = try await app.store.client.values(
+                """
+                SELECT granularity || ' ' || to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24') || ' ' || valid || ' ' || revoked
+                FROM token_usage ORDER BY bucket
+                """, as: String.self)
+            #expect(rows.count == 2, "\(rows)")
+            #expect(rows.first == "day 2026-10-01 00 4 2", "two hours became one day: \(rows)")
+            #expect(rows.last?.hasPrefix("hour ") == true, "the recent hour stays")
         }
     }
 }
