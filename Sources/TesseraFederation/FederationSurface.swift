@@ -42,13 +42,14 @@ struct FederationMaintenance: Service {
     let settings: FederationSettings
 
     func run() async throws {
+        // First after one interval: a replica starting (or a test app) needs no purge at once.
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            await purge()
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: settings.purgeInterval) }
             } catch {
                 return
             }
+            await purge()
         }
     }
 

@@ -66,7 +66,7 @@ public struct LocalPostgres: Sendable {
                 "-p \(candidate) -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
             if ephemeral {
                 // Test clusters: many databases and clients at once (every test has its own).
-                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500"
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=800"
             }
             let logStart = Self.fileSize(serverLog)
             do {

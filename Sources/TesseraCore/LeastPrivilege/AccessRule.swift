@@ -126,14 +126,24 @@ public struct RequestPath: Sendable, Equatable {
         guard raw.utf8.count <= Self.maxLength, raw.first == "/" else { return nil }
         var segments: [String] = []
         for part in raw.split(separator: "/", omittingEmptySubsequences: true) {
-            guard !part.contains("\\") else { return nil }
-            let lower = part.lowercased()
-            guard !lower.contains("%2f"), !lower.contains("%5c"), !lower.contains("%00") else { return nil }
-            guard let decoded = part.contains("%") ? String(part).removingPercentEncoding : String(part) else {
-                return nil
+            // The common segment (no escape, printable ASCII) costs one scan and one copy.
+            var escaped = false
+            var ascii = true
+            for byte in part.utf8 {
+                if byte == UInt8(ascii: "%") { escaped = true }
+                if byte >= 0x80 { ascii = false }
+                if byte == UInt8(ascii: "\\") || byte < 0x20 || byte == 0x7f { return nil }
             }
-            guard !decoded.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                return nil
+            let decoded: String
+            if escaped || !ascii {
+                let lower = part.lowercased()
+                guard !lower.contains("%2f"), !lower.contains("%5c"), !lower.contains("%00"),
+                    let text = escaped ? String(part).removingPercentEncoding : String(part),
+                    !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+                else { return nil }
+                decoded = text
+            } else {
+                decoded = String(part)
             }
             switch decoded {
             case "", ".": continue
