@@ -213,6 +213,9 @@ struct CacheBarrierMiddleware: RouterMiddleware {
         let journal = WriteJournal()
         let response = try await WriteJournal.$current.withValue(journal) { try await next(request, context) }
         guard response.status.code < 400 else { return response }
+        // A write that touched no cached entry (a new token: no cache can hold a secret that did
+        // not exist) needs no barrier: no round trip on the critical path of a create (#24).
+        if journal.targets?.isEmpty == true { return response }
         if let listener {
             await listener.barrier(using: client, journal: journal)
         } else {

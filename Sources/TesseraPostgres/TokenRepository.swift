@@ -327,6 +327,38 @@ public struct TokenRepository {
         return 0
     }
 
+    /// Inserts a token row and its audit event (`audit`, whose target is the new token) in one
+    /// statement — so one implicit transaction and one round trip — and returns the token as
+    /// lists show it. The audit row's triggers (webhooks) see the token: after-row triggers fire at
+    /// the end of the statement. Constraint and trigger refusals are the plain insert's.
+    public func insertAudited(_ row: NewTokenRow, audit: AuditEvent) async throws -> TokenRecord {
+        let hash = ByteBuffer(bytes: row.secret.hash.bytes)
+        let details = String(decoding: try JSONEncoder().encode(audit.details), as: UTF8.self)
+        let rows = try await connection.statement(
+            """
+            WITH t AS (
+                INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups,
+                                    secret_hash, token_prefix, expires_at, created_at, updated_at,
+                                    created_by, created_by_user_id, access_rules, allowed_cidrs)
+                VALUES (\(row.orgID), \(row.kind.rawValue), \(row.ownerUserID), \(row.username), \(row.name),
+                        \(row.description), \(row.scopes), \(row.groups), \(hash), \(row.secret.displayPrefix),
+                        \(row.expiresAt), \(row.createdAt), \(row.createdAt), \(row.createdBy), \(row.createdByUserID),
+                        \(row.accessRules.map(\.text)), \(row.allowedCidrs.map(\.text))::cidr[])
+                RETURNING *
+            ), audit AS (
+                INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
+                                          target_token_id, target_username, source_ip, details)
+                SELECT \(audit.orgID), \(audit.actorUsername), \(audit.actorKind.rawValue), \(audit.actorTokenID),
+                       \(audit.action.rawValue), t.id, \(audit.targetUsername), \(audit.sourceIP)::inet, \(details)::jsonb
+                FROM t
+            )
+            SELECT \(unescaped: Self.tokenColumns) FROM t JOIN organizations o ON o.id = t.org_id
+            """,
+            logger: logger)
+        for try await row in rows { return try Self.tokenRecord(row) }
+        throw StoreError.noRows
+    }
+
     /// Inserts a token row (hash and display prefix only); returns its `tokenUUID`.
     public func insert(_ row: NewTokenRow) async throws -> UUID {
         let hash = ByteBuffer(bytes: row.secret.hash.bytes)

@@ -345,19 +345,15 @@ public struct TokenService: Sendable {
         -> Issued
     {
         do {
-            let record = try await store.transaction { connection in
-                let id = try await TokenRepository(connection, logger: logger).insert(row)
-                try await AuditRepository(connection, logger: logger).record(
-                    actor.event(
-                        orgID: row.orgID, action: .tokenCreated, token: id, target: row.username,
+            // One statement (token, audit event, the row as lists show it): one round trip (#24).
+            let record = try await store.withConnection { connection in
+                try await TokenRepository(connection, logger: logger).insertAudited(
+                    row,
+                    audit: actor.event(
+                        orgID: row.orgID, action: .tokenCreated, target: row.username,
                         details: [
                             "kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " "),
                         ]))
-                guard let record = try await TokenRepository(connection, logger: logger).find(id: id, orgID: row.orgID)
-                else {
-                    throw StoreError.noRows
-                }
-                return record
             }
             WriteJournal.note()  // a new token: no cache holds it yet
             return Issued(record: record, secret: row.secret)
