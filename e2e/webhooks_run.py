@@ -298,7 +298,8 @@ def scenario_events(ctx):
         raise SystemExit("cannot go on without a webhook")
     ctx["main_id"], ctx["main_secret"] = hook["id"].lower(), hook["secret"]
     check(sorted(hook["events"]) == sorted(["token.created", "token.revoked", "token.expiring", "token.expired",
-                                            "token.leaked", "member.removed"]),
+                                            "token.leaked", "member.removed", "trust_policy.created",
+                                            "trust_policy.updated", "trust_policy.deleted"]),
           f"no `events` means every event ({hook['events']})")
     rx.add_secret("/hook/main", hook["secret"])
     status, _, shown, text = api.get(f"/orgs/acme/webhooks/{hook['id']}", token=root)
