@@ -63,7 +63,7 @@ struct FederationMaintenance: Service {
             // Batches of 1000 keep each statement's locks short.
             while true {
                 let deleted = try await store.withConnection {
-                    try await TokenRepository($0, logger: store.logger).purgeExchanged(
+                    try await TrustPolicyRepository($0, logger: store.logger).purgeExchanged(
                         expiredBefore: now.addingTimeInterval(-retention), limit: 1000)
                 }
                 tokens += deleted

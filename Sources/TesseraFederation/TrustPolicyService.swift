@@ -129,7 +129,7 @@ public struct TrustPolicyService: Sendable {
         let revoked = try await store.transaction { connection -> [UUID]? in
             let policies = TrustPolicyRepository(connection, logger: logger)
             guard let record = try await policies.find(id: id, orgID: org.id) else { return nil }
-            let tokens = try await TokenRepository(connection, logger: logger).revokeIssued(
+            let tokens = try await policies.revokeIssued(
                 byPolicy: id, orgID: org.id, reason: RevocationReason.trustPolicyDeleted)
             let audit = AuditRepository(connection, logger: logger)
             try await audit.record(

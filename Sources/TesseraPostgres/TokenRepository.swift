@@ -295,38 +295,6 @@ public struct TokenRepository {
         return revoked.map(\.0)
     }
 
-    /// Revokes the live tokens exchanged under trust policy `policyID` (its deletion); returns
-    /// their ids and labels, for audit events and cache invalidation.
-    public func revokeIssued(byPolicy policyID: UUID, orgID: UUID, reason: String) async throws
-        -> [(id: UUID, username: String)]
-    {
-        let rows = try await connection.statement(
-            """
-            UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = \(reason), updated_at = now()
-            WHERE trust_policy_id = \(policyID) AND org_id = \(orgID) AND status <> 'revoked'
-            RETURNING id, username
-            """, logger: logger)
-        var revoked: [(id: UUID, username: String)] = []
-        for try await row in rows.decode((UUID, String).self) { revoked.append(row) }
-        return revoked
-    }
-
-    /// Deletes up to `limit` exchanged tokens that expired before `before`; returns how many.
-    public func purgeExchanged(expiredBefore before: Date, limit: Int) async throws -> Int {
-        let rows = try await connection.statement(
-            """
-            WITH gone AS (
-                DELETE FROM tokens WHERE id IN (
-                    SELECT id FROM tokens
-                    WHERE source = 'federation' AND expires_at < \(before)
-                    LIMIT \(limit))
-                RETURNING 1)
-            SELECT count(*)::bigint FROM gone
-            """, logger: logger)
-        for try await count in rows.decode(Int64.self) { return Int(count) }
-        return 0
-    }
-
     /// Inserts a token row and its audit event (`audit`, whose target is the new token) in one
     /// statement — so one implicit transaction and one round trip — and returns the token as
     /// lists show it. The audit row's triggers (webhooks) see the token: after-row triggers fire at

@@ -196,6 +196,38 @@ public struct TrustPolicyRepository {
         return nil
     }
 
+    /// Revokes the live tokens exchanged under trust policy `policyID` (its deletion); returns
+    /// their ids and labels, for audit events and cache invalidation.
+    public func revokeIssued(byPolicy policyID: UUID, orgID: UUID, reason: String) async throws
+        -> [(id: UUID, username: String)]
+    {
+        let rows = try await connection.statement(
+            """
+            UPDATE tokens SET status = 'revoked', revoked_at = now(), revoked_reason = \(reason), updated_at = now()
+            WHERE trust_policy_id = \(policyID) AND org_id = \(orgID) AND status <> 'revoked'
+            RETURNING id, username
+            """, logger: logger)
+        var revoked: [(id: UUID, username: String)] = []
+        for try await row in rows.decode((UUID, String).self) { revoked.append(row) }
+        return revoked
+    }
+
+    /// Deletes up to `limit` exchanged tokens that expired before `before`; returns how many.
+    public func purgeExchanged(expiredBefore before: Date, limit: Int) async throws -> Int {
+        let rows = try await connection.statement(
+            """
+            WITH gone AS (
+                DELETE FROM tokens WHERE id IN (
+                    SELECT id FROM tokens
+                    WHERE source = 'federation' AND expires_at < \(before)
+                    LIMIT \(limit))
+                RETURNING 1)
+            SELECT count(*)::bigint FROM gone
+            """, logger: logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+
     /// Forgets JWT ids whose tokens expired before `before` (they can no longer be replayed).
     public func purgeJTIs(expiredBefore before: Date) async throws -> Int {
         let rows = try await connection.statement(
