@@ -1,4 +1,5 @@
 import Foundation
+import TesseraCore
 
 #if canImport(Glibc)
     import Glibc
@@ -58,23 +59,11 @@ public struct WebhookTargetPolicy: Sendable {
         return Target(url: url, address: Self.parse(name) == nil ? Self.text(first) : nil)
     }
 
-    /// An address as text (inet_ntop: dotted IPv4, compressed IPv6).
-    static func text(_ address: [UInt8]) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let family = address.count == 4 ? AF_INET : AF_INET6
-        guard address.withUnsafeBytes({ inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }) != nil
-        else { return "" }
-        return String(cString: buffer)
-    }
+    /// An address as text (dotted IPv4, compressed IPv6): Core's, as address limits write it.
+    static func text(_ address: [UInt8]) -> String { AddressRange.text(address) }
 
     /// `text` as an IPv4 or IPv6 literal, or nil when it is a name.
-    static func parse(_ text: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: v4) { Array($0) } }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: v6) { Array($0) } }
-        return nil
-    }
+    static func parse(_ text: String) -> [UInt8]? { AddressRange.parse(text) }
 
     /// The addresses `host` resolves to, as 4 or 16 bytes.
     static func resolve(_ host: String) -> [[UInt8]] {

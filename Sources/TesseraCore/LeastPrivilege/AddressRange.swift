@@ -70,7 +70,8 @@ public struct AddressRange: Sendable, Hashable {
         return nil
     }
 
-    static func text(_ address: [UInt8]) -> String {
+    /// `address` (4 or 16 bytes) as text: dotted IPv4, compressed IPv6 (inet_ntop).
+    public static func text(_ address: [UInt8]) -> String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         let family = address.count == 4 ? AF_INET : AF_INET6
         guard address.withUnsafeBytes({ inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }) != nil
