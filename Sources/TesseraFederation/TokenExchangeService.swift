@@ -95,7 +95,8 @@ public struct TokenExchangeService: Sendable {
         do {
             id = try await store.withConnection {
                 try await TrustPolicyRepository($0, logger: logger).issue(
-                    row, jtiExpiresAt: jwtExpires, actor: actor, details: details)
+                    row, jtiExpiresAt: jwtExpires,
+                    audit: actor.event(orgID: orgID, action: .tokenCreated, target: row.username, details: details))
             }
         } catch let error as PSQLError where error.constraintName == "token_scopes_in_catalog" {
             throw ExchangeRefusal.scope("the trust policy grants scopes no longer in the organization's catalog")

@@ -74,32 +74,52 @@ public struct AuditRepository {
     }
 
     public func record(_ event: AuditEvent) async throws {
-        let details = try String(decoding: JSONEncoder().encode(event.details), as: UTF8.self)
         try await connection.statement(
-            """
-            INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
-                                      target_token_id, target_username, source_ip, details)
-            VALUES (\(event.orgID), \(event.actorUsername), \(event.actorKind.rawValue), \(event.actorTokenID),
-                    \(event.action.rawValue), \(event.targetTokenID), \(event.targetUsername), \(event.sourceIP)::inet,
-                    \(details)::jsonb)
-            """,
-            logger: logger
-        )
+            "INSERT INTO audit_events (\(unescaped: Self.columns)) VALUES (\(audit: event))", logger: logger)
     }
 
     /// One event per token of `tokens`, alike but for the token (a cascade's revocations), in one
     /// statement: deprovisioning a member with 1,000 tokens is one INSERT, not 1,000 round trips.
     public func record(_ event: AuditEvent, forEachOf tokens: [UUID]) async throws {
         guard !tokens.isEmpty else { return }
-        let details = try String(decoding: JSONEncoder().encode(event.details), as: UTF8.self)
         try await connection.statement(
             """
-            INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
-                                      target_token_id, target_username, source_ip, details)
-            SELECT \(event.orgID), \(event.actorUsername), \(event.actorKind.rawValue), \(event.actorTokenID),
-                   \(event.action.rawValue), token, \(event.targetUsername), \(event.sourceIP)::inet, \(details)::jsonb
-            FROM unnest(\(tokens)::uuid[]) AS token
+            INSERT INTO audit_events (\(unescaped: Self.columns))
+            SELECT \(audit: event, targetToken: "token") FROM unnest(\(tokens)::uuid[]) AS token
             """,
             logger: logger)
+    }
+
+    /// The columns ``PostgresQuery/StringInterpolation/appendInterpolation(audit:targetToken:)`` fills.
+    static let columns = """
+        org_id, actor_username, actor_kind, actor_token_id, action, target_token_id, target_username, source_ip, details
+        """
+}
+
+extension PostgresQuery.StringInterpolation {
+    /// An audit event's values, bound, in the order of ``AuditRepository/columns``: one list for
+    /// every statement that writes events. `targetToken` names a column of the statement (a CTE's
+    /// new token, an unnested id) instead of the event's own target.
+    mutating func appendInterpolation(audit event: AuditEvent, targetToken: String? = nil) {
+        // A [String: String] always encodes.
+        let details = (try? JSONEncoder().encode(event.details)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        appendInterpolation(event.orgID)
+        appendLiteral(", ")
+        appendInterpolation(event.actorUsername)
+        appendLiteral(", ")
+        appendInterpolation(event.actorKind.rawValue)
+        appendLiteral(", ")
+        appendInterpolation(event.actorTokenID)
+        appendLiteral(", ")
+        appendInterpolation(event.action.rawValue)
+        appendLiteral(", ")
+        if let targetToken { appendLiteral(targetToken) } else { appendInterpolation(event.targetTokenID) }
+        appendLiteral(", ")
+        appendInterpolation(event.targetUsername)
+        appendLiteral(", ")
+        appendInterpolation(event.sourceIP)
+        appendLiteral("::inet, ")
+        appendInterpolation(details)
+        appendLiteral("::jsonb")
     }
 }

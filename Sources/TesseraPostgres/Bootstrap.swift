@@ -49,19 +49,18 @@ extension TesseraStore {
                 try await MembershipRepository(connection, logger: logger).put(
                     orgID: orgID, userID: userID, role: .admin, groups: [])
                 let expiration = now.addingTimeInterval(90 * 86_400)
-                let tokenID = try await TokenRepository(connection, logger: logger).insert(
+                let tokenID = try await TokenRepository(connection, logger: logger).insertAudited(
                     NewTokenRow(
                         orgID: orgID, kind: .personal, ownerUserID: userID, username: username,
                         name: "bootstrap", description: "Created by tessera bootstrap",
                         scopes: BuiltInScope.bootstrapScopes, groups: [],
                         secret: secret,
                         expiresAt: expiration, createdAt: now, createdBy: username, createdByUserID: userID
-                    ))
-                try await AuditRepository(connection, logger: logger).record(
-                    AuditEvent(
+                    ),
+                    audit: AuditEvent(
                         orgID: orgID, actorUsername: username, actorKind: .cli, action: .orgBootstrapped,
-                        targetTokenID: tokenID, targetUsername: username
-                    ))
+                        targetUsername: username)
+                ).id
                 return BootstrapResult(
                     organization: slug, username: username, token: secret, tokenUUID: tokenID,
                     tokenExpiration: expiration)

@@ -300,25 +300,13 @@ public struct TokenRepository {
     /// lists show it. The audit row's triggers (webhooks) see the token: after-row triggers fire at
     /// the end of the statement. Constraint and trigger refusals are the plain insert's.
     public func insertAudited(_ row: NewTokenRow, audit: AuditEvent) async throws -> TokenRecord {
-        let hash = ByteBuffer(bytes: row.secret.hash.bytes)
-        let details = String(decoding: try JSONEncoder().encode(audit.details), as: UTF8.self)
         let rows = try await connection.statement(
             """
             WITH t AS (
-                INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups,
-                                    secret_hash, token_prefix, expires_at, created_at, updated_at,
-                                    created_by, created_by_user_id, access_rules, allowed_cidrs)
-                VALUES (\(row.orgID), \(row.kind.rawValue), \(row.ownerUserID), \(row.username), \(row.name),
-                        \(row.description), \(row.scopes), \(row.groups), \(hash), \(row.secret.displayPrefix),
-                        \(row.expiresAt), \(row.createdAt), \(row.createdAt), \(row.createdBy), \(row.createdByUserID),
-                        \(row.accessRules.map(\.text)), \(row.allowedCidrs.map(\.text))::cidr[])
-                RETURNING *
+                INSERT INTO tokens (\(unescaped: Self.insertColumns)) VALUES (\(newToken: row)) RETURNING *
             ), audit AS (
-                INSERT INTO audit_events (org_id, actor_username, actor_kind, actor_token_id, action,
-                                          target_token_id, target_username, source_ip, details)
-                SELECT \(audit.orgID), \(audit.actorUsername), \(audit.actorKind.rawValue), \(audit.actorTokenID),
-                       \(audit.action.rawValue), t.id, \(audit.targetUsername), \(audit.sourceIP)::inet, \(details)::jsonb
-                FROM t
+                INSERT INTO audit_events (\(unescaped: AuditRepository.columns))
+                SELECT \(audit: audit, targetToken: "t.id") FROM t
             )
             SELECT \(unescaped: Self.tokenColumns) FROM t JOIN organizations o ON o.id = t.org_id
             """,
@@ -327,26 +315,70 @@ public struct TokenRepository {
         throw StoreError.noRows
     }
 
-    /// Inserts a token row (hash and display prefix only); returns its `tokenUUID`.
+    /// Inserts a token row alone (fixtures, tests); returns its `tokenUUID`.
     public func insert(_ row: NewTokenRow) async throws -> UUID {
-        let hash = ByteBuffer(bytes: row.secret.hash.bytes)
         let rows = try await connection.statement(
-            """
-            INSERT INTO tokens (org_id, kind, owner_user_id, username, name, description, scopes, groups,
-                                secret_hash, token_prefix, expires_at, created_at, updated_at,
-                                created_by, created_by_user_id, source, trust_policy_id, federated_issuer,
-                                federated_subject, federated_jti, access_rules, allowed_cidrs)
-            VALUES (\(row.orgID), \(row.kind.rawValue), \(row.ownerUserID), \(row.username), \(row.name),
-                    \(row.description), \(row.scopes), \(row.groups), \(hash), \(row.secret.displayPrefix),
-                    \(row.expiresAt), \(row.createdAt), \(row.createdAt), \(row.createdBy), \(row.createdByUserID),
-                    \(row.federation == nil ? "direct" : "federation"), \(row.federation?.trustPolicyID),
-                    \(row.federation?.issuer), \(row.federation?.subject), \(row.federation?.jti),
-                    \(row.accessRules.map(\.text)), \(row.allowedCidrs.map(\.text))::cidr[])
-            RETURNING id
-            """,
-            logger: logger
-        )
+            "INSERT INTO tokens (\(unescaped: Self.insertColumns)) VALUES (\(newToken: row)) RETURNING id",
+            logger: logger)
         return try await rows.decode(UUID.self).firstValue()
+    }
+
+    /// The columns ``PostgresQuery/StringInterpolation/appendInterpolation(newToken:)`` fills.
+    static let insertColumns = """
+        org_id, kind, owner_user_id, username, name, description, scopes, groups, secret_hash, token_prefix, expires_at,
+        created_at, updated_at, created_by, created_by_user_id, source, trust_policy_id, federated_issuer,
+        federated_subject, federated_jti, access_rules, allowed_cidrs
+        """
+}
+
+extension PostgresQuery.StringInterpolation {
+    /// A new token's values, bound, in the order of ``TokenRepository/insertColumns``: one list
+    /// for every statement that inserts a token (`VALUES (…)` or `SELECT … FROM`).
+    mutating func appendInterpolation(newToken row: NewTokenRow) {
+        appendInterpolation(row.orgID)
+        appendLiteral(", ")
+        appendInterpolation(row.kind.rawValue)
+        appendLiteral(", ")
+        appendInterpolation(row.ownerUserID)
+        appendLiteral(", ")
+        appendInterpolation(row.username)
+        appendLiteral(", ")
+        appendInterpolation(row.name)
+        appendLiteral(", ")
+        appendInterpolation(row.description)
+        appendLiteral(", ")
+        appendInterpolation(row.scopes)
+        appendLiteral(", ")
+        appendInterpolation(row.groups)
+        appendLiteral(", ")
+        appendInterpolation(ByteBuffer(bytes: row.secret.hash.bytes))
+        appendLiteral(", ")
+        appendInterpolation(row.secret.displayPrefix)
+        appendLiteral(", ")
+        appendInterpolation(row.expiresAt)
+        appendLiteral(", ")
+        appendInterpolation(row.createdAt)
+        appendLiteral(", ")
+        appendInterpolation(row.createdAt)
+        appendLiteral(", ")
+        appendInterpolation(row.createdBy)
+        appendLiteral(", ")
+        appendInterpolation(row.createdByUserID)
+        appendLiteral(", ")
+        appendInterpolation(row.federation == nil ? "direct" : "federation")
+        appendLiteral(", ")
+        appendInterpolation(row.federation?.trustPolicyID)
+        appendLiteral(", ")
+        appendInterpolation(row.federation?.issuer)
+        appendLiteral(", ")
+        appendInterpolation(row.federation?.subject)
+        appendLiteral(", ")
+        appendInterpolation(row.federation?.jti)
+        appendLiteral(", ")
+        appendInterpolation(row.accessRules.map(\.text))
+        appendLiteral(", ")
+        appendInterpolation(row.allowedCidrs.map(\.text))
+        appendLiteral("::cidr[]")
     }
 }
 

@@ -160,12 +160,8 @@ public struct TrustPolicyRepository {
     /// What an exchange writes, in one statement (so one transaction): the JWT id claimed, the
     /// token, its audit event. Nil when the JWT id was already used (a replay): nothing written.
     /// The `token.created` webhook follows from the audit event (its trigger).
-    public func issue(_ row: NewTokenRow, jtiExpiresAt: Date, actor: AuditActor, details: [String: String])
-        async throws -> UUID?
-    {
+    public func issue(_ row: NewTokenRow, jtiExpiresAt: Date, audit: AuditEvent) async throws -> UUID? {
         guard let origin = row.federation else { throw StoreError.noRows }
-        let hash = ByteBuffer(bytes: row.secret.hash.bytes)
-        let auditDetails = String(decoding: try JSONEncoder().encode(details), as: UTF8.self)
         let rows = try await connection.statement(
             """
             WITH claimed AS (
@@ -174,21 +170,12 @@ public struct TrustPolicyRepository {
                 ON CONFLICT DO NOTHING
                 RETURNING 1
             ), token AS (
-                INSERT INTO tokens (org_id, kind, username, name, description, scopes, groups, secret_hash, token_prefix,
-                                    expires_at, created_at, updated_at, created_by, source, trust_policy_id,
-                                    federated_issuer, federated_subject, federated_jti)
-                SELECT \(row.orgID), 'organization', \(row.username), \(row.name), \(row.description), \(row.scopes),
-                       \(row.groups), \(hash), \(row.secret.displayPrefix), \(row.expiresAt), \(row.createdAt),
-                       \(row.createdAt), \(row.createdBy), 'federation', \(origin.trustPolicyID), \(origin.issuer),
-                       \(origin.subject), \(origin.jti)
-                FROM claimed
+                INSERT INTO tokens (\(unescaped: TokenRepository.insertColumns))
+                SELECT \(newToken: row) FROM claimed
                 RETURNING id
             ), audit AS (
-                INSERT INTO audit_events (org_id, actor_username, actor_kind, action, target_token_id, target_username,
-                                          source_ip, details)
-                SELECT \(row.orgID), \(actor.username), \(actor.kind.rawValue), 'token.created', id, \(row.username),
-                       \(actor.sourceIP)::inet, \(auditDetails)::jsonb
-                FROM token
+                INSERT INTO audit_events (\(unescaped: AuditRepository.columns))
+                SELECT \(audit: audit, targetToken: "id") FROM token
             )
             SELECT id FROM token
             """, logger: logger)
