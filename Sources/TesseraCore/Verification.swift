@@ -41,7 +41,7 @@ public struct VerifiedToken: Sendable, Equatable {
         self.scopes = scopes
         self.expiresAt = expiresAt
         self.createdAt = createdAt
-        self.tokenIDString = tokenID.uuidString.lowercased()
+        self.tokenIDString = tokenID.lowercasedString
         self.accessRules = accessRules
         self.allowedCidrs = allowedCidrs
     }

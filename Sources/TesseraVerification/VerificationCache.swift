@@ -69,20 +69,13 @@ public struct EffectiveScopes: Sendable, Equatable, ExpressibleByArrayLiteral {
 
 /// A bounded map from token hash to the last lookup, dropped by token, user or organization when
 /// PostgreSQL notifies a change (``InvalidationListener``). Lock-protected, never suspends.
+///
+/// Entries are fixed-size slots in one array with the facts tokens share interned
+/// (``CacheTable``): about 145 bytes an entry instead of the ~1 KB a dictionary of token states
+/// cost (issue #24).
 public final class VerificationCache: Sendable {
-    struct Entry {
-        var lookup: CachedLookup
-        var expires: Date
-    }
-
     struct State {
-        var entries: [TokenHash: Entry] = [:]
-        /// token id → hash, owner → hashes, org → hashes: a `t:`, `u:` or `o:` notification drops
-        /// what it covers without a scan (a cascade sends a thousand of them; scanning 50,000
-        /// entries for each kept revoked tokens verifying on other replicas for 36 s, issue #14).
-        var byTokenID: [UUID: TokenHash] = [:]
-        var byOwner: [UUID: Set<TokenHash>] = [:]
-        var byOrg: [UUID: Set<TokenHash>] = [:]
+        var table = CacheTable()
         var lastSweep = Date.distantPast
         /// Bumped by every invalidation: a lookup that started before one must not be stored
         /// after it (it may have read the row before the change committed).
@@ -104,16 +97,22 @@ public final class VerificationCache: Sendable {
     /// The live entry for `hash`, or nil (a miss).
     public func lookup(_ hash: TokenHash, now: Date) -> CachedLookup? {
         guard settings.isEnabled else { return nil }
-        let found: CachedLookup? = state.withLock { state in
-            guard let entry = state.entries[hash] else { return nil }
-            guard entry.expires > now else {
-                Self.remove(hash, from: &state)
+        let words = CacheSlot.words(hash)
+        let moment = now.timeIntervalSinceReferenceDate
+        let found: CacheSlot? = state.withLock { state in
+            guard let index = state.table.find(words) else { return nil }
+            guard state.table.slots[index].cachedUntil > moment else {
+                state.table.remove(index)
                 return nil
             }
-            return entry.lookup
+            return state.table.slots[index]
         }
-        if found == nil { misses.increment() } else { hits.increment() }
-        return found
+        guard let found else {
+            misses.increment()
+            return nil
+        }
+        hits.increment()
+        return found.lookup
     }
 
     /// The invalidation generation now; pass it to ``store(_:for:now:generation:)``.
@@ -123,31 +122,47 @@ public final class VerificationCache: Sendable {
     /// happened meanwhile (a NOTIFY that arrived while the database answered this lookup).
     public func store(_ lookup: CachedLookup, for hash: TokenHash, now: Date, generation: UInt64? = nil) {
         guard settings.isEnabled else { return }
+        var slot = CacheSlot()
+        slot.hash = CacheSlot.words(hash)
         let ttl: Duration
+        let facts: SharedFacts?
         switch lookup {
-        case .token: ttl = settings.ttl
-        case .unknown: ttl = settings.negativeTTL
+        case .token(let stored, let scopes):
+            ttl = settings.ttl
+            facts = SharedFacts(stored, effective: scopes)
+            slot.tokenID = stored.token.tokenID
+            slot.username = stored.token.username
+            slot.expiresAt = CacheSlot.seconds(stored.token.expiresAt)
+            slot.createdAt = stored.token.createdAt.timeIntervalSinceReferenceDate
+            slot.lastUsedAt = CacheSlot.seconds(stored.lastUsedAt)
+            slot.graceUntil = CacheSlot.seconds(stored.graceUntil)
+            slot.answer =
+                switch stored.status {
+                case .active: .active
+                case .inactive: .inactive
+                case .revoked: .revoked
+                }
+        case .unknown:
+            ttl = settings.negativeTTL
+            facts = nil
+            slot.answer = .unknown
         }
         guard ttl > .zero else { return }
         let expires = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
+        slot.cachedUntil = expires.timeIntervalSinceReferenceDate
         let (evicted, count) = state.withLock { state -> (Int, Int) in
-            if let generation, generation != state.generation { return (0, state.entries.count) }
+            if let generation, generation != state.generation { return (0, state.table.count) }
             var evicted = 0
-            if state.entries[hash] == nil && state.entries.count >= settings.maxEntries {
+            if state.table.find(slot.hash) == nil && state.table.count >= settings.maxEntries {
                 evicted = Self.makeRoom(in: &state, now: now)
             } else if now.timeIntervalSince(state.lastSweep) >= 10 {
                 // Entries nobody asks for again (a flood of random guesses) expire but stay
                 // until swept: a sweep every 10 s keeps memory at the live working set.
-                evicted = Self.sweep(&state, now: now)
+                state.lastSweep = now
+                evicted = state.table.sweep(now: now.timeIntervalSinceReferenceDate)
             }
-            Self.remove(hash, from: &state)  // a refreshed entry is linked again below
-            state.entries[hash] = Entry(lookup: lookup, expires: expires)
-            if case .token(let stored, _) = lookup {
-                state.byTokenID[stored.token.tokenID] = hash
-                state.byOrg[stored.token.orgID, default: []].insert(hash)
-                if let owner = stored.token.ownerUserID { state.byOwner[owner, default: []].insert(hash) }
-            }
-            return (evicted, state.entries.count)
+            state.table.insert(slot, facts: facts)
+            return (evicted, state.table.count)
         }
         if evicted > 0 { evictions.increment(by: evicted) }
         size.record(count)
@@ -155,10 +170,10 @@ public final class VerificationCache: Sendable {
 
     /// Notes a successful use, so an idle-timeout check on later hits sees it.
     public func touch(_ hash: TokenHash, at now: Date) {
+        let words = CacheSlot.words(hash)
         state.withLock { state in
-            guard case .token(var stored, let scopes) = state.entries[hash]?.lookup else { return }
-            stored.lastUsedAt = now
-            state.entries[hash]?.lookup = .token(stored, effectiveScopes: scopes)
+            guard let index = state.table.find(words), state.table.slots[index].facts != nil else { return }
+            state.table.touch(index, at: now.timeIntervalSinceReferenceDate)
         }
     }
 
@@ -171,11 +186,11 @@ public final class VerificationCache: Sendable {
     /// Drops every entry `target` covers; returns how many.
     @discardableResult
     public func invalidate(_ target: Target) -> Int {
-        drop { state in
+        drop { table in
             switch target {
-            case .token(let id): state.byTokenID[id].map { [$0] } ?? []
-            case .user(let id): Array(state.byOwner[id] ?? [])
-            case .organization(let id): Array(state.byOrg[id] ?? [])
+            case .token(let id): table.slots(ofToken: id)
+            case .user(let id): table.slots(ofOwner: id)
+            case .organization(let id): table.slots(ofOrganization: id)
             }
         }
     }
@@ -190,64 +205,46 @@ public final class VerificationCache: Sendable {
         size.record(0)
     }
 
-    public var count: Int { state.withLock { $0.entries.count } }
+    public var count: Int { state.withLock { $0.table.count } }
 
     /// Every live entry, to be confirmed against the database (``TokenVerifier/confirmCache(on:)``).
     func snapshot(now: Date) -> [(hash: TokenHash, lookup: CachedLookup)] {
-        state.withLock { state in state.entries.compactMap { $0.value.expires > now ? ($0.key, $0.value.lookup) : nil }
+        let moment = now.timeIntervalSinceReferenceDate
+        let live = state.withLock { state in
+            state.table.slots.filter { $0.answer != .free && $0.cachedUntil > moment }
         }
+        return live.map { ($0.tokenHash, $0.lookup) }
     }
 
     /// Drops these entries (their answers changed while no one listened); like ``invalidate(_:)``,
     /// a lookup already running when this happens is not stored.
     func remove(_ hashes: [TokenHash]) {
-        drop { _ in hashes }
+        let words = hashes.map(CacheSlot.words)
+        drop { table in words.compactMap { table.find($0) } }
     }
 
     /// Drops the entries `doomed` picks, under the same lock, and moves the generation on (a
     /// lookup already running is not stored); returns how many were picked.
     @discardableResult
-    private func drop(_ doomed: (State) -> [TokenHash]) -> Int {
+    private func drop(_ doomed: (CacheTable) -> [Int]) -> Int {
         let (dropped, count) = state.withLock { state -> (Int, Int) in
-            let hashes = doomed(state)
-            for hash in hashes { Self.remove(hash, from: &state) }
+            let slots = doomed(state.table)
+            for index in slots { state.table.remove(index) }
             state.generation &+= 1
-            return (hashes.count, state.entries.count)
+            return (slots.count, state.table.count)
         }
         if dropped > 0 { invalidations.increment(by: dropped) }
         size.record(count)
         return dropped
     }
 
-    private static func remove(_ hash: TokenHash, from state: inout State) {
-        guard case .token(let stored, _) = state.entries.removeValue(forKey: hash)?.lookup else { return }
-        state.byTokenID[stored.token.tokenID] = nil
-        unlink(hash, from: stored.token.orgID, in: &state.byOrg)
-        if let owner = stored.token.ownerUserID { unlink(hash, from: owner, in: &state.byOwner) }
-    }
-
-    private static func unlink(_ hash: TokenHash, from key: UUID, in index: inout [UUID: Set<TokenHash>]) {
-        guard var hashes = index.removeValue(forKey: key) else { return }
-        hashes.remove(hash)
-        if !hashes.isEmpty { index[key] = hashes }
-    }
-
-    /// Sweeps expired entries (at most once a second), else drops an arbitrary entry: dictionary
-    /// order follows the per-process seeded hash of the key, so this is close to random eviction.
-    private static func sweep(_ state: inout State, now: Date) -> Int {
-        state.lastSweep = now
-        let expired = state.entries.filter { $0.value.expires <= now }.map(\.key)
-        for hash in expired { remove(hash, from: &state) }
-        return expired.count
-    }
-
+    /// Sweeps expired entries (at most once a second), else drops a random entry.
     private static func makeRoom(in state: inout State, now: Date) -> Int {
         if now.timeIntervalSince(state.lastSweep) >= 1 {
-            let swept = sweep(&state, now: now)
+            state.lastSweep = now
+            let swept = state.table.sweep(now: now.timeIntervalSinceReferenceDate)
             if swept > 0 { return swept }
         }
-        guard let victim = state.entries.first?.key else { return 0 }
-        remove(victim, from: &state)
-        return 1
+        return state.table.evictOne() ? 1 : 0
     }
 }
