@@ -22,7 +22,7 @@ import time
 
 sys.dont_write_bytecode = True
 from harness import ROOT, Client, Postgres, Tessera, Workdir, apt_install, log, migrate_and_bootstrap  # noqa: E402
-import verify  # noqa: E402
+from bench import verify  # noqa: E402
 
 SECONDS = int(os.environ.get("SOAK_SECONDS", "1200"))
 SAMPLE = int(os.environ.get("SOAK_SAMPLE", "30"))

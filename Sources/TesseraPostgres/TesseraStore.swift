@@ -15,6 +15,8 @@ public struct TesseraStore: Sendable {
     /// How long ``withConnection(_:)`` waits for a pooled connection before answering
     /// ``TimeoutError`` (nil: as long as the pool makes it wait).
     public let leaseTimeout: Duration?
+    /// Scope catalogs, shared by every copy of this store (verification and token creation).
+    public let catalogs = ScopeCatalogCache()
 
     public init(
         client: PostgresClient, logger: Logger, clock: any WallClock = SystemWallClock(),

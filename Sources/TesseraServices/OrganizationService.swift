@@ -118,6 +118,8 @@ public struct OrganizationService: Sendable {
                         connection, org: updated, userIDs: nil, actor: actor, logger: logger)
                 }
             }
+            // Other replicas drop it on the `o:` notification; this one at once, listener or not.
+            if patch.scopes != nil { store.catalogs.invalidate(org.id) }
         } catch let error as PSQLError where error.isCheckViolation {
             let reason =
                 error.constraintName == "default_lifetime_within_max"

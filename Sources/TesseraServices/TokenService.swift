@@ -320,12 +320,20 @@ public struct TokenService: Sendable {
             policy: .init(
                 defaultDays: org.defaultTokenLifetimeDays, maxDays: org.maxTokenLifetimeDays,
                 allowNonExpiring: org.allowNonExpiringTokens))
-        let catalog = ScopeCatalog(
-            try await store.withConnection {
-                try await OrganizationRepository($0, logger: logger).scopeCatalog(orgID: org.id)
-            })
+        let requested = body.scopes ?? org.defaultScopes
+        let read: @Sendable () async throws -> ScopeCatalog = { [store] in
+            ScopeCatalog(
+                try await store.withConnection {
+                    try await OrganizationRepository($0, logger: logger).scopeCatalog(orgID: org.id)
+                })
+        }
+        // The shared catalog (no round trip, issue #24); a scope it lacks may have just been added.
+        var catalog = try await store.catalogs.catalog(for: org.id, now: now, read: read)
+        if requested.contains(where: { catalog.entries[$0] == nil }) {
+            catalog = try await store.catalogs.catalog(for: org.id, now: now, fresh: true, read: read)
+        }
         let scopes = try TokenPolicy.scopes(
-            body.scopes ?? org.defaultScopes, catalog: catalog, organization: org.slug, grantedByAdmin: admin,
+            requested, catalog: catalog, organization: org.slug, grantedByAdmin: admin,
             ownPlatformAdminPersonalToken: kind == .personal && ownerUserID == caller.userID && caller.platformAdmin,
             organizationToken: kind == .organization)
         var row = NewTokenRow(

@@ -114,9 +114,6 @@ public enum VerificationOutcome: Sendable, Equatable {
 public final class TokenVerifier: Sendable {
     public let store: TesseraStore
     public let cache: VerificationCache
-    /// Scope catalogs per org, always cached (they change rarely and notify `o:` when they do).
-    private let catalogs = Mutex<[UUID: (catalog: ScopeCatalog, expires: Date)]>([:])
-    private static let catalogTTL: TimeInterval = 60
     /// A miss statement (and a catalog read) waits at most this long; then its misses fail closed.
     private let lookupTimeout: Duration?
     /// After a failed lookup, misses fail closed at once for a second instead of each waiting
@@ -251,13 +248,13 @@ public final class TokenVerifier: Sendable {
     public func invalidate(_ target: VerificationCache.Target) {
         standby?.fence(target)
         cache.invalidate(target)
-        if case .organization(let id) = target { catalogs.withLock { $0[id] = nil } }
+        if case .organization(let id) = target { store.catalogs.invalidate(id) }
     }
 
     public func invalidateAll() {
         standby?.fence(nil)
         cache.removeAll()
-        catalogs.withLock { $0.removeAll() }
+        store.catalogs.removeAll()
     }
 
     /// Largest cache confirmed entry by entry when the listener (re)connects; a bigger one is
@@ -275,7 +272,7 @@ public final class TokenVerifier: Sendable {
         kept: Int, dropped: Int
     ) {
         standby?.fence(nil)
-        catalogs.withLock { $0.removeAll() }
+        store.catalogs.removeAll()
         let now = store.clock.now()
         let entries = cache.snapshot(now: now)
         guard entries.count <= Self.confirmableEntries else {
@@ -311,26 +308,18 @@ public final class TokenVerifier: Sendable {
         return (entries.count - changed.count, changed.count)
     }
 
+    /// The org's catalog from the store's shared cache (`o:` drops it there).
     private func catalog(for orgID: UUID, now: Date) async throws -> ScopeCatalog {
-        if let cached = catalogs.withLock({ $0[orgID] }), cached.expires > now { return cached.catalog }
-        let generation = cache.generation
-        let read: @Sendable () async throws -> ScopeCatalog = { [store] in
-            ScopeCatalog(
-                try await store.withConnection {
-                    try await OrganizationRepository($0, logger: store.logger).scopeCatalog(orgID: orgID)
-                })
+        try await store.catalogs.catalog(for: orgID, now: now) { [store, lookupTimeout] in
+            let read: @Sendable () async throws -> ScopeCatalog = {
+                ScopeCatalog(
+                    try await store.withConnection {
+                        try await OrganizationRepository($0, logger: store.logger).scopeCatalog(orgID: orgID)
+                    })
+            }
+            guard let lookupTimeout else { return try await read() }
+            return try await withTimeout(lookupTimeout, read)
         }
-        let catalog: ScopeCatalog
-        if let lookupTimeout {
-            catalog = try await withTimeout(lookupTimeout, read)
-        } else {
-            catalog = try await read()
-        }
-        // Kept only if no invalidation arrived while it was read (same rule as token states).
-        if cache.generation == generation {
-            catalogs.withLock { $0[orgID] = (catalog, now.addingTimeInterval(Self.catalogTTL)) }
-        }
-        return catalog
     }
 
     // MARK: Metrics

@@ -122,10 +122,21 @@ public final class UsageRecorder: Service, Sendable {
         }
     }
 
+    /// Tokens pending at which a flush comes early: what waits in memory stays bounded (about
+    /// 400 bytes a token) however many distinct tokens verify within an interval (issue #24: a
+    /// million in a few minutes held hundreds of MiB until the next flush, and the heap kept them).
+    static let earlyFlushTokens = 20_000
+
     public func run() async throws {
         var lastMaintenance = ContinuousClock.now - .seconds(3600)
+        var lastFlush = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: min(self.interval, .seconds(1))) }
+            let due = lastFlush.duration(to: .now) >= interval || Task.isShuttingDownGracefully || Task.isCancelled
+            guard due || pending.withLock({ max($0.uses.count, $0.counts.count) }) >= Self.earlyFlushTokens else {
+                continue
+            }
+            lastFlush = .now
             await flush()
             if counting, lastMaintenance.duration(to: .now) >= .seconds(3600), !Task.isShuttingDownGracefully {
                 lastMaintenance = .now

@@ -78,6 +78,37 @@ import Testing
         }
     }
 
+    /// Creation checks scopes against the shared, cached catalog (issue #24): a scope added a
+    /// moment ago is found, and one just made admin-only is refused to a member at once.
+    @Test func creationSeesCatalogChangesAtOnce() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            try await app.addMember("cleo")
+            let member = try await client.call(
+                .post, "/api-tokens/cleo", token: root, json: #"{"name": "c", "scopes": ["tokens:write", "api:read"]}"#)
+            let memberToken = try #require(member.string("token"))  // the catalog is cached now
+            let added = try await client.call(
+                .patch, "/orgs/acme", token: root,
+                json:
+                    #"{"personalTokenLimit": 3, "scopes": [{"name": "deploy:stage", "description": "Deploy", "adminOnly": false, "implies": []}]}"#
+            )
+            #expect(added.status == .ok, "\(added.text)")
+            let staged = try await client.call(
+                .post, "/api-tokens", token: memberToken, json: #"{"name": "s", "scopes": ["deploy:stage"]}"#)
+            #expect(staged.status == .created, "a scope added a moment ago: \(staged.text)")
+            let locked = try await client.call(
+                .patch, "/orgs/acme", token: root,
+                json:
+                    #"{"scopes": [{"name": "deploy:stage", "description": "Deploy", "adminOnly": true, "implies": []}]}"#
+            )
+            #expect(locked.status == .ok)
+            let refused = try await client.call(
+                .post, "/api-tokens", token: memberToken, json: #"{"name": "t", "scopes": ["deploy:stage"]}"#)
+            #expect(refused.status == .badRequest || refused.status == .forbidden, "\(refused.text)")
+            #expect(refused.string("detail")?.contains("deploy:stage") == true, "\(refused.text)")
+        }
+    }
+
     /// An admin asking for a cap gets the cap: a larger default lifetime is lowered to it (#11).
     @Test func aCapAloneLowersTheDefaultLifetime() async throws {
         try await TestApp.run { app, client in
