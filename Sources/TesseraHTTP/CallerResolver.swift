@@ -23,7 +23,9 @@ package struct CallerResolver: Sendable {
             switch identity {
             case .token(let token):
                 if pathSlug == nil || pathSlug == token.orgSlug {
-                    guard let org = try await OrganizationRepository(connection, logger: logger).find(id: token.orgID)
+                    guard
+                        let org = try await OrganizationRepository(connection, logger: logger).find(
+                            id: token.orgID, mode: store.statements)
                     else {
                         throw Self.notFound
                     }

@@ -117,8 +117,10 @@ extension PostgresQuery.StringInterpolation {
         appendLiteral(", ")
         appendInterpolation(event.targetUsername)
         appendLiteral(", ")
-        appendInterpolation(event.sourceIP)
-        appendLiteral("::inet, ")
+        // Bound as text even when absent: a prepared statement's first NULL must not make it inet.
+        appendLiteral("NULLIF(")
+        appendInterpolation(event.sourceIP ?? "")
+        appendLiteral(", '')::inet, ")
         appendInterpolation(details)
         appendLiteral("::jsonb")
     }

@@ -59,7 +59,7 @@ extension TesseraStore {
                     ),
                     audit: AuditEvent(
                         orgID: orgID, actorUsername: username, actorKind: .cli, action: .orgBootstrapped,
-                        targetUsername: username)
+                        targetUsername: username), mode: statements
                 ).id
                 return BootstrapResult(
                     organization: slug, username: username, token: secret, tokenUUID: tokenID,

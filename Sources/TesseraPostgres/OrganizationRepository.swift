@@ -66,10 +66,27 @@ public struct OrganizationRepository {
     }
 
     public func find(id: UUID) async throws -> OrganizationRecord? {
-        let rows = try await connection.statement(
-            "SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE id = \(id)", logger: logger)
-        for try await row in rows { return try Self.organizationRecord(row) }
-        return nil
+        try await find(id: id, mode: .unnamed)
+    }
+
+    /// The organization by id, as a prepared statement unless `mode` says otherwise: every API
+    /// call made with a token reads its org this way.
+    public func find(id: UUID, mode: StatementMode) async throws -> OrganizationRecord? {
+        try await connection.rows(ByID(id: id), mode: mode, logger: logger).first
+    }
+
+    struct ByID: FixedStatement {
+        static let sql = ByID(id: UUID()).query.sql
+        let query: PostgresQuery
+
+        init(id: UUID) {
+            query =
+                "SELECT \(unescaped: OrganizationRepository.organizationColumns) FROM organizations WHERE id = \(id)"
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> OrganizationRecord {
+            try OrganizationRepository.organizationRecord(row)
+        }
     }
 
     /// Organizations, all of them or those `userID` acts in (suspended memberships left out).

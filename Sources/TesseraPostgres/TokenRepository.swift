@@ -299,20 +299,32 @@ public struct TokenRepository {
     /// statement — so one implicit transaction and one round trip — and returns the token as
     /// lists show it. The audit row's triggers (webhooks) see the token: after-row triggers fire at
     /// the end of the statement. Constraint and trigger refusals are the plain insert's.
-    public func insertAudited(_ row: NewTokenRow, audit: AuditEvent) async throws -> TokenRecord {
-        let rows = try await connection.statement(
-            """
-            WITH t AS (
-                INSERT INTO tokens (\(unescaped: Self.insertColumns)) VALUES (\(newToken: row)) RETURNING *
-            ), audit AS (
-                INSERT INTO audit_events (\(unescaped: AuditRepository.columns))
-                SELECT \(audit: audit, targetToken: "t.id") FROM t
-            )
-            SELECT \(unescaped: Self.tokenColumns) FROM t JOIN organizations o ON o.id = t.org_id
-            """,
-            logger: logger)
-        for try await row in rows { return try Self.tokenRecord(row) }
-        throw StoreError.noRows
+    public func insertAudited(_ row: NewTokenRow, audit: AuditEvent, mode: StatementMode) async throws
+        -> TokenRecord
+    {
+        guard let record = try await connection.rows(InsertAudited(row, audit), mode: mode, logger: logger).first
+        else { throw StoreError.noRows }
+        return record
+    }
+
+    /// The token, its audit event and the row as lists show it, in one prepared statement.
+    struct InsertAudited: FixedStatement {
+        static let sql = InsertAudited(.sample, .sample).query.sql
+        let query: PostgresQuery
+
+        init(_ row: NewTokenRow, _ audit: AuditEvent) {
+            query = """
+                WITH t AS (
+                    INSERT INTO tokens (\(unescaped: TokenRepository.insertColumns)) VALUES (\(newToken: row)) RETURNING *
+                ), audit AS (
+                    INSERT INTO audit_events (\(unescaped: AuditRepository.columns))
+                    SELECT \(audit: audit, targetToken: "t.id") FROM t
+                )
+                SELECT \(unescaped: TokenRepository.tokenColumns) FROM t JOIN organizations o ON o.id = t.org_id
+                """
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> TokenRecord { try TokenRepository.tokenRecord(row) }
     }
 
     /// Inserts a token row alone (fixtures, tests); returns its `tokenUUID`.
@@ -422,4 +434,16 @@ extension PostgresQuery.StringInterpolation {
         // A literal (one of two fixed words), so the planner can use the partial index of direct tokens.
         if let source = filter.query.source { appendLiteral(" AND t.source = '\(source.rawValue)'") }
     }
+}
+
+extension NewTokenRow {
+    /// Any row: prepared statements take their SQL text from one (``FixedStatement``).
+    static let sample = NewTokenRow(
+        orgID: UUID(), kind: .organization, ownerUserID: nil, username: "sample", name: "sample", description: nil,
+        scopes: [], groups: [], secret: .generate(kind: .organization), expiresAt: nil, createdAt: Date(),
+        createdBy: "sample", createdByUserID: nil)
+}
+
+extension AuditEvent {
+    static let sample = AuditEvent(orgID: nil, actorUsername: nil, actorKind: .system, action: .tokenCreated)
 }

@@ -361,7 +361,7 @@ public struct TokenService: Sendable {
                         orgID: row.orgID, action: .tokenCreated, target: row.username,
                         details: [
                             "kind": row.kind.rawValue, "name": row.name, "scopes": row.scopes.joined(separator: " "),
-                        ]))
+                        ]), mode: store.statements)
             }
             WriteJournal.note()  // a new token: no cache holds it yet
             return Issued(record: record, secret: row.secret)
