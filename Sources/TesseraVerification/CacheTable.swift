@@ -230,6 +230,9 @@ struct CacheTable {
     private var byOrg: [UUID: Set<SharedFacts>] = [:]
     private var byOwner: [UUID: Set<SharedFacts>] = [:]
 
+    /// How many distinct ``SharedFacts`` the entries point at.
+    var sharedFactsCount: Int { facts.count }
+
     func find(_ words: (UInt64, UInt64, UInt64, UInt64)) -> Int? {
         byHash.find(SlotIndex.home(words), in: slots) { $0.holds(words) }
     }

@@ -207,6 +207,9 @@ public final class VerificationCache: Sendable {
 
     public var count: Int { state.withLock { $0.table.count } }
 
+    /// Distinct shared facts (org, owner standing, scopes, limits) behind the entries.
+    var sharedFactsCount: Int { state.withLock { $0.table.sharedFactsCount } }
+
     /// Every live entry, to be confirmed against the database (``TokenVerifier/confirmCache(on:)``).
     func snapshot(now: Date) -> [(hash: TokenHash, lookup: CachedLookup)] {
         let moment = now.timeIntervalSinceReferenceDate

@@ -4,8 +4,9 @@ import PostgresNIO
 import TesseraCore
 import TesseraPostgres
 import TesseraTestSupport
-import TesseraVerification
 import Testing
+
+@testable import TesseraVerification
 
 /// When the invalidation listener (re)connects, the notifications sent while no one listened are
 /// lost: each cached answer is read again on the listener's connection and only those that
@@ -45,6 +46,9 @@ import Testing
             let verifier = TokenVerifier(store: store, cache: cache, lookupTimeout: .seconds(60))
             for secret in [boot.token, revoked, kept, appearing] { _ = await verifier.verify(secret.plaintext) }
             #expect([boot.token, revoked, kept, appearing].allSatisfy { Self.cached(cache, $0) })
+            // Two organization tokens alike but for name and dates, read from the database, share
+            // their facts (the bootstrap token, personal, has its own).
+            #expect(cache.sharedFactsCount == 2)
 
             // While no one listened: one token revoked, one unknown hash became a token, and a
             // use recorded elsewhere (not a change of answer).

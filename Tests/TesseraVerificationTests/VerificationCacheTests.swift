@@ -225,6 +225,7 @@ import Testing
         }
         let live = stored.filter { cache.lookup($0, now: now) != nil }.count
         #expect(live == 50)
+        #expect(cache.sharedFactsCount == 1, "tokens alike but for id, label and dates share their facts")
         #expect(cache.invalidate(.organization(org)) == 50)
         #expect(cache.count == 0)
     }
