@@ -229,9 +229,10 @@ public final class VerificationCache: Sendable {
     /// Drops the entries `doomed` picks, under the same lock, and moves the generation on (a
     /// lookup already running is not stored); returns how many were picked.
     @discardableResult
-    private func drop(_ doomed: (CacheTable) -> [Int]) -> Int {
+    private func drop(_ doomed: (inout CacheTable) -> [Int]) -> Int {
         let (dropped, count) = state.withLock { state -> (Int, Int) in
-            let slots = doomed(state.table)
+            // In place: a copy of the table alive during the removals would copy its slot array.
+            let slots = doomed(&state.table)
             for index in slots { state.table.remove(index) }
             state.generation &+= 1
             return (slots.count, state.table.count)
