@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import TesseraCore
 
@@ -46,6 +47,25 @@ public final class ScopeCatalogCache: Sendable {
         state.withLock { state in
             state.catalogs.removeAll()
             state.generation &+= 1
+        }
+    }
+}
+
+extension TesseraStore {
+    /// The org's scope catalog through ``catalogs``: read from the database when not cached (or
+    /// when `fresh`), within `timeout` when one is given.
+    public func scopeCatalog(
+        orgID: UUID, now: Date, fresh: Bool = false, timeout: Duration? = nil, logger: Logger? = nil
+    ) async throws -> ScopeCatalog {
+        try await catalogs.catalog(for: orgID, now: now, fresh: fresh) { [self] in
+            let read: @Sendable () async throws -> ScopeCatalog = { [self] in
+                ScopeCatalog(
+                    try await withConnection {
+                        try await OrganizationRepository($0, logger: logger ?? self.logger).scopeCatalog(orgID: orgID)
+                    })
+            }
+            guard let timeout else { return try await read() }
+            return try await withTimeout(timeout, read)
         }
     }
 }

@@ -321,16 +321,10 @@ public struct TokenService: Sendable {
                 defaultDays: org.defaultTokenLifetimeDays, maxDays: org.maxTokenLifetimeDays,
                 allowNonExpiring: org.allowNonExpiringTokens))
         let requested = body.scopes ?? org.defaultScopes
-        let read: @Sendable () async throws -> ScopeCatalog = { [store] in
-            ScopeCatalog(
-                try await store.withConnection {
-                    try await OrganizationRepository($0, logger: logger).scopeCatalog(orgID: org.id)
-                })
-        }
         // The shared catalog (no round trip, issue #24); a scope it lacks may have just been added.
-        var catalog = try await store.catalogs.catalog(for: org.id, now: now, read: read)
+        var catalog = try await store.scopeCatalog(orgID: org.id, now: now, logger: logger)
         if requested.contains(where: { catalog.entries[$0] == nil }) {
-            catalog = try await store.catalogs.catalog(for: org.id, now: now, fresh: true, read: read)
+            catalog = try await store.scopeCatalog(orgID: org.id, now: now, fresh: true, logger: logger)
         }
         let scopes = try TokenPolicy.scopes(
             requested, catalog: catalog, organization: org.slug, grantedByAdmin: admin,

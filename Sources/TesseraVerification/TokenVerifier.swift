@@ -310,16 +310,7 @@ public final class TokenVerifier: Sendable {
 
     /// The org's catalog from the store's shared cache (`o:` drops it there).
     private func catalog(for orgID: UUID, now: Date) async throws -> ScopeCatalog {
-        try await store.catalogs.catalog(for: orgID, now: now) { [store, lookupTimeout] in
-            let read: @Sendable () async throws -> ScopeCatalog = {
-                ScopeCatalog(
-                    try await store.withConnection {
-                        try await OrganizationRepository($0, logger: store.logger).scopeCatalog(orgID: orgID)
-                    })
-            }
-            guard let lookupTimeout else { return try await read() }
-            return try await withTimeout(lookupTimeout, read)
-        }
+        try await store.scopeCatalog(orgID: orgID, now: now, timeout: lookupTimeout)
     }
 
     // MARK: Metrics

@@ -71,7 +71,7 @@ public struct EffectiveScopes: Sendable, Equatable, ExpressibleByArrayLiteral {
 /// PostgreSQL notifies a change (``InvalidationListener``). Lock-protected, never suspends.
 ///
 /// Entries are fixed-size slots in one array with the facts tokens share interned
-/// (``CacheTable``): about 145 bytes an entry instead of the ~1 KB a dictionary of token states
+/// (``CacheTable``): about 170 bytes an entry instead of the ~1 KB a dictionary of token states
 /// cost (issue #24).
 public final class VerificationCache: Sendable {
     struct State {
@@ -158,8 +158,7 @@ public final class VerificationCache: Sendable {
             } else if now.timeIntervalSince(state.lastSweep) >= 10 {
                 // Entries nobody asks for again (a flood of random guesses) expire but stay
                 // until swept: a sweep every 10 s keeps memory at the live working set.
-                state.lastSweep = now
-                evicted = state.table.sweep(now: now.timeIntervalSinceReferenceDate)
+                evicted = Self.sweep(&state, now: now)
             }
             state.table.insert(slot, facts: facts)
             return (evicted, state.table.count)
@@ -242,11 +241,16 @@ public final class VerificationCache: Sendable {
         return dropped
     }
 
+    /// Removes what expired by `now`, noting when (the next sweep waits for its interval).
+    private static func sweep(_ state: inout State, now: Date) -> Int {
+        state.lastSweep = now
+        return state.table.sweep(now: now.timeIntervalSinceReferenceDate)
+    }
+
     /// Sweeps expired entries (at most once a second), else drops a random entry.
     private static func makeRoom(in state: inout State, now: Date) -> Int {
         if now.timeIntervalSince(state.lastSweep) >= 1 {
-            state.lastSweep = now
-            let swept = state.table.sweep(now: now.timeIntervalSinceReferenceDate)
+            let swept = sweep(&state, now: now)
             if swept > 0 { return swept }
         }
         return state.table.evictOne() ? 1 : 0
