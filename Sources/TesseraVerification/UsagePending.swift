@@ -88,12 +88,10 @@ struct UsagePending {
         var addresses = RecentAddresses()
     }
 
-    var tokens: [UUID: Token]
+    var tokens: [UUID: Token] = [:]
     /// Counts of an earlier hour of a token that went on verifying into the next hour within one
     /// interval (or that a failed write gave back): rare, so kept apart.
     var spilled: [Key: Counts] = [:]
-
-    init(capacity: Int = 0) { tokens = Dictionary(minimumCapacity: capacity) }
 
     var isEmpty: Bool { tokens.isEmpty && spilled.isEmpty }
 

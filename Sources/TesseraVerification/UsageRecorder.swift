@@ -112,7 +112,7 @@ public final class UsageRecorder: Service, Sendable {
     /// CPU under uncached load). A failed write gives its rows back.
     public func flush() async {
         let batch = pending.withLock { pending in
-            defer { pending = UsagePending(capacity: min(pending.tokens.count, Self.earlyFlushTokens)) }
+            defer { pending = UsagePending() }
             return pending
         }
         guard !batch.isEmpty else { return }
