@@ -2,8 +2,8 @@ import Foundation
 import TesseraCore
 
 /// What verifications left behind since the last flush of a ``UsageRecorder``: one compact record
-/// per token (about 100 bytes: its org, the hour counted, six counters, last use and the recent
-/// addresses, the first one inline), so a replica can wait a whole flush interval with a
+/// per token (96 bytes: its org, the hour counted, six counters, last use and the recent
+/// addresses, the first one inline), so a replica can wait a whole flush interval with nearly a
 /// hundred thousand distinct tokens and still write each token at most once (DESIGN §5: last use
 /// coalesced to at most one write a minute per token).
 struct UsagePending {
