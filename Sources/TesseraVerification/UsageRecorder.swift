@@ -81,7 +81,8 @@ public final class UsageRecorder: Service, Sendable {
 
     /// Tokens pending at which a flush comes before its interval: what waits in memory stays
     /// bounded however many distinct tokens verify within an interval. 98,000 records fit a
-    /// dictionary of 2¹⁷ buckets (about 14 MiB at 112 bytes a bucket; one more and it doubles).
+    /// dictionary of 2¹⁷ buckets (about 14 MiB at 112 bytes a bucket; it doubles past 98,304,
+    /// which a second's arrivals between two looks of the loop can still reach).
     /// Below it, each token is written at most once an interval (issue #24: at 20,000, random
     /// traffic over 100,000 tokens wrote every token every two seconds, three rows each, and those
     /// writes were most of PostgreSQL's work under uncached verification).
