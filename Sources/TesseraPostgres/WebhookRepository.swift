@@ -227,11 +227,29 @@ public struct WebhookRepository {
     }
 
     /// Queues the expiry notices due at `at`; returns how many events that made (0 when every
-    /// due notice was already sent, by this replica or another).
-    public func sweepExpiry(at: Date) async throws -> Int {
-        let rows = try await connection.statement("SELECT tessera_sweep_expiry(\(at))", logger: logger)
-        for try await count in rows.decode(Int32.self) { return Int(count) }
-        return 0
+    /// due notice was already sent, by this replica or another). `batch` due tokens a statement,
+    /// each its own transaction, each going on where the last stopped: a first sweep over a
+    /// million due tokens neither holds one transaction open for minutes nor starves the traffic
+    /// beside it.
+    public func sweepExpiry(at: Date, batch: Int = 5_000) async throws -> Int {
+        var queued = 0
+        var after = (
+            at: at.addingTimeInterval(-8 * 86_400), id: UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        )
+        while true {
+            let rows = try await connection.statement(
+                """
+                SELECT queued, scanned, last_at, last_id
+                FROM tessera_sweep_expiry(\(at), \(Int32(clamping: batch)), \(after.at), \(after.id))
+                """, logger: logger)
+            var scanned = 0
+            for try await (count, seen, lastAt, lastID) in rows.decode((Int32, Int64, Date?, UUID?).self) {
+                queued += Int(count)
+                scanned = Int(seen)
+                if let lastAt, let lastID { after = (lastAt, lastID) }
+            }
+            if scanned < batch { return queued }
+        }
     }
 
     /// Pending deliveries and the age of the oldest, for `/metrics`.

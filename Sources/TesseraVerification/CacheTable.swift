@@ -9,6 +9,7 @@ import TesseraCore
 /// cache's lock.
 final class SharedFacts: Hashable, @unchecked Sendable {
     let kind: TokenKind
+    let status: TokenStatus
     let orgID: UUID
     let orgSlug: String
     let ownerUserID: UUID?
@@ -29,6 +30,7 @@ final class SharedFacts: Hashable, @unchecked Sendable {
     init(_ state: StoredTokenState, effective: EffectiveScopes) {
         let token = state.token
         kind = token.kind
+        status = state.status
         orgID = token.orgID
         orgSlug = token.orgSlug
         ownerUserID = token.ownerUserID
@@ -45,7 +47,8 @@ final class SharedFacts: Hashable, @unchecked Sendable {
 
     static func == (a: SharedFacts, b: SharedFacts) -> Bool {
         a === b
-            || (a.kind == b.kind && a.orgID == b.orgID && a.orgSlug == b.orgSlug && a.ownerUserID == b.ownerUserID
+            || (a.kind == b.kind && a.status == b.status && a.orgID == b.orgID && a.orgSlug == b.orgSlug
+                && a.ownerUserID == b.ownerUserID
                 && a.role == b.role && a.groups == b.groups && a.platformAdmin == b.platformAdmin
                 && a.ownerIsActiveMember == b.ownerIsActiveMember && a.idleTimeoutDays == b.idleTimeoutDays
                 && a.scopes == b.scopes && a.effective == b.effective && a.accessRules == b.accessRules
@@ -60,26 +63,26 @@ final class SharedFacts: Hashable, @unchecked Sendable {
     }
 }
 
-/// One cached answer: 128 bytes, no per-entry allocation (a label of up to 15 bytes is stored in
-/// the string itself). Dates are seconds since the reference date, NaN for none.
+/// One cached answer: 112 bytes, no per-entry allocation (a label of up to 15 bytes is stored in
+/// the string itself). Dates are seconds since the reference date; last use and the end of a
+/// rotation's overlap are whole seconds (0: none), rounded down: an idle timeout counts days, and
+/// an overlap read from the cache ends at most a second early. A free slot has `cachedUntil` 0; a
+/// token's status is among its shared facts, so a slot with no facts is "no such token".
 struct CacheSlot: Sendable {
-    enum Answer: UInt8, Sendable {
-        case free, unknown, active, inactive, revoked
-    }
-
     var hash: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
     var tokenID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
     var username = ""
     var facts: SharedFacts?
     var expiresAt = Double.nan
     var createdAt = 0.0
-    var lastUsedAt = Double.nan
-    var graceUntil = Double.nan
     var cachedUntil = 0.0
+    var lastUsedAt: UInt32 = 0
+    var graceUntil: UInt32 = 0
     /// Neighbours among the entries sharing `facts`; `next` also chains the free slots.
     var previous: Int32 = -1
     var next: Int32 = -1
-    var answer = Answer.free
+
+    var isFree: Bool { cachedUntil == 0 }
 
     /// The lookup this slot holds (one allocation: the token id's text).
     var lookup: CachedLookup {
@@ -87,27 +90,27 @@ struct CacheSlot: Sendable {
         let token = VerifiedToken(
             tokenID: tokenID, kind: facts.kind, orgID: facts.orgID, orgSlug: facts.orgSlug, username: username,
             ownerUserID: facts.ownerUserID, role: facts.role, groups: facts.groups, platformAdmin: facts.platformAdmin,
-            scopes: facts.scopes, expiresAt: Self.date(expiresAt),
+            scopes: facts.scopes, expiresAt: expiresAt.isNaN ? nil : Date(timeIntervalSinceReferenceDate: expiresAt),
             createdAt: Date(timeIntervalSinceReferenceDate: createdAt),
             accessRules: facts.accessRules, allowedCidrs: facts.allowedCidrs)
-        let status: TokenStatus =
-            switch answer {
-            case .inactive: .inactive
-            case .revoked: .revoked
-            default: .active
-            }
         let state = StoredTokenState(
-            token: token, status: status, ownerIsActiveMember: facts.ownerIsActiveMember,
-            idleTimeoutDays: facts.idleTimeoutDays, lastUsedAt: Self.date(lastUsedAt), graceUntil: Self.date(graceUntil)
-        )
+            token: token, status: facts.status, ownerIsActiveMember: facts.ownerIsActiveMember,
+            idleTimeoutDays: facts.idleTimeoutDays, lastUsedAt: Self.date(wholeSeconds: lastUsedAt),
+            graceUntil: Self.date(wholeSeconds: graceUntil))
         return .token(state, effectiveScopes: facts.effective)
     }
 
-    static func date(_ seconds: Double) -> Date? {
-        seconds.isNaN ? nil : Date(timeIntervalSinceReferenceDate: seconds)
+    static func seconds(_ date: Date?) -> Double { date?.timeIntervalSinceReferenceDate ?? .nan }
+
+    /// `date` in whole seconds since the reference date, rounded down (0: none; lasts until 2137).
+    static func wholeSeconds(_ date: Date?) -> UInt32 {
+        guard let seconds = date?.timeIntervalSinceReferenceDate.rounded(.down), seconds.isFinite else { return 0 }
+        return UInt32(clamping: Int64(max(1, min(seconds, Double(UInt32.max)))))
     }
 
-    static func seconds(_ date: Date?) -> Double { date?.timeIntervalSinceReferenceDate ?? .nan }
+    static func date(wholeSeconds seconds: UInt32) -> Date? {
+        seconds == 0 ? nil : Date(timeIntervalSinceReferenceDate: Double(seconds))
+    }
 
     static func words(_ hash: TokenHash) -> (UInt64, UInt64, UInt64, UInt64) {
         hash.bytes.withUnsafeBytes {
@@ -219,8 +222,8 @@ struct SlotIndex {
 
 /// The cache's storage: slots in one array (freed ones reused), found by hash and by token id
 /// through two ``SlotIndex``es, and by organization or owner through the interned
-/// ``SharedFacts`` they point at (each keeps a list of its slots). About 170 bytes an entry
-/// (172 measured in-process at 200,000, the array's doubling included).
+/// ``SharedFacts`` they point at (each keeps a list of its slots). About 130 bytes an entry:
+/// the slot's 112 and two indexes' 8 to 16 (the array's spare capacity is never touched).
 struct CacheTable {
     private(set) var slots: [CacheSlot] = []
     private(set) var count = 0
@@ -322,14 +325,14 @@ struct CacheTable {
         if !sharing.isEmpty { index[key] = sharing }
     }
 
-    mutating func touch(_ index: Int, at moment: Double) {
-        slots[index].lastUsedAt = moment
+    mutating func touch(_ index: Int, at date: Date) {
+        slots[index].lastUsedAt = CacheSlot.wholeSeconds(date)
     }
 
     /// Removes every entry cached until `now` or earlier; returns how many.
     mutating func sweep(now: Double) -> Int {
         var swept = 0
-        for index in slots.indices where slots[index].answer != .free && slots[index].cachedUntil <= now {
+        for index in slots.indices where !slots[index].isFree && slots[index].cachedUntil <= now {
             remove(index)
             swept += 1
         }
@@ -340,7 +343,7 @@ struct CacheTable {
     mutating func evictOne() -> Bool {
         guard count > 0 else { return false }
         var index = Int.random(in: slots.indices)
-        while slots[index].answer == .free { index = (index + 1) % slots.count }
+        while slots[index].isFree { index = (index + 1) % slots.count }
         remove(index)
         return true
     }

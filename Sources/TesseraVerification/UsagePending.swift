@@ -92,6 +92,13 @@ struct UsagePending {
     /// Counts of an earlier hour of a token that went on verifying into the next hour within one
     /// interval (or that a failed write gave back): rare, so kept apart.
     var spilled: [Key: Counts] = [:]
+    /// Most tokens (and most spilled rows) held: a token not yet here when this many are is not
+    /// recorded (``dropped`` counts it), so memory stays bounded when writes fall behind.
+    let limit: Int
+    /// Records not kept because of ``limit`` since this value was made.
+    private(set) var dropped = 0
+
+    init(limit: Int = .max) { self.limit = limit }
 
     var isEmpty: Bool { tokens.isEmpty && spilled.isEmpty }
 
@@ -101,11 +108,22 @@ struct UsagePending {
         _ tokenID: UUID, orgID: UUID, _ outcome: UsageOutcome?, hour: Int64, use: Date?, address: String?,
         keptAddresses: Int
     ) {
+        if tokens.count >= limit, tokens[tokenID] == nil {
+            dropped += 1
+            return
+        }
         let earlier = tokens[tokenID, default: Token(hour: hour, counts: Counts(orgID: orgID))].record(
             outcome, hour: hour, use: use, address: address, keptAddresses: keptAddresses)
-        if let earlier {
-            spilled[Key(tokenID: tokenID, hour: earlier.hour), default: Counts(orgID: orgID)].add(earlier.counts)
+        if let earlier { spill(earlier.counts, of: tokenID, hour: earlier.hour) }
+    }
+
+    private mutating func spill(_ counts: Counts, of tokenID: UUID, hour: Int64) {
+        let key = Key(tokenID: tokenID, hour: hour)
+        if spilled.count >= limit, spilled[key] == nil {
+            dropped += 1
+            return
         }
+        spilled[key, default: Counts(orgID: counts.orgID)].add(counts)
     }
 
     /// The rows `token_usage` gets: one per token and hour, sorted by token then hour (the order
@@ -138,7 +156,7 @@ struct UsagePending {
                 token.counts.add(counts)
                 tokens[key.tokenID] = token
             } else {
-                spilled[key, default: Counts(orgID: counts.orgID)].add(counts)
+                spill(counts, of: key.tokenID, hour: key.hour)
             }
         }
     }
@@ -150,10 +168,12 @@ struct UsagePending {
                 token.lastUse = old.lastUse
                 token.addresses = old.addresses
                 tokens[id] = token
-            } else {
+            } else if tokens.count < limit {
                 var token = old
                 token.counts = Counts(orgID: old.counts.orgID)
                 tokens[id] = token
+            } else {
+                dropped += 1
             }
         }
     }

@@ -39,7 +39,8 @@ public enum UsageOutcome: Int, Sendable, CaseIterable {
 /// suspension) and written in one batch per interval (default 60 s) and on graceful shutdown;
 /// replicas add their counts up. With usage off (`TESSERA_USAGE=off`) only last use is kept.
 public final class UsageRecorder: Service, Sendable {
-    private let pending = Mutex(UsagePending())
+    private let pending = Mutex(UsagePending(limit: UsageRecorder.pendingLimit))
+    private let dropped = TesseraMetrics.counter("tessera_usage_dropped_total")
     private let client: PostgresClient
     private let logger: Logger
     private let interval: Duration
@@ -79,14 +80,17 @@ public final class UsageRecorder: Service, Sendable {
         }
     }
 
-    /// Tokens pending at which a flush comes before its interval: what waits in memory stays
-    /// bounded however many distinct tokens verify within an interval. 98,000 records fit a
-    /// dictionary of 2¹⁷ buckets (about 14 MiB at 112 bytes a bucket; it doubles past 98,304,
-    /// which a second's arrivals between two looks of the loop can still reach).
-    /// Below it, each token is written at most once an interval (issue #24: at 20,000, random
-    /// traffic over 100,000 tokens wrote every token every two seconds, three rows each, and those
-    /// writes were most of PostgreSQL's work under uncached verification).
-    static let earlyFlushTokens = 98_000
+    /// Tokens pending at which a flush comes before its interval, so each token is written at
+    /// most once an interval below it (issue #24: an early flush at 20,000 wrote every token of
+    /// random traffic over 100,000 every two seconds, three rows each, most of PostgreSQL's work
+    /// under uncached verification).
+    static let earlyFlushTokens = 80_000
+    /// Most tokens pending: 98,304 records fill a dictionary of 2¹⁷ buckets (about 14 MiB at 112
+    /// bytes a bucket) without doubling it; the 18,000 above the early flush take what arrives
+    /// while a flush writes. A token arriving when even that is full is not recorded (counted in
+    /// `tessera_usage_dropped_total`). Without a bound, a fill of a million distinct tokens at
+    /// 7,000 a second outran flushes slowed down beside it and held 2²¹ buckets (235 MiB).
+    static let pendingLimit = 98_304
 
     public func run() async throws {
         var lastMaintenance = ContinuousClock.now - .seconds(3600)
@@ -113,13 +117,27 @@ public final class UsageRecorder: Service, Sendable {
     /// fraction of the cost: formatting the text in every comparison took 7 % of the server's
     /// CPU under uncached load). A failed write gives its rows back.
     public func flush() async {
-        let batch = pending.withLock { pending in
-            defer { pending = UsagePending() }
-            return pending
+        let started = ContinuousClock.now
+        // The rows only: the batch's dictionary is gone before the writes start.
+        let (tokens, uses, counts, lost) = { [counting] in
+            let batch = pending.withLock { pending in
+                defer { pending = UsagePending(limit: Self.pendingLimit) }
+                return pending
+            }
+            return (batch.tokens.count, batch.useRows(), counting ? batch.countRows() : [], batch.dropped)
+        }()
+        if lost > 0 {
+            dropped.increment(by: lost)
+            logger.warning(
+                "usage writes fell behind: verifications of tokens beyond the pending bound were not recorded",
+                metadata: ["dropped": "\(lost)", "bound": "\(Self.pendingLimit)"])
         }
-        guard !batch.isEmpty else { return }
+        guard !uses.isEmpty || !counts.isEmpty else { return }
+        defer {
+            logger.debug(
+                "usage flushed", metadata: ["tokens": "\(tokens)", "duration": "\(started.duration(to: .now))"])
+        }
         let store = TesseraStore(client: client, logger: logger)
-        let uses = batch.useRows()
         do {
             try await writeUses(uses, store)
         } catch {
@@ -127,7 +145,6 @@ public final class UsageRecorder: Service, Sendable {
             pending.withLock { $0.restore(uses: uses) }
         }
         guard counting else { return }
-        let counts = batch.countRows()
         do {
             try await writeCounts(counts, store)
         } catch {

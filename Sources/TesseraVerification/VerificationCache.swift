@@ -43,7 +43,8 @@ extension CachedLookup {
             return true
         case (.token(let a, let aScopes), .token(let b, let bScopes)):
             return a.token == b.token && a.status == b.status && a.ownerIsActiveMember == b.ownerIsActiveMember
-                && a.idleTimeoutDays == b.idleTimeoutDays && a.graceUntil == b.graceUntil && aScopes == bScopes
+                && a.idleTimeoutDays == b.idleTimeoutDays
+                && CacheSlot.wholeSeconds(a.graceUntil) == CacheSlot.wholeSeconds(b.graceUntil) && aScopes == bScopes
         default:
             return false
         }
@@ -71,7 +72,7 @@ public struct EffectiveScopes: Sendable, Equatable, ExpressibleByArrayLiteral {
 /// PostgreSQL notifies a change (``InvalidationListener``). Lock-protected, never suspends.
 ///
 /// Entries are fixed-size slots in one array with the facts tokens share interned
-/// (``CacheTable``): about 170 bytes an entry instead of the ~1 KB a dictionary of token states
+/// (``CacheTable``): about 130 bytes an entry instead of the ~1 KB a dictionary of token states
 /// cost (issue #24).
 public final class VerificationCache: Sendable {
     struct State {
@@ -134,18 +135,11 @@ public final class VerificationCache: Sendable {
             slot.username = stored.token.username
             slot.expiresAt = CacheSlot.seconds(stored.token.expiresAt)
             slot.createdAt = stored.token.createdAt.timeIntervalSinceReferenceDate
-            slot.lastUsedAt = CacheSlot.seconds(stored.lastUsedAt)
-            slot.graceUntil = CacheSlot.seconds(stored.graceUntil)
-            slot.answer =
-                switch stored.status {
-                case .active: .active
-                case .inactive: .inactive
-                case .revoked: .revoked
-                }
+            slot.lastUsedAt = CacheSlot.wholeSeconds(stored.lastUsedAt)
+            slot.graceUntil = CacheSlot.wholeSeconds(stored.graceUntil)
         case .unknown:
             ttl = settings.negativeTTL
             facts = nil
-            slot.answer = .unknown
         }
         guard ttl > .zero else { return }
         let expires = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
@@ -172,7 +166,7 @@ public final class VerificationCache: Sendable {
         let words = CacheSlot.words(hash)
         state.withLock { state in
             guard let index = state.table.find(words), state.table.slots[index].facts != nil else { return }
-            state.table.touch(index, at: now.timeIntervalSinceReferenceDate)
+            state.table.touch(index, at: now)
         }
     }
 
@@ -213,7 +207,7 @@ public final class VerificationCache: Sendable {
     func snapshot(now: Date) -> [(hash: TokenHash, lookup: CachedLookup)] {
         let moment = now.timeIntervalSinceReferenceDate
         let live = state.withLock { state in
-            state.table.slots.filter { $0.answer != .free && $0.cachedUntil > moment }
+            state.table.slots.filter { !$0.isFree && $0.cachedUntil > moment }
         }
         return live.map { ($0.tokenHash, $0.lookup) }
     }

@@ -69,6 +69,23 @@ import Testing
                 return try await group.reduce(0, +)
             }
             #expect(counts == 1)
+
+            // A sweep in batches smaller than what is due still sends every notice, once.
+            for index in 0..<5 { try await token("batch-\(index)", expiresIn: 40) }
+            let batched = try await store.withConnection {
+                try await WebhookRepository($0, logger: logger).sweepExpiry(
+                    at: start.addingTimeInterval(day), batch: 2)
+            }
+            #expect(batched == 5)
+            #expect(try await sweep(1) == 0)
+            let sixty = try await client.values(
+                "SELECT count(*)::int FROM webhook_deliveries WHERE payload->'data'->'token'->>'name' LIKE 'batch-%'",
+                as: Int32.self)
+            #expect(sixty == [5])
+            // The previous release's one-argument form (a replica mid-upgrade) finds nothing more.
+            let legacy = try await client.values(
+                "SELECT tessera_sweep_expiry(\(start.addingTimeInterval(day)))", as: Int32.self)
+            #expect(legacy == [0])
         }
     }
 }

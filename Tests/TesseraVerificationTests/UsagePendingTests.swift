@@ -28,6 +28,24 @@ import Testing
         #expect(uses.first?.token.lastUse == start + 3600)
     }
 
+    @Test func aBoundKeepsWhatIsHeldAndCountsWhatIsNot() {
+        var pending = UsagePending(limit: 2)
+        let (a, b, c) = (UUID(), UUID(), UUID())
+        for token in [a, b, c] {
+            pending.note(token, orgID: org, .valid, hour: hour, use: start, address: nil, keptAddresses: 5)
+        }
+        #expect(Set(pending.tokens.keys) == [a, b] && pending.dropped == 1, "a third token does not fit")
+        pending.note(a, orgID: org, .valid, hour: hour, use: start + 1, address: nil, keptAddresses: 5)
+        #expect(pending.tokens[a]?.counts.value(.valid) == 2, "a token already held still counts")
+        #expect(pending.dropped == 1)
+
+        // A failed write gives back only what fits beside what arrived meanwhile.
+        var next = UsagePending(limit: 2)
+        next.note(c, orgID: org, .valid, hour: hour, use: start + 2, address: nil, keptAddresses: 5)
+        next.restore(uses: pending.useRows())
+        #expect(next.tokens.count == 2 && next.dropped == 1)
+    }
+
     @Test func addressesKeepTheLastFiveDistinctMostRecentLast() {
         var addresses = UsagePending.RecentAddresses()
         for (offset, address) in ["a", "b", "a", "c", "d", "e", "f", "b"].enumerated() {
