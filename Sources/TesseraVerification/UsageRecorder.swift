@@ -84,10 +84,10 @@ public final class UsageRecorder: Service, Sendable {
     /// most once an interval below it (issue #24: an early flush at 20,000 wrote every token of
     /// random traffic over 100,000 every two seconds, three rows each, most of PostgreSQL's work
     /// under uncached verification).
-    static let earlyFlushTokens = 80_000
+    static let earlyFlushTokens = 90_000
     /// Most tokens pending: 98,304 records fill a dictionary of 2¹⁷ buckets (about 14 MiB at 112
-    /// bytes a bucket) without doubling it; the 18,000 above the early flush take what arrives
-    /// while a flush writes. A token arriving when even that is full is not recorded (counted in
+    /// bytes a bucket) without doubling it; the 8,304 above the early flush take what arrives
+    /// while a flush writes (under steady traffic few tokens are new by then). A token arriving when even that is full is not recorded (counted in
     /// `tessera_usage_dropped_total`). Without a bound, a fill of a million distinct tokens at
     /// 7,000 a second outran flushes slowed down beside it and held 2²¹ buckets (235 MiB).
     static let pendingLimit = 98_304
