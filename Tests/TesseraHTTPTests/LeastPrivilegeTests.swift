@@ -284,6 +284,41 @@ import Testing
         }
     }
 
+    /// A flush writes in statements of `rowsPerStatement` rows: every token's last use and count
+    /// arrive, none twice.
+    @Test func aFlushWritesInChunks() async throws {
+        try await TestApp.run { app, client in
+            let root = app.root.token.plaintext
+            var ids: [UUID] = []
+            for index in 0..<5 {
+                let created = try await client.call(
+                    .post, "/api-tokens/chunk-\(index)", token: root,
+                    json: #"{"name": "chunk-\#(index)", "isSystemToken": true}"#)
+                ids.append(try #require(created.string("tokenUUID").flatMap(UUID.init(uuidString:))))
+            }
+            let orgID = try #require(
+                try await app.store.client.values("SELECT org_id FROM tokens WHERE id = \(ids[0])", as: UUID.self).first
+            )
+            let recorder = UsageRecorder(client: app.store.client, logger: app.store.logger, rowsPerStatement: 2)
+            let now = Date()
+            for (index, id) in ids.enumerated() {
+                let token = VerifiedToken(
+                    tokenID: id, kind: .organization, orgID: orgID, orgSlug: "acme", username: "chunk-\(index)",
+                    ownerUserID: nil, role: nil, groups: [], platformAdmin: false, scopes: [], expiresAt: nil,
+                    createdAt: now)
+                recorder.record(token, at: now, address: "10.0.0.\(index + 1)")
+            }
+            await recorder.flush()
+            let used = try await app.store.client.values(
+                "SELECT count(*)::int FROM tokens WHERE id = ANY(\(ids)) AND last_used_at IS NOT NULL", as: Int32.self)
+            let counted = try await app.store.client.values(
+                "SELECT sum(valid)::int FROM token_usage WHERE token_id = ANY(\(ids))", as: Int32.self)
+            let addresses = try await app.store.client.values(
+                "SELECT count(*)::int FROM token_addresses WHERE token_id = ANY(\(ids))", as: Int32.self)
+            #expect(used == [5] && counted == [5] && addresses == [5])
+        }
+    }
+
     /// Hourly rows older than 30 days become one daily row each; rows past the retention go.
     @Test func usageRollsUpIntoDaysAndIsPurged() async throws {
         try await TestApp.run { app, client in
