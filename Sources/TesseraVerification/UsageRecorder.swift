@@ -92,9 +92,10 @@ public final class UsageRecorder: Service, Sendable {
     static let earlyFlushTokens = 90_000
     /// Most tokens pending: 98,304 records fill a dictionary of 2¹⁷ buckets (about 14 MiB at 112
     /// bytes a bucket) without doubling it; the 8,304 above the early flush take what arrives
-    /// while a flush writes (under steady traffic few tokens are new by then). A token arriving when even that is full is not recorded (counted in
-    /// `tessera_usage_dropped_total`). Without a bound, a fill of a million distinct tokens at
-    /// 7,000 a second outran flushes slowed down beside it and held 2²¹ buckets (235 MiB).
+    /// while a flush writes (under steady traffic few tokens are new by then). A token arriving
+    /// when even that is full is not recorded (counted in `tessera_usage_dropped_total`). Without
+    /// a bound, a fill of a million distinct tokens at 7,000 a second outran flushes slowed down
+    /// beside it and held 2²¹ buckets (235 MiB).
     static let pendingLimit = 98_304
 
     public func run() async throws {
@@ -116,11 +117,12 @@ public final class UsageRecorder: Service, Sendable {
         await flush()
     }
 
-    /// Writes what is pending: last use, counts, addresses (a statement each, sorted by token so
-    /// two replicas flushing at once lock rows in the same order: UUID's own order, its bytes',
-    /// which is PostgreSQL's and that of the upper-case text earlier releases sorted by, at a
-    /// fraction of the cost: formatting the text in every comparison took 7 % of the server's
-    /// CPU under uncached load). A failed write gives its rows back.
+    /// Writes what is pending: last use, counts, addresses (a statement each per
+    /// `rowsPerStatement` rows, sorted by token so two replicas flushing at once lock rows in the
+    /// same order: UUID's own order, its bytes', which is PostgreSQL's and that of the upper-case
+    /// text earlier releases sorted by, at a fraction of the cost: formatting the text in every
+    /// comparison took 7 % of the server's CPU under uncached load). A failed statement gives its
+    /// rows and those after it back.
     public func flush() async {
         let started = ContinuousClock.now
         // The rows only: the batch's dictionary is gone before the writes start.
