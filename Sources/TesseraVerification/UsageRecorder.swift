@@ -48,7 +48,7 @@ public final class UsageRecorder: Service, Sendable {
     let retentionDays: Int
     /// Rows a statement writes at most (8,192). A statement is its own transaction: a flush of
     /// 90,000 tokens under load took 10–20 s in one UPDATE, which held those tokens' rows (a
-    /// revocation of one of them waited for it) and grew a connection's buffers to its binds' size.
+    /// revocation of one of them waited for it), with the binds of all its rows built at once.
     let rowsPerStatement: Int
     static let keptAddresses = 5
     /// Hourly rows older than this become daily rows.
