@@ -243,9 +243,14 @@ import Testing
             _ = try await Self.verify(
                 client, token, [("X-Real-IP", "10.0.0.9"), ("X-Original-URI", "/deployments/iris/x")])
             _ = try await Self.verify(client, token, [("X-Real-IP", "8.8.8.8")])
-            try await Task.sleep(for: .milliseconds(400))
             let id = try #require(info["tokenUUID"] as? String)
-            let shown = try await browser.get("/console/tokens/\(id)")
+            // Last use and counts arrive in a flush (every 100 ms here), in separate statements:
+            // wait for both rather than for a fixed time (a loaded CI machine took longer).
+            var shown = try await browser.get("/console/tokens/\(id)")
+            for _ in 0..<50 where !(shown.text.contains("1 valid") && shown.text.contains("1 address refused")) {
+                try await Task.sleep(for: .milliseconds(100))
+                shown = try await browser.get("/console/tokens/\(id)")
+            }
             #expect(shown.status == .ok)
             #expect(shown.text.contains("iris &lt;deploy&gt;") && !shown.text.contains("iris <deploy>"))
             #expect(shown.text.contains("GET /deployments/iris/**") && shown.text.contains("10.0.0.0/8, 2001:db8::/32"))
