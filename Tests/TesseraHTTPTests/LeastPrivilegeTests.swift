@@ -185,11 +185,10 @@ import Testing
             _ = try await client.call(.patch, "/api-tokens/\(id)", token: root, json: #"{"status": "inactive"}"#)
             #expect(try await Self.verify(client, token, [("X-Real-IP", "10.0.0.1")]).status == .unauthorized)
             var usage = Reply(status: .ok, headers: [:], text: "{}")
-            for _ in 0..<50 {
-                try await Task.sleep(for: .milliseconds(100))
+            _ = try await eventually(within: 5) {
                 usage = try await client.call(.get, "/api-tokens/\(id)/usage?granularity=hour", token: root)
                 let series = usage.json["series"] as? [[String: Any]] ?? []
-                if series.contains(where: { ($0["inactive"] as? Int ?? 0) > 0 }) { break }
+                return series.contains(where: { ($0["inactive"] as? Int ?? 0) > 0 })
             }
             #expect(usage.status == .ok, "\(usage.text)")
             let series = usage.json["series"] as? [[String: Any]] ?? []
@@ -246,11 +245,13 @@ import Testing
             let id = try #require(info["tokenUUID"] as? String)
             // Last use and counts arrive in a flush (every 100 ms here), in separate statements:
             // wait for both rather than for a fixed time (a loaded CI machine took longer).
-            var shown = try await browser.get("/console/tokens/\(id)")
-            for _ in 0..<50 where !(shown.text.contains("1 valid") && shown.text.contains("1 address refused")) {
-                try await Task.sleep(for: .milliseconds(100))
-                shown = try await browser.get("/console/tokens/\(id)")
+            var tokenPage: CookieBrowser.Page?
+            _ = try await eventually(within: 5) {
+                let current = try await browser.get("/console/tokens/\(id)")
+                tokenPage = current
+                return current.text.contains("1 valid") && current.text.contains("1 address refused")
             }
+            let shown = try #require(tokenPage)
             #expect(shown.status == .ok)
             #expect(shown.text.contains("iris &lt;deploy&gt;") && !shown.text.contains("iris <deploy>"))
             #expect(shown.text.contains("GET /deployments/iris/**") && shown.text.contains("10.0.0.0/8, 2001:db8::/32"))
