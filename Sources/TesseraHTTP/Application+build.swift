@@ -84,7 +84,9 @@ public struct TesseraRequestContext: RequestContext {
 /// The `PostgresClient` runs as a service of the application, so start-up and graceful shutdown
 /// (SIGTERM, SIGINT) are ordered for free. `notifications` is the connection the invalidation
 /// listener LISTENs on (nil: no push invalidation, the cache TTL alone bounds staleness).
-/// `standby` answers verification misses (``StandbyReads``; only with a listener).
+/// `standby` answers verification misses (``StandbyReads``; only with a listener). `lookups`:
+/// the connection verification misses have to themselves (``LookupConnection``; nil, or with
+/// standby reads or more than one lookup in flight: misses go through the pool).
 package func buildApplication(
     configuration: ServerConfiguration,
     client: PostgresClient,
@@ -93,6 +95,7 @@ package func buildApplication(
     jwt: JWTSettings = JWTSettings(),
     clock: any WallClock = SystemWallClock(),
     notifications: PostgresConnection.Configuration? = nil,
+    lookups: PostgresConnection.Configuration? = nil,
     standby: PostgresClient? = nil,
     surfaces: [any Surface] = []
 ) async throws -> some ApplicationProtocol {
@@ -112,10 +115,19 @@ package func buildApplication(
                 standby: $0, logger: logger, statements: configuration.statements,
                 recheckPerSecond: configuration.standbyRechecksPerSecond)
         }
+    let lookupConnection =
+        standbyReads != nil || configuration.lookupsInFlight > 1
+        ? nil
+        : lookups.map {
+            LookupConnection(
+                configuration: $0, statements: configuration.statements, timeout: configuration.lookupTimeout,
+                logger: logger)
+        }
     let verifier = TokenVerifier(
         store: store, cache: VerificationCache(settings: configuration.cache),
         lookupTimeout: configuration.lookupTimeout,
-        lookupsInFlight: configuration.lookupsInFlight, standby: standbyReads, usage: lastUsed)
+        lookupsInFlight: configuration.lookupsInFlight, standby: standbyReads, usage: lastUsed,
+        lookups: lookupConnection)
     let listener = notifications.map { InvalidationListener(configuration: $0, verifier: verifier, logger: logger) }
     var services: [any Service] = [client]
     if let standby, standbyReads != nil { services.append(standby) }
@@ -130,6 +142,7 @@ package func buildApplication(
         services.append(WebhookDeliveryService(store: store, settings: configuration.webhooks, logger: logger))
     }
     if let listener { services.append(listener) }
+    if let lookupConnection { services.append(lookupConnection) }
     // Shut down in reverse order: the server stops, then last-used flushes, then the pool closes.
     services.append(lastUsed)
     return Application(

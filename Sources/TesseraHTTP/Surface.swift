@@ -6,7 +6,7 @@ import TesseraPostgres
 /// A face of Tessera that the application serves beside the REST API: the web console
 /// (`TesseraConsole`) and the BentoCloud routes with CLI login (`TesseraBentoCloud`). They live in
 /// their own modules, above this one; `tessera serve` and the tests hand them to
-/// ``buildApplication(configuration:client:migrator:logger:jwt:clock:notifications:standby:surfaces:)``.
+/// ``buildApplication(configuration:client:migrator:logger:jwt:clock:notifications:lookups:standby:surfaces:)``.
 package protocol Surface: Sendable {
     /// Adds the surface's routes, after the REST API's.
     func addRoutes(to router: Router<TesseraRequestContext>, parts: SurfaceParts)

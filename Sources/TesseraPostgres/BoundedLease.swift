@@ -122,6 +122,7 @@ private struct UncheckedSendableBox<Value>: @unchecked Sendable {
 /// A statement sent on a connection that had already closed.
 public struct ConnectionClosedError: Error, CustomStringConvertible {
     public var description: String { "the database connection closed" }
+    public init() {}
 }
 
 extension PostgresConnection {

@@ -5,6 +5,7 @@ import Synchronization
 public struct TimeoutError: Error, CustomStringConvertible {
     public let duration: Duration
     public var description: String { "timed out after \(duration)" }
+    public init(duration: Duration) { self.duration = duration }
 }
 
 /// Runs `operation`, giving up after `duration`: a pool waiting for an unreachable database would

@@ -38,7 +38,7 @@ struct TokenStateStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try Self.decode(row.makeRandomAccess()) }
 
     /// Columns 0-19 of this statement and of `tessera_standby_token_states` (migrations 0008, 0012).
-    static func decode(_ cells: PostgresRandomAccessRow) throws -> Row {
+    static func decode<Cells: TokenStateCells>(_ cells: Cells) throws -> Row {
         guard let kind = TokenKind(rawValue: try cells[1].decode(String.self)),
             let status = TokenStatus(rawValue: try cells[12].decode(String.self)),
             let hash = TokenHash(bytes: Array(buffer: try cells[17].decode(ByteBuffer.self)))
@@ -63,6 +63,14 @@ struct TokenStateStatement: PostgresPreparedStatement {
         )
     }
 }
+
+/// The cells ``TokenStateStatement/decode(_:)`` reads: a row as PostgresNIO describes it, or
+/// with its formats corrected (``LookupConnection``).
+protocol TokenStateCells {
+    subscript(_ index: Int) -> PostgresCell { get }
+}
+
+extension PostgresRandomAccessRow: TokenStateCells {}
 
 extension TesseraStore {
     /// Verifies without any cache (the management routes: strictly consistent).
@@ -121,6 +129,8 @@ public final class TokenVerifier: Sendable {
     private let lastFailure = Mutex<ContinuousClock.Instant?>(nil)
     /// Misses share statements when they arrive faster than the database answers.
     private let batcher: LookupBatcher<TokenHash, StoredTokenState>
+    /// Misses on a connection of their own, the pool taking over when it fails fast.
+    private let lookups: LookupConnection?
     /// Streaming standbys answering misses (`DATABASE_READ_URL`), fenced by the listener.
     public let standby: StandbyReads?
     /// True while an invalidation listener exists but is not connected: changes made through other
@@ -138,10 +148,11 @@ public final class TokenVerifier: Sendable {
     public init(
         store: TesseraStore, cache: VerificationCache, lookupTimeout: Duration? = .seconds(1),
         lookupsInFlight: Int = TokenVerifier.defaultLookupsInFlight,
-        standby: StandbyReads? = nil, usage: UsageRecorder? = nil,
+        standby: StandbyReads? = nil, usage: UsageRecorder? = nil, lookups: LookupConnection? = nil,
         lookUpMany: (@Sendable ([TokenHash]) async throws -> [TokenHash: StoredTokenState])? = nil
     ) {
         self.store = store
+        self.lookups = lookups
         self.usage = usage
         self.cache = cache
         self.lookupTimeout = lookupTimeout
@@ -239,9 +250,22 @@ public final class TokenVerifier: Sendable {
     }
 
     private func lookUp(_ hash: TokenHash, now: Date) async throws -> CachedLookup {
-        guard let state = try await batcher.lookUp(hash) else { return .unknown }
+        guard let state = try await storedState(hash) else { return .unknown }
         let catalog = try await catalog(for: state.token.orgID, now: now)
         return .token(state, effectiveScopes: EffectiveScopes(catalog.effectiveScopes(of: state.token)))
+    }
+
+    /// On the lookup connection when there is one. When it fails fast (closed, refused), the
+    /// pool is asked instead; a statement that timed out there fails closed, as through the pool.
+    private func storedState(_ hash: TokenHash) async throws -> StoredTokenState? {
+        guard let lookups else { return try await batcher.lookUp(hash) }
+        do {
+            return try await lookups.lookUp(hash)
+        } catch let error as TimeoutError {
+            throw error
+        } catch {
+            return try await batcher.lookUp(hash)
+        }
     }
 
     /// Drops what a notification covers: cached token states and, for an org, its catalog.

@@ -297,7 +297,8 @@ func serve(url: DatabaseURL, settings: ServeSettings, migrate: Bool, migrations:
         }
         let app = try await buildApplication(
             configuration: server, client: client, migrator: migrator, logger: logger, jwt: .fromEnvironment(),
-            notifications: try listen.connectionConfiguration(), standby: standby, surfaces: surfaces)
+            notifications: try listen.connectionConfiguration(), lookups: try url.connectionConfiguration(),
+            standby: standby, surfaces: surfaces)
         try await app.runService()
     } catch let error as JWTConfigurationError {
         throw CLIError(message: error.description)

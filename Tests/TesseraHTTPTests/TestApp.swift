@@ -86,7 +86,7 @@ struct TestApp {
             let app = try await buildApplication(
                 configuration: configuration, client: appClient, migrator: try Migrator(), logger: logger,
                 jwt: settings, clock: clock, notifications: listen ? try url.connectionConfiguration() : nil,
-                surfaces: surfaces)
+                lookups: try url.connectionConfiguration(), surfaces: surfaces)
             let testApp = TestApp(store: store, root: root, logs: logs)
             try await app.test(.router) { client in try await body(testApp, client) }
             try await afterShutdown?(testApp)
