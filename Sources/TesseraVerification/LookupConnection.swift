@@ -17,8 +17,8 @@ import TesseraPostgres
 ///
 /// A failure never leaves a miss stranded: every miss of a failed statement gets the error
 /// (``TokenVerifier`` asks the pool instead, unless the statement timed out), the connection is
-/// closed, and the next miss opens a new one. A statement that does not answer within `timeout`
-/// closes the connection, which fails it.
+/// closed, and the next miss opens a new one. A statement (or an opening) that takes longer than
+/// `timeout` fails its misses at the deadline with ``TimeoutError``.
 public final class LookupConnection: Service, Sendable {
     /// Findable in pg_stat_activity.
     public static let applicationName = "tessera-verification-lookups"
@@ -123,6 +123,8 @@ public final class LookupConnection: Service, Sendable {
                     let connection = try await PostgresConnection.connect(
                         configuration: self.configuration, id: Int.random(in: 1..<Int.max), logger: self.logger)
                     do {
+                        // Opened after its deadline: nobody waits for it any more.
+                        try Task.checkCancellation()
                         let prepared: PreparedQuery? =
                             switch self.statements {
                             case .prepared: try await connection.prepare(query: TokenStateStatement.sql).get()
