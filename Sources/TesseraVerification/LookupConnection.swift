@@ -17,8 +17,8 @@ import TesseraPostgres
 ///
 /// A failure never leaves a miss stranded: every miss of a failed statement gets the error
 /// (``TokenVerifier`` asks the pool instead, unless the statement timed out), the connection is
-/// closed, and the next miss opens a new one. A statement (or an opening) that takes longer than
-/// `timeout` fails its misses at the deadline with ``TimeoutError``.
+/// closed, and the next miss opens a new one. A statement that takes longer than `timeout` fails
+/// its misses at the deadline with ``TimeoutError``; an opening that does, with an error of its own.
 public final class LookupConnection: Service, Sendable {
     /// Findable in pg_stat_activity.
     public static let applicationName = "tessera-verification-lookups"
@@ -96,8 +96,16 @@ public final class LookupConnection: Service, Sendable {
         }
     }
 
-    /// Runs until graceful shutdown, then closes.
+    /// Opens the connection at once (the first miss need not wait for it), runs until graceful
+    /// shutdown, then closes.
     public func run() async throws {
+        let start = state.withLock { state -> Bool in
+            guard case .closed = state.link, !state.serving else { return false }
+            state.serving = true
+            state.link = .opening
+            return true
+        }
+        if start { open() }
         try? await gracefulShutdown()
         await close()
     }
@@ -158,7 +166,8 @@ public final class LookupConnection: Service, Sendable {
                     defer { state.queue.removeAll() }
                     return Array(state.queue)
                 }
-                for waiter in waiters { waiter.continuation.resume(throwing: error) }
+                // Even a timed-out opening lets the pool answer: only a statement that hangs fails closed.
+                for waiter in waiters { waiter.continuation.resume(throwing: OpeningFailed(error: error)) }
             }
         }
     }
@@ -269,6 +278,11 @@ private struct BinaryCells: TokenStateCells {
         cell.format = .binary
         return cell
     }
+}
+
+/// The lookup connection could not be opened (the verifier asks the pool).
+struct OpeningFailed: Error {
+    let error: any Error
 }
 
 /// True for the first caller of ``claim()`` only.

@@ -255,8 +255,9 @@ public final class TokenVerifier: Sendable {
         return .token(state, effectiveScopes: EffectiveScopes(catalog.effectiveScopes(of: state.token)))
     }
 
-    /// On the lookup connection when there is one. When it fails fast (closed, refused), the
-    /// pool is asked instead; a statement that timed out there fails closed, as through the pool.
+    /// On the lookup connection when there is one. When it fails otherwise than by a statement's
+    /// deadline (closed, refused, could not open in time), the pool is asked instead; a statement
+    /// that timed out there fails closed, as through the pool.
     private func storedState(_ hash: TokenHash) async throws -> StoredTokenState? {
         guard let lookups else { return try await batcher.lookUp(hash) }
         do {
