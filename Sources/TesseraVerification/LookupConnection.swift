@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -30,7 +31,8 @@ public final class LookupConnection: Service, Sendable {
 
     private enum Link: Sendable {
         case closed
-        case opening
+        /// The number tells an opening from one that gave up at its deadline.
+        case opening(Int)
         case open(PostgresConnection, PreparedQuery?)
         case shutDown
     }
@@ -42,6 +44,13 @@ public final class LookupConnection: Service, Sendable {
         var serving = false
         /// When opening last failed: for a second after, misses go straight to the pool.
         var openFailed: ContinuousClock.Instant?
+        var openings = 0
+
+        mutating func beginOpening() -> Int {
+            openings += 1
+            link = .opening(openings)
+            return openings
+        }
     }
 
     private let state = Mutex(State())
@@ -68,7 +77,7 @@ public final class LookupConnection: Service, Sendable {
     /// The stored facts of the token with this hash, or nil when there is none.
     public func lookUp(_ hash: TokenHash) async throws -> StoredTokenState? {
         try await withCheckedThrowingContinuation { continuation in
-            enum Next { case wait, open, send(PostgresConnection, PreparedQuery?), refuse }
+            enum Next { case wait, open(Int), send(PostgresConnection, PreparedQuery?), refuse }
             let next = state.withLock { state -> Next in
                 switch state.link {
                 case .shutDown: return .refuse
@@ -81,15 +90,13 @@ public final class LookupConnection: Service, Sendable {
                 state.serving = true
                 switch state.link {
                 case .open(let connection, let prepared): return .send(connection, prepared)
-                case .closed:
-                    state.link = .opening
-                    return .open
+                case .closed: return .open(state.beginOpening())
                 case .opening, .shutDown: return .wait
                 }
             }
             switch next {
             case .wait: break
-            case .open: open()
+            case .open(let attempt): open(attempt)
             case .send(let connection, let prepared): send(on: connection, prepared)
             case .refuse: continuation.resume(throwing: ConnectionClosedError())
             }
@@ -99,13 +106,12 @@ public final class LookupConnection: Service, Sendable {
     /// Opens the connection at once (the first miss need not wait for it), runs until graceful
     /// shutdown, then closes.
     public func run() async throws {
-        let start = state.withLock { state -> Bool in
-            guard case .closed = state.link, !state.serving else { return false }
+        let attempt = state.withLock { state -> Int? in
+            guard case .closed = state.link, !state.serving else { return nil }
             state.serving = true
-            state.link = .opening
-            return true
+            return state.beginOpening()
         }
-        if start { open() }
+        if let attempt { open(attempt) }
         try? await gracefulShutdown()
         await close()
     }
@@ -124,59 +130,67 @@ public final class LookupConnection: Service, Sendable {
         try? await connection?.close()
     }
 
-    private func open() {
-        Task {
-            do {
-                let (connection, prepared) = try await withTimeoutIfAny {
-                    let connection = try await PostgresConnection.connect(
-                        configuration: self.configuration, id: Int.random(in: 1..<Int.max), logger: self.logger)
-                    do {
-                        // Opened after its deadline: nobody waits for it any more.
-                        try Task.checkCancellation()
-                        let prepared: PreparedQuery? =
-                            switch self.statements {
-                            case .prepared: try await connection.prepare(query: TokenStateStatement.sql).get()
-                            case .unnamed: nil
-                            }
-                        return (connection, prepared)
-                    } catch {
-                        try? await connection.close()
-                        throw error
-                    }
-                }
-                let keep = state.withLock { state -> Bool in
-                    guard case .opening = state.link else { return false }
-                    state.link = .open(connection, prepared)
-                    state.openFailed = nil
-                    return true
-                }
-                guard keep else {
-                    try? await connection.close()
-                    return
-                }
-                send(on: connection, prepared)
-            } catch {
-                logger.warning(
-                    "verification lookups: could not open their connection",
-                    metadata: ["error": "\(describeDatabaseFailure(error))"])
-                let waiters = state.withLock { state -> [Waiter] in
-                    if case .opening = state.link { state.link = .closed }
-                    state.openFailed = .now
-                    state.serving = false
-                    defer { state.queue.removeAll() }
-                    return Array(state.queue)
-                }
-                // Even a timed-out opening lets the pool answer: only a statement that hangs fails closed.
-                for waiter in waiters { waiter.continuation.resume(throwing: OpeningFailed(error: error)) }
+    /// Opens the connection (and prepares the statement) for the misses waiting and those that
+    /// come meanwhile. At the deadline they are handed to the pool; a connection that opens after
+    /// it is closed.
+    private func open(_ attempt: Int) {
+        let timer = timeout.map { timeout in
+            MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(timeout)) {
+                self.failOpening(attempt, TimeoutError(duration: timeout))
             }
+        }
+        Task {
+            let connection: PostgresConnection
+            let prepared: PreparedQuery?
+            do {
+                connection = try await PostgresConnection.connect(
+                    configuration: configuration, id: Int.random(in: 1..<Int.max), logger: logger)
+            } catch {
+                timer?.cancel()
+                return failOpening(attempt, error)
+            }
+            do {
+                prepared =
+                    switch statements {
+                    case .prepared: try await connection.prepare(query: TokenStateStatement.sql).get()
+                    case .unnamed: nil
+                    }
+            } catch {
+                timer?.cancel()
+                try? await connection.close()
+                return failOpening(attempt, error)
+            }
+            timer?.cancel()
+            let current = state.withLock { state -> Bool in
+                guard case .opening(attempt) = state.link else { return false }
+                state.link = .open(connection, prepared)
+                state.openFailed = nil
+                return true
+            }
+            guard current else {
+                try? await connection.close()
+                return
+            }
+            send(on: connection, prepared)
         }
     }
 
-    private func withTimeoutIfAny<Result: Sendable>(
-        _ operation: @escaping @Sendable () async throws -> Result
-    ) async throws -> Result {
-        guard let timeout else { return try await operation() }
-        return try await withTimeout(timeout, operation)
+    /// The opening numbered `attempt` failed or passed its deadline: what waits goes to the pool.
+    private func failOpening(_ attempt: Int, _ error: any Error) {
+        let waiters = state.withLock { state -> [Waiter]? in
+            guard case .opening(attempt) = state.link else { return nil }
+            state.link = .closed
+            state.openFailed = .now
+            state.serving = false
+            defer { state.queue.removeAll() }
+            return Array(state.queue)
+        }
+        guard let waiters else { return }
+        logger.warning(
+            "verification lookups: could not open their connection",
+            metadata: ["error": "\(describeDatabaseFailure(error))"])
+        // Even a timed-out opening lets the pool answer: only a statement that hangs fails closed.
+        for waiter in waiters { waiter.continuation.resume(throwing: OpeningFailed(error: error)) }
     }
 
     /// One statement for the misses at the head of the queue, or the end of serving when none
@@ -240,17 +254,16 @@ public final class LookupConnection: Service, Sendable {
     /// new one. Only the statement in flight calls this, once, while its connection is the open one.
     private func drop(_ connection: PostgresConnection) {
         connection.close().whenComplete { _ in }
-        let reopen = state.withLock { state -> Bool in
-            guard case .open(let current, _) = state.link, current === connection else { return false }
+        let reopen = state.withLock { state -> Int? in
+            guard case .open(let current, _) = state.link, current === connection else { return nil }
             state.link = .closed
             guard !state.queue.isEmpty else {
                 state.serving = false
-                return false
+                return nil
             }
-            state.link = .opening
-            return true
+            return state.beginOpening()
         }
-        if reopen { open() }
+        if let reopen { open(reopen) }
     }
 
     private static func states(_ rows: [PostgresRow], binary: Bool) throws -> [TokenHash: StoredTokenState] {

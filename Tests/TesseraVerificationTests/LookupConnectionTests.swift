@@ -84,6 +84,27 @@ import Testing
         }
     }
 
+    @Test func anOpeningPastItsDeadlineIsClosedWhenItArrives() async throws {
+        let url = try await TestPostgres.shared.makeDatabase()
+        try await withRunningClient(url) { client, logger in
+            let store = TesseraStore(client: client, logger: logger)
+            let boot = try await store.bootstrap(organization: "acme", admin: "root")
+            // No connection opens within a millisecond: the miss is handed back at the deadline
+            // and the connection, when it arrives, is closed rather than left open (PostgresNIO
+            // traps on a connection dropped unclosed in debug builds).
+            let lookups = LookupConnection(
+                configuration: try url.connectionConfiguration(), timeout: .milliseconds(1), logger: logger)
+            await #expect(throws: (any Error).self) { try await lookups.lookUp(boot.token.hash) }
+            var gone = false
+            for _ in 0..<50 where !gone {
+                try await Task.sleep(for: .milliseconds(100))
+                gone = try await Self.backends(client) == 0
+            }
+            #expect(gone, "the late connection was closed")
+            await lookups.close()
+        }
+    }
+
     @Test func whenItCannotOpenThePoolAnswers() async throws {
         let url = try await TestPostgres.shared.makeDatabase()
         try await withRunningClient(url) { client, logger in
