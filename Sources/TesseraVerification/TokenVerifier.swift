@@ -129,7 +129,8 @@ public final class TokenVerifier: Sendable {
     private let lastFailure = Mutex<ContinuousClock.Instant?>(nil)
     /// Misses share statements when they arrive faster than the database answers.
     private let batcher: LookupBatcher<TokenHash, StoredTokenState>
-    /// Misses on a connection of their own, the pool taking over when it fails fast.
+    /// Misses on a connection of their own, the pool taking over when it fails (but for a
+    /// statement past its deadline).
     private let lookups: LookupConnection?
     /// Streaming standbys answering misses (`DATABASE_READ_URL`), fenced by the listener.
     public let standby: StandbyReads?
