@@ -19,12 +19,18 @@ extension PostgresClient {
         case .prepared:
             for try await row in try await execute(statement, logger: logger) { rows.append(row) }
         case .unnamed:
-            let query = PostgresQuery(unsafeSQL: Statement.sql, binds: try statement.makeBindings())
-            for try await row in try await self.query(query, logger: logger) {
+            for try await row in try await self.query(try statement.unnamed(), logger: logger) {
                 rows.append(try statement.decodeRow(row))
             }
         }
         return rows
+    }
+}
+
+extension PostgresPreparedStatement {
+    /// The statement as an unnamed one: parsed, bound and executed in one go.
+    public func unnamed() throws -> PostgresQuery {
+        PostgresQuery(unsafeSQL: Self.sql, binds: try makeBindings())
     }
 }
 

@@ -57,12 +57,14 @@ public final class LookupConnection: Service, Sendable {
     private let configuration: PostgresConnection.Configuration
     private let statements: StatementMode
     private let timeout: Duration?
+    private let openingTimeout: Duration?
     private let maxBatch: Int
     private let logger: Logger
 
+    /// `timeout` bounds each statement, and each opening unless `openingTimeout` is given.
     public init(
         configuration: PostgresConnection.Configuration, statements: StatementMode = .prepared,
-        timeout: Duration? = .seconds(1), maxBatch: Int = 128, logger: Logger
+        timeout: Duration? = .seconds(1), openingTimeout: Duration? = nil, maxBatch: Int = 128, logger: Logger
     ) {
         precondition(maxBatch >= 1)
         var configuration = configuration
@@ -70,6 +72,7 @@ public final class LookupConnection: Service, Sendable {
         self.configuration = configuration
         self.statements = statements
         self.timeout = timeout
+        self.openingTimeout = openingTimeout ?? timeout
         self.maxBatch = maxBatch
         self.logger = logger
     }
@@ -134,7 +137,7 @@ public final class LookupConnection: Service, Sendable {
     /// come meanwhile. At the deadline they are handed to the pool; a connection that opens after
     /// it is closed.
     private func open(_ attempt: Int) {
-        let timer = timeout.map { timeout in
+        let timer = openingTimeout.map { timeout in
             MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(timeout)) {
                 self.failOpening(attempt, TimeoutError(duration: timeout))
             }
@@ -242,9 +245,7 @@ public final class LookupConnection: Service, Sendable {
             ])
         }
         do {
-            let query = PostgresQuery(
-                unsafeSQL: TokenStateStatement.sql, binds: try TokenStateStatement(hashes: hashes).makeBindings())
-            return connection.query(query, logger: logger).map(\.rows)
+            return connection.query(try TokenStateStatement(hashes: hashes).unnamed(), logger: logger).map(\.rows)
         } catch {
             return connection.eventLoop.makeFailedFuture(error)
         }

@@ -310,8 +310,7 @@ public final class TokenVerifier: Sendable {
         while start < entries.count {
             let chunk = entries[start..<min(start + 5_000, entries.count)].map(\.hash)
             let statement = TokenStateStatement(hashes: chunk)
-            let query = PostgresQuery(unsafeSQL: TokenStateStatement.sql, binds: try statement.makeBindings())
-            for try await row in try await connection.query(query, logger: logger) {
+            for try await row in try await connection.query(try statement.unnamed(), logger: logger) {
                 if let (hash, state) = try statement.decodeRow(row) { fresh[hash] = state }
             }
             start += chunk.count
